@@ -1,0 +1,95 @@
+//! A summary of a read file for people and scripts: what was read, what the values are, how many
+//! genes sit on the genome, which conditions the labels hold. Behind `mamba-perturb inspect`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::genome::GeneTable;
+use crate::io::ExpressionData;
+use crate::labels::Perturbation;
+use crate::normalize::{self, ValueKind};
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub file: String,
+    pub kind: &'static str,
+    pub cells: usize,
+    pub genes: usize,
+    pub nnz: usize,
+    pub matrix: String,
+    pub values: &'static str,
+    pub values_detail: ValueKind,
+    pub median_total_per_cell: f64,
+    pub label_column: Option<String>,
+    /// Number of distinct conditions (canonical gene sets), null without a label column.
+    pub conditions: Option<usize>,
+    /// Conditions by kind (`control`, `single`, `double`), null without a label column.
+    pub condition_kinds: Option<BTreeMap<&'static str, usize>>,
+    pub genes_placed: usize,
+    pub genes_not_placed: usize,
+    pub placement: String,
+    pub obs_columns: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Summarises what a reader produced. Fails only on unparseable labels (with the row).
+pub fn summarize(file: &str, data: &ExpressionData) -> Result<Summary, String> {
+    let kind_of_values = normalize::detect(&data.matrix);
+    let mut totals = data.matrix.row_sums();
+    totals.sort_by(|a, b| a.total_cmp(b));
+    let placement = GeneTable::grch38().place(&data.genes, data.gene_ids.as_deref());
+
+    let (conditions, condition_kinds) = match &data.labels {
+        Some(col) => {
+            let mut distinct: BTreeMap<Perturbation, usize> = BTreeMap::new();
+            for (i, v) in col.values.iter().enumerate() {
+                let p = Perturbation::parse(v).map_err(|e| {
+                    format!(
+                        "{file}: obs column '{}', cell {}: {e}",
+                        col.name, data.cells[i]
+                    )
+                })?;
+                *distinct.entry(p).or_default() += 1;
+            }
+            let mut kinds = BTreeMap::new();
+            for p in distinct.keys() {
+                *kinds.entry(p.kind()).or_default() += 1;
+            }
+            (Some(distinct.len()), Some(kinds))
+        }
+        None => (None, None),
+    };
+
+    let mut warnings = data.warnings.clone();
+    if placement.placed() == 0 {
+        warnings.push(format!(
+            "none of the {} genes matched the GRCh38 gene table (by symbol or Ensembl ID), e.g. '{}': are the gene names in the header?",
+            data.genes.len(),
+            data.genes.first().map(String::as_str).unwrap_or("")
+        ));
+    }
+    Ok(Summary {
+        file: file.to_string(),
+        kind: if data.simulated {
+            "simulated"
+        } else {
+            "unknown (not marked simulated)"
+        },
+        cells: data.matrix.n_rows,
+        genes: data.matrix.n_cols,
+        nnz: data.matrix.nnz(),
+        matrix: data.matrix_source.clone(),
+        values: kind_of_values.short(),
+        values_detail: kind_of_values,
+        median_total_per_cell: totals.get(totals.len() / 2).copied().unwrap_or(0.0),
+        label_column: data.labels.as_ref().map(|l| l.name.clone()),
+        conditions,
+        condition_kinds,
+        genes_placed: placement.placed(),
+        genes_not_placed: placement.loci.len() - placement.placed(),
+        placement: placement.report(),
+        obs_columns: data.obs_column_names.clone(),
+        warnings,
+    })
+}

@@ -1,0 +1,637 @@
+//! AnnData (.h5ad) reading with the pure-Rust `hdf5-pure` crate, so the same code runs in the browser.
+//! Handles files written by anndata 0.7 through the current release: dense or sparse (CSR/CSC) `X`,
+//! `layers/counts` and `raw/X`, dataframes with `_index`, string arrays, categoricals (0.7 and 0.8+
+//! layouts) and numeric columns. Only the matrix, gene names, cell names and asked-for obs columns are read.
+
+use hdf5_pure::{AttrValue, Dataset, File, FormatError, Group};
+
+use super::{
+    ExpressionData, LabelColumn, MatrixChoice, ReadError, ReadOptions, choose_label_column,
+    sparse::CsrMatrix,
+};
+
+/// Symbol columns tried, in order, when the var index holds Ensembl IDs.
+const SYMBOL_COLUMNS: &[&str] = &[
+    "feature_name",
+    "gene_name",
+    "gene_symbols",
+    "gene_symbol",
+    "symbol",
+    "gene_names",
+];
+/// Ensembl-ID columns tried when the var index holds symbols.
+const ID_COLUMNS: &[&str] = &[
+    "gene_ids",
+    "gene_id",
+    "ensembl_id",
+    "ensemble_id",
+    "feature_id",
+    "ensembl_ids",
+];
+
+/// Opens lazily from disk: datasets are fetched on demand, so memory follows what is read.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_h5ad_path(
+    path: &std::path::Path,
+    options: &ReadOptions,
+) -> Result<ExpressionData, ReadError> {
+    let name = path.display().to_string();
+    let file = File::open_streaming(path).map_err(|e| open_error(&name, e))?;
+    read_h5ad(&name, &file, options)
+}
+
+pub fn read_h5ad_bytes(
+    name: &str,
+    bytes: Vec<u8>,
+    options: &ReadOptions,
+) -> Result<ExpressionData, ReadError> {
+    let file = File::from_bytes(bytes).map_err(|e| open_error(name, e))?;
+    read_h5ad(name, &file, options)
+}
+
+fn open_error(file: &str, e: hdf5_pure::Error) -> ReadError {
+    match e {
+        hdf5_pure::Error::Io(source) => ReadError::Io {
+            file: file.to_string(),
+            source,
+        },
+        hdf5_pure::Error::Format(FormatError::SignatureNotFound) => ReadError::NotHdf5 {
+            file: file.to_string(),
+        },
+        other => ReadError::Damaged {
+            file: file.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Turns a library error met while reading one object into a message naming that object.
+fn object_error(file: &str, object: &str, e: hdf5_pure::Error) -> ReadError {
+    match e {
+        hdf5_pure::Error::Format(FormatError::UnsupportedFilter(id)) => ReadError::Unsupported {
+            file: file.to_string(),
+            what: format!("dataset '{object}' is compressed with HDF5 filter {id}{}, which this reader does not support", filter_name(id)),
+            hint: "Re-save it with gzip or no compression, e.g. in Python: `ad.read_h5ad(f).write_h5ad(g, compression='gzip')`".to_string(),
+        },
+        hdf5_pure::Error::Io(source) => ReadError::Io { file: file.to_string(), source },
+        other => ReadError::Damaged { file: file.to_string(), detail: format!("reading '{object}': {other}") },
+    }
+}
+
+fn filter_name(id: u16) -> &'static str {
+    match id {
+        32001 => " (Blosc)",
+        32004 => " (LZ4)",
+        32008 => " (Bitshuffle)",
+        32015 => " (Zstandard)",
+        4 => " (SZIP)",
+        _ => "",
+    }
+}
+
+fn exists_group(file: &File, path: &str) -> bool {
+    file.group(path).is_ok()
+}
+
+fn exists_dataset(file: &File, path: &str) -> bool {
+    file.dataset(path).is_ok()
+}
+
+fn attr_string(attrs: &std::collections::HashMap<String, AttrValue>, key: &str) -> Option<String> {
+    attrs
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(|s| s.to_string())
+}
+
+fn read_h5ad(name: &str, file: &File, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
+    // A cut-off copy still opens (the superblock is at the start) but ends before its stated end.
+    let (stated, actual) = (file.superblock().eof_address, file.file_size());
+    if actual < stated {
+        return Err(ReadError::Damaged {
+            file: name.to_string(),
+            detail: format!(
+                "truncated: the file has {actual} bytes but its HDF5 header says {stated}"
+            ),
+        });
+    }
+    // Pre-0.7 AnnData stored obs/var as structured (compound) datasets rather than groups.
+    if exists_dataset(file, "obs") || exists_dataset(file, "var") {
+        return Err(ReadError::Unsupported {
+            file: name.to_string(),
+            what: "this is a pre-0.7 AnnData layout (obs/var stored as compound datasets)".to_string(),
+            hint: "Re-save it with a current anndata: `import anndata as ad; ad.read_h5ad(old).write_h5ad(new)`".to_string(),
+        });
+    }
+    if !exists_group(file, "obs") {
+        return Err(ReadError::Missing {
+            file: name.to_string(),
+            what: "the 'obs' group".to_string(),
+            hint:
+                "this HDF5 file is not an AnnData .h5ad (expected groups obs, var and a matrix X)"
+                    .to_string(),
+        });
+    }
+
+    let (matrix_path, var_path) = choose_matrix(name, file, &options.matrix)?;
+    let cells = read_index(name, file, "obs")?;
+    let var_index = read_index(name, file, var_path)?;
+    let var_columns = column_names(file, var_path);
+    let (genes, gene_ids) = gene_names(name, file, var_path, var_index, &var_columns)?;
+
+    let matrix = read_matrix(name, file, &matrix_path, cells.len(), genes.len())?;
+
+    let obs_column_names = column_names(file, "obs");
+    let label_name = choose_label_column(name, &obs_column_names, options.label_column.as_deref())?;
+    let labels = match label_name {
+        Some(col) => Some(LabelColumn {
+            values: read_text_column(name, file, "obs", &col, cells.len())?,
+            name: col,
+        }),
+        None => None,
+    };
+    let mut obs = Vec::new();
+    for col in &options.extra_obs {
+        if !obs_column_names.contains(col) {
+            return Err(ReadError::Missing {
+                file: name.to_string(),
+                what: format!("obs column '{col}'"),
+                hint: format!("the file has: {}", obs_column_names.join(", ")),
+            });
+        }
+        obs.push(LabelColumn {
+            name: col.clone(),
+            values: read_text_column(name, file, "obs", col, cells.len())?,
+        });
+    }
+
+    let simulated = file
+        .dataset("uns/data_kind")
+        .and_then(|d| d.read_string())
+        .map(|v| v.iter().any(|s| s == "simulated"))
+        .unwrap_or(false);
+
+    Ok(ExpressionData {
+        cells,
+        genes,
+        gene_ids,
+        matrix,
+        matrix_source: matrix_path,
+        labels,
+        obs,
+        obs_column_names,
+        simulated,
+        warnings: Vec::new(),
+    })
+}
+
+/// Returns (matrix path, var dataframe path). Raw counts are preferred because the model
+/// normalises them itself; `X` is often already log-normalised.
+fn choose_matrix(
+    name: &str,
+    file: &File,
+    choice: &MatrixChoice,
+) -> Result<(String, &'static str), ReadError> {
+    let has = |p: &str| exists_group(file, p) || exists_dataset(file, p);
+    let missing = |what: String| ReadError::Missing {
+        file: name.to_string(),
+        what,
+        hint: format!(
+            "available: {}",
+            ["X", "layers/counts", "raw/X"]
+                .iter()
+                .filter(|p| has(p))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    match choice {
+        MatrixChoice::Auto => {
+            if has("layers/counts") {
+                Ok(("layers/counts".into(), "var"))
+            } else if has("raw/X") && exists_group(file, "raw/var") {
+                Ok(("raw/X".into(), "raw/var"))
+            } else if has("X") {
+                Ok(("X".into(), "var"))
+            } else {
+                Err(missing("the expression matrix X".into()))
+            }
+        }
+        MatrixChoice::X => has("X")
+            .then(|| ("X".to_string(), "var"))
+            .ok_or_else(|| missing("X".into())),
+        MatrixChoice::RawX => has("raw/X")
+            .then(|| ("raw/X".to_string(), "raw/var"))
+            .ok_or_else(|| missing("raw/X".into())),
+        MatrixChoice::Layer(l) => {
+            let p = format!("layers/{l}");
+            if has(&p) {
+                Ok((p, "var"))
+            } else {
+                Err(missing(format!("layer '{l}'")))
+            }
+        }
+    }
+}
+
+/// The dataframe's row names: the dataset named by its `_index` attribute.
+fn read_index(name: &str, file: &File, df: &str) -> Result<Vec<String>, ReadError> {
+    let group = file.group(df).map_err(|e| object_error(name, df, e))?;
+    let attrs = group.attrs().map_err(|e| object_error(name, df, e))?;
+    let index_name = attr_string(&attrs, "_index").unwrap_or_else(|| "_index".to_string());
+    let path = format!("{df}/{index_name}");
+    let ds = file.dataset(&path).map_err(|_| ReadError::Missing {
+        file: name.to_string(),
+        what: format!("the index of '{df}' ('{path}')"),
+        hint: "the dataframe has no `_index`; re-save the file with anndata".to_string(),
+    })?;
+    read_strings(name, &path, &ds)
+}
+
+fn read_strings(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+    ds.read_string().map_err(|e| object_error(name, path, e))
+}
+
+/// Column names of a dataframe, from `column-order` when present, else its members.
+fn column_names(file: &File, df: &str) -> Vec<String> {
+    let Ok(group) = file.group(df) else {
+        return Vec::new();
+    };
+    let index_name = group
+        .attrs()
+        .ok()
+        .and_then(|a| attr_string(&a, "_index"))
+        .unwrap_or_else(|| "_index".into());
+    if let Some(order) = group.attrs().ok().and_then(|a| {
+        a.get("column-order")
+            .and_then(|v| v.as_strings().map(|s| s.to_vec()))
+    }) {
+        if !order.is_empty() {
+            return order;
+        }
+    }
+    let mut names: Vec<String> = group.datasets().unwrap_or_default();
+    names.extend(group.groups().unwrap_or_default());
+    names.retain(|n| n != &index_name && !n.starts_with("__"));
+    names.sort();
+    names
+}
+
+/// Symbols and Ensembl IDs for the genes, whichever the file puts in its index and columns.
+fn gene_names(
+    name: &str,
+    file: &File,
+    var: &str,
+    index: Vec<String>,
+    columns: &[String],
+) -> Result<(Vec<String>, Option<Vec<String>>), ReadError> {
+    let n = index.len();
+    let index_is_ensembl = looks_like_ensembl(&index);
+    if index_is_ensembl {
+        for col in SYMBOL_COLUMNS {
+            if columns.iter().any(|c| c == col) {
+                let symbols = read_text_column(name, file, var, col, n)?;
+                return Ok((symbols, Some(index)));
+            }
+        }
+        return Ok((index.clone(), Some(index)));
+    }
+    for col in ID_COLUMNS {
+        if columns.iter().any(|c| c == col) {
+            let ids = read_text_column(name, file, var, col, n)?;
+            if looks_like_ensembl(&ids) {
+                return Ok((index, Some(ids)));
+            }
+        }
+    }
+    Ok((index, None))
+}
+
+/// True when most names are Ensembl gene IDs (ENSG..., ENSMUSG..., with or without a version).
+pub fn looks_like_ensembl(names: &[String]) -> bool {
+    let sample: Vec<&String> = names.iter().take(200).collect();
+    !sample.is_empty()
+        && sample
+            .iter()
+            .filter(|s| s.starts_with("ENS") && s.contains('G'))
+            .count()
+            * 10
+            >= sample.len() * 9
+}
+
+/// Reads any dataframe column as text: string arrays, categoricals (both layouts) and numbers.
+fn read_text_column(
+    name: &str,
+    file: &File,
+    df: &str,
+    col: &str,
+    n: usize,
+) -> Result<Vec<String>, ReadError> {
+    let path = format!("{df}/{col}");
+    let values = if let Ok(group) = file.group(&path) {
+        let attrs = group.attrs().map_err(|e| object_error(name, &path, e))?;
+        match attr_string(&attrs, "encoding-type").as_deref() {
+            Some("categorical") => {
+                let codes = file
+                    .dataset(&format!("{path}/codes"))
+                    .map_err(|e| object_error(name, &path, e))?;
+                let cats = file
+                    .dataset(&format!("{path}/categories"))
+                    .map_err(|e| object_error(name, &path, e))?;
+                let categories = read_category_values(name, &format!("{path}/categories"), &cats)?;
+                decode_categorical(name, &path, &codes, &categories)?
+            }
+            Some("nullable-integer") | Some("nullable-boolean") | Some("nullable-string-array") => {
+                let values = file
+                    .dataset(&format!("{path}/values"))
+                    .map_err(|e| object_error(name, &path, e))?;
+                read_any_as_text(name, &format!("{path}/values"), &values)?
+            }
+            other => {
+                return Err(ReadError::Unsupported {
+                    file: name.to_string(),
+                    what: format!("column '{path}' has encoding '{}'", other.unwrap_or("none")),
+                    hint: "Use a string, categorical or numeric column".to_string(),
+                });
+            }
+        }
+    } else {
+        let ds = file
+            .dataset(&path)
+            .map_err(|e| object_error(name, &path, e))?;
+        // anndata 0.7: categorical codes with their categories in `<df>/__categories/<col>`.
+        let legacy = format!("{df}/__categories/{col}");
+        if let Ok(cats) = file.dataset(&legacy) {
+            let categories = read_category_values(name, &legacy, &cats)?;
+            decode_categorical(name, &path, &ds, &categories)?
+        } else {
+            read_any_as_text(name, &path, &ds)?
+        }
+    };
+    if values.len() != n {
+        return Err(ReadError::malformed(
+            name,
+            format!(
+                "column '{path}' has {} values but the dataframe has {n} rows",
+                values.len()
+            ),
+        ));
+    }
+    Ok(values)
+}
+
+fn read_category_values(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+    read_any_as_text(name, path, ds)
+}
+
+fn decode_categorical(
+    name: &str,
+    path: &str,
+    codes: &Dataset,
+    categories: &[String],
+) -> Result<Vec<String>, ReadError> {
+    let codes = codes.read_i64().map_err(|e| object_error(name, path, e))?;
+    codes
+        .iter()
+        .map(|&c| {
+            if c < 0 {
+                Ok(String::new()) // pandas' code for a missing value
+            } else {
+                categories.get(c as usize).cloned().ok_or_else(|| {
+                    ReadError::malformed(
+                        name,
+                        format!(
+                            "categorical '{path}' has code {c} but only {} categories",
+                            categories.len()
+                        ),
+                    )
+                })
+            }
+        })
+        .collect()
+}
+
+fn read_any_as_text(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+    use hdf5_pure::DType;
+    let dtype = ds.dtype().map_err(|e| object_error(name, path, e))?;
+    Ok(match dtype {
+        DType::String | DType::VariableLengthString => read_strings(name, path, ds)?,
+        DType::F32 | DType::F64 => ds
+            .read_f64()
+            .map_err(|e| object_error(name, path, e))?
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
+        DType::Enum(_) | DType::U8 | DType::I8 => {
+            // h5py stores booleans as an 8-bit enum; show them as true/false when they are 0/1.
+            let v = ds.read_i64().map_err(|e| object_error(name, path, e))?;
+            if matches!(dtype, DType::Enum(_)) {
+                v.iter().map(|&x| (x != 0).to_string()).collect()
+            } else {
+                v.iter().map(|x| x.to_string()).collect()
+            }
+        }
+        DType::I16 | DType::I32 | DType::I64 | DType::U16 | DType::U32 | DType::U64 => ds
+            .read_i64()
+            .map_err(|e| object_error(name, path, e))?
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
+        other => {
+            return Err(ReadError::Unsupported {
+                file: name.to_string(),
+                what: format!("column '{path}' has HDF5 type {other:?}"),
+                hint: "Use a string, categorical or numeric column".to_string(),
+            });
+        }
+    })
+}
+
+/// Reads the chosen matrix into CSR: dense datasets in row windows, sparse groups by their arrays.
+fn read_matrix(
+    name: &str,
+    file: &File,
+    path: &str,
+    n_obs: usize,
+    n_vars: usize,
+) -> Result<CsrMatrix, ReadError> {
+    if let Ok(group) = file.group(path) {
+        read_sparse(name, file, &group, path, n_obs, n_vars)
+    } else {
+        let ds = file
+            .dataset(path)
+            .map_err(|e| object_error(name, path, e))?;
+        read_dense(name, &ds, path, n_obs, n_vars)
+    }
+}
+
+fn read_dense(
+    name: &str,
+    ds: &Dataset,
+    path: &str,
+    n_obs: usize,
+    n_vars: usize,
+) -> Result<CsrMatrix, ReadError> {
+    let shape = ds.shape().map_err(|e| object_error(name, path, e))?;
+    if shape.len() != 2 || shape[0] as usize != n_obs || shape[1] as usize != n_vars {
+        return Err(ReadError::malformed(
+            name,
+            format!(
+                "matrix '{path}' has shape {shape:?}, but obs has {n_obs} rows and var {n_vars}"
+            ),
+        ));
+    }
+    let mut m = CsrMatrix::new(n_vars);
+    // About 4M values a window keeps the transient dense buffer small for any file size.
+    let window = (4_000_000 / n_vars.max(1)).max(1);
+    let mut start = 0;
+    while start < n_obs {
+        let count = window.min(n_obs - start);
+        let vals = ds
+            .read_f32_rows(start as u64, count as u64)
+            .map_err(|e| object_error(name, path, e))?;
+        if vals.len() != count * n_vars {
+            return Err(ReadError::Damaged {
+                file: name.to_string(),
+                detail: format!("'{path}' returned a short read"),
+            });
+        }
+        for row in vals.chunks_exact(n_vars) {
+            m.push_dense_row(row);
+        }
+        start += count;
+    }
+    Ok(m)
+}
+
+fn read_sparse(
+    name: &str,
+    file: &File,
+    group: &Group,
+    path: &str,
+    n_obs: usize,
+    n_vars: usize,
+) -> Result<CsrMatrix, ReadError> {
+    let attrs = group.attrs().map_err(|e| object_error(name, path, e))?;
+    let encoding = attr_string(&attrs, "encoding-type")
+        .or_else(|| attr_string(&attrs, "h5sparse_format").map(|f| format!("{f}_matrix")))
+        .unwrap_or_default();
+    let shape: Vec<usize> = attrs
+        .get("shape")
+        .or_else(|| attrs.get("h5sparse_shape"))
+        .and_then(|v| v.to_u64s())
+        .map(|v| v.into_iter().map(|x| x as usize).collect())
+        .unwrap_or_default();
+    if shape != [n_obs, n_vars] {
+        return Err(ReadError::malformed(
+            name,
+            format!(
+                "sparse matrix '{path}' has shape {shape:?}, but obs has {n_obs} rows and var {n_vars}"
+            ),
+        ));
+    }
+    let ds = |member: &str| {
+        let p = format!("{path}/{member}");
+        file.dataset(&p).map_err(|_| ReadError::Missing {
+            file: name.to_string(),
+            what: format!("'{p}'"),
+            hint: "a sparse matrix needs data, indices and indptr".to_string(),
+        })
+    };
+    let (data_ds, indices_ds, indptr_ds) = (ds("data")?, ds("indices")?, ds("indptr")?);
+    let data = data_ds
+        .read_f32()
+        .map_err(|e| object_error(name, &format!("{path}/data"), e))?;
+    let indices = indices_ds
+        .read_u32()
+        .map_err(|e| object_error(name, &format!("{path}/indices"), e))?;
+    let indptr = indptr_ds
+        .read_u64()
+        .map_err(|e| object_error(name, &format!("{path}/indptr"), e))?;
+    let (major, minor) = match encoding.as_str() {
+        "csr_matrix" => (n_obs, n_vars),
+        "csc_matrix" => (n_vars, n_obs),
+        other => {
+            return Err(ReadError::Unsupported {
+                file: name.to_string(),
+                what: format!("matrix '{path}' has encoding '{other}'"),
+                hint: "Expected csr_matrix or csc_matrix (re-save with anndata)".to_string(),
+            });
+        }
+    };
+    check_compressed(name, path, major, minor, &indptr, &indices, data.len())?;
+    Ok(if encoding == "csr_matrix" {
+        let mut m = CsrMatrix {
+            n_rows: n_obs,
+            n_cols: n_vars,
+            indptr,
+            indices,
+            data,
+        };
+        sort_rows(&mut m);
+        m
+    } else {
+        CsrMatrix::from_csc(n_obs, n_vars, &indptr, &indices, &data)
+    })
+}
+
+/// Refuses inconsistent sparse arrays before they can index out of bounds.
+fn check_compressed(
+    name: &str,
+    path: &str,
+    major: usize,
+    minor: usize,
+    indptr: &[u64],
+    indices: &[u32],
+    nnz: usize,
+) -> Result<(), ReadError> {
+    let bad = |d: String| {
+        Err(ReadError::malformed(
+            name,
+            format!("sparse matrix '{path}': {d}"),
+        ))
+    };
+    if indptr.len() != major + 1 {
+        return bad(format!(
+            "indptr has {} entries, expected {}",
+            indptr.len(),
+            major + 1
+        ));
+    }
+    if indices.len() != nnz || indptr[major] as usize != nnz || indptr[0] != 0 {
+        return bad(format!(
+            "indptr ends at {} but there are {} values and {} indices",
+            indptr[major],
+            nnz,
+            indices.len()
+        ));
+    }
+    if indptr.windows(2).any(|w| w[0] > w[1]) {
+        return bad("indptr is not non-decreasing".into());
+    }
+    if let Some(&i) = indices.iter().find(|&&i| i as usize >= minor) {
+        return bad(format!("index {i} is out of range (size {minor})"));
+    }
+    Ok(())
+}
+
+/// scipy allows unsorted column indices within a row; downstream code expects them sorted.
+fn sort_rows(m: &mut CsrMatrix) {
+    for i in 0..m.n_rows {
+        let (a, b) = (m.indptr[i] as usize, m.indptr[i + 1] as usize);
+        if m.indices[a..b].windows(2).all(|w| w[0] < w[1]) {
+            continue;
+        }
+        let mut pairs: Vec<(u32, f32)> = m.indices[a..b]
+            .iter()
+            .cloned()
+            .zip(m.data[a..b].iter().cloned())
+            .collect();
+        pairs.sort_unstable_by_key(|p| p.0);
+        for (k, (j, v)) in pairs.into_iter().enumerate() {
+            m.indices[a + k] = j;
+            m.data[a + k] = v;
+        }
+    }
+}

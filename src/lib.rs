@@ -1,0 +1,14 @@
+//! mambaPerturb core: from a cell's expression profile to the gene perturbation(s) that caused it.
+//!
+//! The data path, one module per step:
+//! `io` (h5ad, CSV → cells × genes) → `labels` (public label styles → gene sets) →
+//! `genome` (genes → chromosome, locus) → `normalize` (counts → log1p(CP10k)) → model and prediction.
+//! `simulate` builds Norman-design Perturb-seq data grounded in the real design tables; `inspect`
+//! summarises a file. The CLI (`trainer/`) and the web page are thin faces over these modules.
+
+pub mod genome;
+pub mod inspect;
+pub mod io;
+pub mod labels;
+pub mod normalize;
+pub mod simulate;

@@ -1,0 +1,41 @@
+//! One module per subcommand.
+
+pub mod inspect;
+pub mod simulate;
+
+use mamba_perturb::io::{MatrixChoice, Orientation, ReadOptions};
+
+/// Reading flags shared by every subcommand that takes an expression file.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ReadArgs {
+    /// Which matrix of an h5ad to read: auto (layers/counts, then raw/X, then X), X, raw, or a layer name.
+    #[arg(long, default_value = "auto")]
+    pub matrix: String,
+    /// Obs column holding perturbation labels (default: perturbation_name, perturbation, condition, ...).
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// CSV orientation: auto, cells-as-rows or genes-as-rows.
+    #[arg(long, default_value = "auto")]
+    pub orientation: String,
+}
+
+impl ReadArgs {
+    pub fn options(&self) -> Result<ReadOptions, String> {
+        let orientation = match self.orientation.as_str() {
+            "auto" => Orientation::Auto,
+            "cells-as-rows" => Orientation::CellsAsRows,
+            "genes-as-rows" => Orientation::GenesAsRows,
+            other => {
+                return Err(format!(
+                    "--orientation {other}: use auto, cells-as-rows or genes-as-rows"
+                ));
+            }
+        };
+        Ok(ReadOptions {
+            matrix: self.matrix.parse::<MatrixChoice>()?,
+            label_column: self.label_column.clone(),
+            extra_obs: Vec::new(),
+            orientation,
+        })
+    }
+}

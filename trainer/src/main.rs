@@ -1,0 +1,37 @@
+//! `mamba-perturb`: the native face of the core crate. Each subcommand parses flags, calls the
+//! core, and prints; errors are printed as one line on stderr with a non-zero exit, never a panic.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "mamba-perturb",
+    version,
+    about = "Predict which gene perturbation(s) caused a cell's expression profile"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read an expression file (h5ad, CSV, CSV.gz) and print a JSON summary of what was found.
+    Inspect(commands::inspect::Args),
+    /// Simulate Norman-design Perturb-seq data (clearly marked as simulated) as h5ad or CSV.
+    Simulate(commands::simulate::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Simulate(a) => commands::simulate::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
