@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 /// The 24 chromosomes of the one-hot code, in order. MT genes have a place but no slot here.
 pub const CHROMOSOMES: [&str; 24] = [
-    "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17",
-    "18", "19", "20", "21", "22", "X", "Y",
+    "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20",
+    "21", "22", "X", "Y",
 ];
 
 const GENES_TSV_GZ: &[u8] = include_bytes!("../data/genome/genes_GRCh38.tsv.gz");
@@ -64,11 +64,7 @@ pub enum GenomeError {
 
 /// Strips an Ensembl version suffix: `ENSG00000105610.5` → `ENSG00000105610`.
 pub fn strip_version(id: &str) -> &str {
-    if id.starts_with("ENS") {
-        id.split('.').next().unwrap_or(id)
-    } else {
-        id
-    }
+    if id.starts_with("ENS") { id.split('.').next().unwrap_or(id) } else { id }
 }
 
 impl GeneTable {
@@ -80,8 +76,7 @@ impl GeneTable {
             flate2::read::GzDecoder::new(GENES_TSV_GZ)
                 .read_to_string(&mut text)
                 .expect("embedded gene table is valid gzip (checked by a unit test)");
-            GeneTable::parse(&text, CHROM_SIZES_TSV)
-                .expect("embedded gene table parses (checked by a unit test)")
+            GeneTable::parse(&text, CHROM_SIZES_TSV).expect("embedded gene table parses (checked by a unit test)")
         })
     }
 
@@ -93,9 +88,8 @@ impl GeneTable {
             let (Some(c), Some(l)) = (f.next(), f.next()) else {
                 continue;
             };
-            let l: u64 = l.trim().parse().map_err(|_| {
-                GenomeError::Table(format!("chrom sizes line {}: bad length", i + 1))
-            })?;
+            let l: u64 =
+                l.trim().parse().map_err(|_| GenomeError::Table(format!("chrom sizes line {}: bad length", i + 1)))?;
             chrom_lengths.insert(c.to_string(), l);
         }
         let mut genes = Vec::new();
@@ -104,10 +98,7 @@ impl GeneTable {
         for (i, line) in genes_tsv.lines().enumerate().skip(1) {
             let f: Vec<&str> = line.split('\t').collect();
             if f.len() < 5 {
-                return Err(GenomeError::Table(format!(
-                    "line {}: expected 5+ fields",
-                    i + 1
-                )));
+                return Err(GenomeError::Table(format!("line {}: expected 5+ fields", i + 1)));
             }
             let bad = || GenomeError::Table(format!("line {}: bad coordinate", i + 1));
             let rec = GeneRecord {
@@ -120,17 +111,10 @@ impl GeneTable {
             let idx = genes.len();
             by_id.entry(rec.gene_id.clone()).or_insert(idx);
             // First row wins for duplicated symbols: the table lists Ensembl 110 genes first.
-            by_symbol
-                .entry(rec.symbol.to_ascii_uppercase())
-                .or_insert(idx);
+            by_symbol.entry(rec.symbol.to_ascii_uppercase()).or_insert(idx);
             genes.push(rec);
         }
-        Ok(GeneTable {
-            genes,
-            by_id,
-            by_symbol,
-            chrom_lengths,
-        })
+        Ok(GeneTable { genes, by_id, by_symbol, chrom_lengths })
     }
 
     pub fn len(&self) -> usize {
@@ -151,9 +135,7 @@ impl GeneTable {
         if let Some(&i) = self.by_id.get(strip_version(name)) {
             return Some(&self.genes[i]);
         }
-        self.by_symbol
-            .get(&name.to_ascii_uppercase())
-            .map(|&i| &self.genes[i])
+        self.by_symbol.get(&name.to_ascii_uppercase()).map(|&i| &self.genes[i])
     }
 
     /// The model's view of a gene's place, or `None` when unplaced or on MT.
@@ -174,9 +156,7 @@ impl GeneTable {
         let mut not_found = Vec::new();
         let mut off_24 = Vec::new();
         for (k, sym) in symbols.iter().enumerate() {
-            let rec = ids
-                .and_then(|ids| self.lookup(&ids[k]))
-                .or_else(|| self.lookup(sym));
+            let rec = ids.and_then(|ids| self.lookup(&ids[k])).or_else(|| self.lookup(sym));
             let locus = rec.and_then(|r| self.locus(r));
             match (rec, locus) {
                 (None, _) => not_found.push(sym.clone()),
@@ -185,11 +165,7 @@ impl GeneTable {
             }
             loci.push(locus);
         }
-        Placement {
-            loci,
-            not_found,
-            outside_24: off_24,
-        }
+        Placement { loci, not_found, outside_24: off_24 }
     }
 }
 
@@ -218,11 +194,7 @@ impl Placement {
                 "; {} not in the gene table ({}{})",
                 self.not_found.len(),
                 shown.join(", "),
-                if self.not_found.len() > 8 {
-                    ", ..."
-                } else {
-                    ""
-                }
+                if self.not_found.len() > 8 { ", ..." } else { "" }
             );
         }
         if !self.outside_24.is_empty() {
@@ -255,18 +227,11 @@ mod tests {
     #[test]
     fn placement_reports_missing_and_mitochondrial_genes() {
         let t = GeneTable::grch38();
-        let genes: Vec<String> = ["KLF1", "NOT_A_GENE", "MT-CO1", "CEBPA"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let genes: Vec<String> = ["KLF1", "NOT_A_GENE", "MT-CO1", "CEBPA"].iter().map(|s| s.to_string()).collect();
         let p = t.place(&genes, None);
         assert_eq!(p.placed(), 2);
         assert_eq!(p.not_found, vec!["NOT_A_GENE"]);
         assert_eq!(p.outside_24.len(), 1);
-        assert!(
-            p.report().starts_with("2 of 4 genes placed"),
-            "{}",
-            p.report()
-        );
+        assert!(p.report().starts_with("2 of 4 genes placed"), "{}", p.report());
     }
 }

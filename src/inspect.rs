@@ -44,12 +44,8 @@ pub fn summarize(file: &str, data: &ExpressionData) -> Result<Summary, String> {
         Some(col) => {
             let mut distinct: BTreeMap<Perturbation, usize> = BTreeMap::new();
             for (i, v) in col.values.iter().enumerate() {
-                let p = Perturbation::parse(v).map_err(|e| {
-                    format!(
-                        "{file}: obs column '{}', cell {}: {e}",
-                        col.name, data.cells[i]
-                    )
-                })?;
+                let p = Perturbation::parse(v)
+                    .map_err(|e| format!("{file}: obs column '{}', cell {}: {e}", col.name, data.cells[i]))?;
                 *distinct.entry(p).or_default() += 1;
             }
             let mut kinds = BTreeMap::new();
@@ -71,11 +67,7 @@ pub fn summarize(file: &str, data: &ExpressionData) -> Result<Summary, String> {
     }
     Ok(Summary {
         file: file.to_string(),
-        kind: if data.simulated {
-            "simulated"
-        } else {
-            "unknown (not marked simulated)"
-        },
+        kind: if data.simulated { "simulated" } else { "unknown (not marked simulated)" },
         cells: data.matrix.n_rows,
         genes: data.matrix.n_cols,
         nnz: data.matrix.nnz(),

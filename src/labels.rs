@@ -20,16 +20,8 @@ pub enum LabelError {
 /// Tokens that mean "no gene perturbed" in the public versions (non-targeting guides included).
 fn is_control_token(token: &str) -> bool {
     let t = token.to_ascii_lowercase();
-    matches!(
-        t.as_str(),
-        "ctrl"
-            | "control"
-            | "non-targeting"
-            | "nontargeting"
-            | "non_targeting"
-            | "unperturbed"
-            | "nt"
-    ) || t.starts_with("negctrl")
+    matches!(t.as_str(), "ctrl" | "control" | "non-targeting" | "nontargeting" | "non_targeting" | "unperturbed" | "nt")
+        || t.starts_with("negctrl")
 }
 
 impl Perturbation {
@@ -62,9 +54,7 @@ impl Perturbation {
         for token in label.split(sep) {
             let token = token.trim();
             if token.is_empty() {
-                return Err(LabelError::EmptyGene {
-                    label: label.to_string(),
-                });
+                return Err(LabelError::EmptyGene { label: label.to_string() });
             }
             if !is_control_token(token) {
                 genes.push(token.to_string());
@@ -102,31 +92,19 @@ impl Perturbation {
 
     /// scPerturb style: `control`, `A`, `A_B`.
     pub fn scperturb_label(&self) -> String {
-        if self.genes.is_empty() {
-            "control".into()
-        } else {
-            self.genes.join("_")
-        }
+        if self.genes.is_empty() { "control".into() } else { self.genes.join("_") }
     }
 }
 
 impl fmt::Display for Perturbation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.genes.is_empty() {
-            write!(f, "control")
-        } else {
-            write!(f, "{}", self.genes.join("+"))
-        }
+        if self.genes.is_empty() { write!(f, "control") } else { write!(f, "{}", self.genes.join("+")) }
     }
 }
 
 /// Parses a whole label column, reporting the first bad label with its row.
 pub fn parse_column(values: &[String]) -> Result<Vec<Perturbation>, (usize, LabelError)> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Perturbation::parse(v).map_err(|e| (i, e)))
-        .collect()
+    values.iter().enumerate().map(|(i, v)| Perturbation::parse(v).map_err(|e| (i, e))).collect()
 }
 
 #[cfg(test)]

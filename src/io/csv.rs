@@ -6,44 +6,22 @@ use std::io::{BufRead, BufReader, Read};
 
 use super::{ExpressionData, Orientation, ReadError, ReadOptions, sparse::CsrMatrix};
 
-pub fn read_csv<R: Read>(
-    file: &str,
-    reader: R,
-    options: &ReadOptions,
-) -> Result<ExpressionData, ReadError> {
+pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     let mut input = BufReader::with_capacity(1 << 20, reader);
-    let head = input.fill_buf().map_err(|source| ReadError::Io {
-        file: file.to_string(),
-        source,
-    })?;
+    let head = input.fill_buf().map_err(|source| ReadError::Io { file: file.to_string(), source })?;
     let mut input: Box<dyn BufRead> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(BufReader::with_capacity(
-            1 << 20,
-            flate2::read::MultiGzDecoder::new(input),
-        ))
+        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(input)))
     } else {
         Box::new(input)
     };
 
     let mut line = String::new();
-    let n = input
-        .read_line(&mut line)
-        .map_err(|e| text_error(file, 1, e))?;
+    let n = input.read_line(&mut line).map_err(|e| text_error(file, 1, e))?;
     if n == 0 || line.trim().is_empty() {
-        return Err(ReadError::malformed(
-            file,
-            "the file is empty (expected a header line of gene or cell names)",
-        ));
+        return Err(ReadError::malformed(file, "the file is empty (expected a header line of gene or cell names)"));
     }
-    let header_line = line
-        .trim_start_matches('\u{feff}')
-        .trim_end_matches(['\n', '\r'])
-        .to_string();
-    let delimiter = if header_line.contains('\t') {
-        '\t'
-    } else {
-        ','
-    };
+    let header_line = line.trim_start_matches('\u{feff}').trim_end_matches(['\n', '\r']).to_string();
+    let delimiter = if header_line.contains('\t') { '\t' } else { ',' };
     let header: Vec<String> = header_line.split(delimiter).map(unquote).collect();
 
     let mut row_names = Vec::new();
@@ -53,9 +31,7 @@ pub fn read_csv<R: Read>(
     let mut line_no = 1;
     loop {
         line.clear();
-        let n = input
-            .read_line(&mut line)
-            .map_err(|e| text_error(file, line_no + 1, e))?;
+        let n = input.read_line(&mut line).map_err(|e| text_error(file, line_no + 1, e))?;
         if n == 0 {
             break;
         }
@@ -71,20 +47,12 @@ pub fn read_csv<R: Read>(
             Some(m) => m.n_cols,
             None => {
                 let n_fields = text.split(delimiter).count();
-                let n_values = if n_fields == header.len() {
-                    header.len() - 1
-                } else {
-                    header.len()
-                };
+                let n_values = if n_fields == header.len() { header.len() - 1 } else { header.len() };
                 matrix = Some(CsrMatrix::new(n_values));
                 n_values
             }
         };
-        let value_names = if header.len() > n_values {
-            &header[1..]
-        } else {
-            &header[..]
-        };
+        let value_names = if header.len() > n_values { &header[1..] } else { &header[..] };
         cols.clear();
         vals.clear();
         let mut count = 0;
@@ -118,17 +86,9 @@ pub fn read_csv<R: Read>(
                 let location = format!("line {line_no}, column {column} ({})", value_names[j]);
                 let (file, value) = (file.to_string(), field.to_string());
                 return Err(if v.is_finite() {
-                    ReadError::Negative {
-                        file,
-                        location,
-                        value,
-                    }
+                    ReadError::Negative { file, location, value }
                 } else {
-                    ReadError::NotFinite {
-                        file,
-                        location,
-                        value,
-                    }
+                    ReadError::NotFinite { file, location, value }
                 });
             }
             if v != 0.0 {
@@ -150,57 +110,29 @@ pub fn read_csv<R: Read>(
         }
     }
     let matrix = matrix.unwrap_or_else(|| CsrMatrix::new(header.len().saturating_sub(1)));
-    let col_names: Vec<String> = if header.len() > matrix.n_cols {
-        header[1..].to_vec()
-    } else {
-        header
-    };
+    let col_names: Vec<String> = if header.len() > matrix.n_cols { header[1..].to_vec() } else { header };
 
     let genes_as_rows = match options.orientation {
         Orientation::CellsAsRows => false,
         Orientation::GenesAsRows => true,
         Orientation::Auto => gene_likeness(&row_names) > gene_likeness(&col_names),
     };
-    let kind = if file.to_ascii_lowercase().contains(".tsv") || delimiter == '\t' {
-        "tsv"
-    } else {
-        "csv"
-    };
+    let kind = if file.to_ascii_lowercase().contains(".tsv") || delimiter == '\t' { "tsv" } else { "csv" };
     let (cells, genes, matrix, source) = if genes_as_rows {
-        (
-            col_names,
-            row_names,
-            matrix.transpose(),
-            format!("{kind} (genes as rows)"),
-        )
+        (col_names, row_names, matrix.transpose(), format!("{kind} (genes as rows)"))
     } else {
-        (
-            row_names,
-            col_names,
-            matrix,
-            format!("{kind} (cells as rows)"),
-        )
+        (row_names, col_names, matrix, format!("{kind} (cells as rows)"))
     };
-    Ok(ExpressionData {
-        cells,
-        genes,
-        matrix,
-        matrix_source: source,
-        ..Default::default()
-    })
+    // The simulator names its index column `simulated_cell`, the CSV's only place for the mark.
+    let simulated = header_line.split(delimiter).next().map(unquote).as_deref() == Some("simulated_cell");
+    Ok(ExpressionData { cells, genes, matrix, matrix_source: source, simulated, ..Default::default() })
 }
 
 fn text_error(file: &str, line: usize, e: std::io::Error) -> ReadError {
     if e.kind() == std::io::ErrorKind::InvalidData {
-        ReadError::malformed(
-            file,
-            format!("line {line}: not UTF-8 text (is this a binary file?)"),
-        )
+        ReadError::malformed(file, format!("line {line}: not UTF-8 text (is this a binary file?)"))
     } else {
-        ReadError::Io {
-            file: file.to_string(),
-            source: e,
-        }
+        ReadError::Io { file: file.to_string(), source: e }
     }
 }
 
@@ -221,10 +153,7 @@ fn gene_likeness(names: &[String]) -> f64 {
 
 fn is_gene_like(name: &str) -> bool {
     let core = name.split('-').next().unwrap_or("");
-    let is_barcode = core.len() >= 8
-        && core
-            .chars()
-            .all(|c| matches!(c, 'A' | 'C' | 'G' | 'T' | 'N'));
+    let is_barcode = core.len() >= 8 && core.chars().all(|c| matches!(c, 'A' | 'C' | 'G' | 'T' | 'N'));
     if is_barcode || name.is_empty() || name.chars().all(|c| c.is_ascii_digit()) {
         return false;
     }
@@ -233,9 +162,7 @@ fn is_gene_like(name: &str) -> bool {
     }
     let first = name.chars().next().unwrap_or(' ');
     first.is_ascii_uppercase()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || "-._".contains(c))
+        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || "-._".contains(c))
 }
 
 #[cfg(test)]
@@ -243,11 +170,7 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> Result<ExpressionData, ReadError> {
-        read_csv(
-            "t.csv",
-            std::io::Cursor::new(text.as_bytes().to_vec()),
-            &ReadOptions::default(),
-        )
+        read_csv("t.csv", std::io::Cursor::new(text.as_bytes().to_vec()), &ReadOptions::default())
     }
 
     #[test]
@@ -277,15 +200,9 @@ mod tests {
     #[test]
     fn errors_name_line_and_column() {
         let e = read(",A,B\nc1,1,2\nc2,1,x\n").unwrap_err().to_string();
-        assert!(
-            e.contains("line 3") && e.contains("column 3") && e.contains("'x'"),
-            "{e}"
-        );
+        assert!(e.contains("line 3") && e.contains("column 3") && e.contains("'x'"), "{e}");
         let e = read(",A,B\nc1,1,2\nc2,1\n").unwrap_err().to_string();
-        assert!(
-            e.contains("line 3") && e.contains("expected 3 fields"),
-            "{e}"
-        );
+        assert!(e.contains("line 3") && e.contains("expected 3 fields"), "{e}");
         let e = read(",A,B\nc1,1,-2\n").unwrap_err().to_string();
         assert!(e.contains("negative") && e.contains("column 3 (B)"), "{e}");
     }

@@ -5,63 +5,34 @@
 
 use hdf5_pure::{AttrValue, Dataset, File, FormatError, Group};
 
+use super::h5ad_direct::{self, RawSource};
 use super::{
-    ExpressionData, LabelColumn, MatrixChoice, ReadError, ReadOptions, choose_label_column,
-    sparse::CsrMatrix,
+    ExpressionData, LabelColumn, MatrixChoice, ReadError, ReadOptions, choose_label_column, sparse::CsrMatrix,
 };
 
 /// Symbol columns tried, in order, when the var index holds Ensembl IDs.
-const SYMBOL_COLUMNS: &[&str] = &[
-    "feature_name",
-    "gene_name",
-    "gene_symbols",
-    "gene_symbol",
-    "symbol",
-    "gene_names",
-];
+const SYMBOL_COLUMNS: &[&str] = &["feature_name", "gene_name", "gene_symbols", "gene_symbol", "symbol", "gene_names"];
 /// Ensembl-ID columns tried when the var index holds symbols.
-const ID_COLUMNS: &[&str] = &[
-    "gene_ids",
-    "gene_id",
-    "ensembl_id",
-    "ensemble_id",
-    "feature_id",
-    "ensembl_ids",
-];
+const ID_COLUMNS: &[&str] = &["gene_ids", "gene_id", "ensembl_id", "ensemble_id", "feature_id", "ensembl_ids"];
 
 /// Opens lazily from disk: datasets are fetched on demand, so memory follows what is read.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn read_h5ad_path(
-    path: &std::path::Path,
-    options: &ReadOptions,
-) -> Result<ExpressionData, ReadError> {
+pub fn read_h5ad_path(path: &std::path::Path, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     let name = path.display().to_string();
     let file = File::open_streaming(path).map_err(|e| open_error(&name, e))?;
-    read_h5ad(&name, &file, options)
+    read_h5ad(&name, &file, &RawSource::Path(path.to_path_buf()), options)
 }
 
-pub fn read_h5ad_bytes(
-    name: &str,
-    bytes: Vec<u8>,
-    options: &ReadOptions,
-) -> Result<ExpressionData, ReadError> {
+pub fn read_h5ad_bytes(name: &str, bytes: Vec<u8>, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     let file = File::from_bytes(bytes).map_err(|e| open_error(name, e))?;
-    read_h5ad(name, &file, options)
+    read_h5ad(name, &file, &RawSource::InMemory, options)
 }
 
 fn open_error(file: &str, e: hdf5_pure::Error) -> ReadError {
     match e {
-        hdf5_pure::Error::Io(source) => ReadError::Io {
-            file: file.to_string(),
-            source,
-        },
-        hdf5_pure::Error::Format(FormatError::SignatureNotFound) => ReadError::NotHdf5 {
-            file: file.to_string(),
-        },
-        other => ReadError::Damaged {
-            file: file.to_string(),
-            detail: other.to_string(),
-        },
+        hdf5_pure::Error::Io(source) => ReadError::Io { file: file.to_string(), source },
+        hdf5_pure::Error::Format(FormatError::SignatureNotFound) => ReadError::NotHdf5 { file: file.to_string() },
+        other => ReadError::Damaged { file: file.to_string(), detail: other.to_string() },
     }
 }
 
@@ -98,21 +69,16 @@ fn exists_dataset(file: &File, path: &str) -> bool {
 }
 
 fn attr_string(attrs: &std::collections::HashMap<String, AttrValue>, key: &str) -> Option<String> {
-    attrs
-        .get(key)
-        .and_then(|v| v.as_str())
-        .map(|s| s.to_string())
+    attrs.get(key).and_then(|v| v.as_str()).map(|s| s.to_string())
 }
 
-fn read_h5ad(name: &str, file: &File, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
+fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     // A cut-off copy still opens (the superblock is at the start) but ends before its stated end.
     let (stated, actual) = (file.superblock().eof_address, file.file_size());
     if actual < stated {
         return Err(ReadError::Damaged {
             file: name.to_string(),
-            detail: format!(
-                "truncated: the file has {actual} bytes but its HDF5 header says {stated}"
-            ),
+            detail: format!("truncated: the file has {actual} bytes but its HDF5 header says {stated}"),
         });
     }
     // Pre-0.7 AnnData stored obs/var as structured (compound) datasets rather than groups.
@@ -120,16 +86,15 @@ fn read_h5ad(name: &str, file: &File, options: &ReadOptions) -> Result<Expressio
         return Err(ReadError::Unsupported {
             file: name.to_string(),
             what: "this is a pre-0.7 AnnData layout (obs/var stored as compound datasets)".to_string(),
-            hint: "Re-save it with a current anndata: `import anndata as ad; ad.read_h5ad(old).write_h5ad(new)`".to_string(),
+            hint: "Re-save it with a current anndata: `import anndata as ad; ad.read_h5ad(old).write_h5ad(new)`"
+                .to_string(),
         });
     }
     if !exists_group(file, "obs") {
         return Err(ReadError::Missing {
             file: name.to_string(),
             what: "the 'obs' group".to_string(),
-            hint:
-                "this HDF5 file is not an AnnData .h5ad (expected groups obs, var and a matrix X)"
-                    .to_string(),
+            hint: "this HDF5 file is not an AnnData .h5ad (expected groups obs, var and a matrix X)".to_string(),
         });
     }
 
@@ -139,15 +104,12 @@ fn read_h5ad(name: &str, file: &File, options: &ReadOptions) -> Result<Expressio
     let var_columns = column_names(file, var_path);
     let (genes, gene_ids) = gene_names(name, file, var_path, var_index, &var_columns)?;
 
-    let matrix = read_matrix(name, file, &matrix_path, cells.len(), genes.len())?;
+    let matrix = read_matrix(name, file, raw, &matrix_path, cells.len(), genes.len())?;
 
     let obs_column_names = column_names(file, "obs");
     let label_name = choose_label_column(name, &obs_column_names, options.label_column.as_deref())?;
     let labels = match label_name {
-        Some(col) => Some(LabelColumn {
-            values: read_text_column(name, file, "obs", &col, cells.len())?,
-            name: col,
-        }),
+        Some(col) => Some(LabelColumn { values: read_text_column(name, file, "obs", &col, cells.len())?, name: col }),
         None => None,
     };
     let mut obs = Vec::new();
@@ -159,10 +121,7 @@ fn read_h5ad(name: &str, file: &File, options: &ReadOptions) -> Result<Expressio
                 hint: format!("the file has: {}", obs_column_names.join(", ")),
             });
         }
-        obs.push(LabelColumn {
-            name: col.clone(),
-            values: read_text_column(name, file, "obs", col, cells.len())?,
-        });
+        obs.push(LabelColumn { name: col.clone(), values: read_text_column(name, file, "obs", col, cells.len())? });
     }
 
     let simulated = file
@@ -187,23 +146,14 @@ fn read_h5ad(name: &str, file: &File, options: &ReadOptions) -> Result<Expressio
 
 /// Returns (matrix path, var dataframe path). Raw counts are preferred because the model
 /// normalises them itself; `X` is often already log-normalised.
-fn choose_matrix(
-    name: &str,
-    file: &File,
-    choice: &MatrixChoice,
-) -> Result<(String, &'static str), ReadError> {
+fn choose_matrix(name: &str, file: &File, choice: &MatrixChoice) -> Result<(String, &'static str), ReadError> {
     let has = |p: &str| exists_group(file, p) || exists_dataset(file, p);
     let missing = |what: String| ReadError::Missing {
         file: name.to_string(),
         what,
         hint: format!(
             "available: {}",
-            ["X", "layers/counts", "raw/X"]
-                .iter()
-                .filter(|p| has(p))
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            ["X", "layers/counts", "raw/X"].iter().filter(|p| has(p)).cloned().collect::<Vec<_>>().join(", ")
         ),
     };
     match choice {
@@ -218,19 +168,13 @@ fn choose_matrix(
                 Err(missing("the expression matrix X".into()))
             }
         }
-        MatrixChoice::X => has("X")
-            .then(|| ("X".to_string(), "var"))
-            .ok_or_else(|| missing("X".into())),
-        MatrixChoice::RawX => has("raw/X")
-            .then(|| ("raw/X".to_string(), "raw/var"))
-            .ok_or_else(|| missing("raw/X".into())),
+        MatrixChoice::X => has("X").then(|| ("X".to_string(), "var")).ok_or_else(|| missing("X".into())),
+        MatrixChoice::RawX => {
+            has("raw/X").then(|| ("raw/X".to_string(), "raw/var")).ok_or_else(|| missing("raw/X".into()))
+        }
         MatrixChoice::Layer(l) => {
             let p = format!("layers/{l}");
-            if has(&p) {
-                Ok((p, "var"))
-            } else {
-                Err(missing(format!("layer '{l}'")))
-            }
+            if has(&p) { Ok((p, "var")) } else { Err(missing(format!("layer '{l}'"))) }
         }
     }
 }
@@ -258,15 +202,10 @@ fn column_names(file: &File, df: &str) -> Vec<String> {
     let Ok(group) = file.group(df) else {
         return Vec::new();
     };
-    let index_name = group
-        .attrs()
-        .ok()
-        .and_then(|a| attr_string(&a, "_index"))
-        .unwrap_or_else(|| "_index".into());
-    if let Some(order) = group.attrs().ok().and_then(|a| {
-        a.get("column-order")
-            .and_then(|v| v.as_strings().map(|s| s.to_vec()))
-    }) {
+    let index_name = group.attrs().ok().and_then(|a| attr_string(&a, "_index")).unwrap_or_else(|| "_index".into());
+    if let Some(order) =
+        group.attrs().ok().and_then(|a| a.get("column-order").and_then(|v| v.as_strings().map(|s| s.to_vec())))
+    {
         if !order.is_empty() {
             return order;
         }
@@ -312,40 +251,23 @@ fn gene_names(
 pub fn looks_like_ensembl(names: &[String]) -> bool {
     let sample: Vec<&String> = names.iter().take(200).collect();
     !sample.is_empty()
-        && sample
-            .iter()
-            .filter(|s| s.starts_with("ENS") && s.contains('G'))
-            .count()
-            * 10
-            >= sample.len() * 9
+        && sample.iter().filter(|s| s.starts_with("ENS") && s.contains('G')).count() * 10 >= sample.len() * 9
 }
 
 /// Reads any dataframe column as text: string arrays, categoricals (both layouts) and numbers.
-fn read_text_column(
-    name: &str,
-    file: &File,
-    df: &str,
-    col: &str,
-    n: usize,
-) -> Result<Vec<String>, ReadError> {
+fn read_text_column(name: &str, file: &File, df: &str, col: &str, n: usize) -> Result<Vec<String>, ReadError> {
     let path = format!("{df}/{col}");
     let values = if let Ok(group) = file.group(&path) {
         let attrs = group.attrs().map_err(|e| object_error(name, &path, e))?;
         match attr_string(&attrs, "encoding-type").as_deref() {
             Some("categorical") => {
-                let codes = file
-                    .dataset(&format!("{path}/codes"))
-                    .map_err(|e| object_error(name, &path, e))?;
-                let cats = file
-                    .dataset(&format!("{path}/categories"))
-                    .map_err(|e| object_error(name, &path, e))?;
+                let codes = file.dataset(&format!("{path}/codes")).map_err(|e| object_error(name, &path, e))?;
+                let cats = file.dataset(&format!("{path}/categories")).map_err(|e| object_error(name, &path, e))?;
                 let categories = read_category_values(name, &format!("{path}/categories"), &cats)?;
                 decode_categorical(name, &path, &codes, &categories)?
             }
             Some("nullable-integer") | Some("nullable-boolean") | Some("nullable-string-array") => {
-                let values = file
-                    .dataset(&format!("{path}/values"))
-                    .map_err(|e| object_error(name, &path, e))?;
+                let values = file.dataset(&format!("{path}/values")).map_err(|e| object_error(name, &path, e))?;
                 read_any_as_text(name, &format!("{path}/values"), &values)?
             }
             other => {
@@ -357,9 +279,7 @@ fn read_text_column(
             }
         }
     } else {
-        let ds = file
-            .dataset(&path)
-            .map_err(|e| object_error(name, &path, e))?;
+        let ds = file.dataset(&path).map_err(|e| object_error(name, &path, e))?;
         // anndata 0.7: categorical codes with their categories in `<df>/__categories/<col>`.
         let legacy = format!("{df}/__categories/{col}");
         if let Ok(cats) = file.dataset(&legacy) {
@@ -372,10 +292,7 @@ fn read_text_column(
     if values.len() != n {
         return Err(ReadError::malformed(
             name,
-            format!(
-                "column '{path}' has {} values but the dataframe has {n} rows",
-                values.len()
-            ),
+            format!("column '{path}' has {} values but the dataframe has {n} rows", values.len()),
         ));
     }
     Ok(values)
@@ -401,10 +318,7 @@ fn decode_categorical(
                 categories.get(c as usize).cloned().ok_or_else(|| {
                     ReadError::malformed(
                         name,
-                        format!(
-                            "categorical '{path}' has code {c} but only {} categories",
-                            categories.len()
-                        ),
+                        format!("categorical '{path}' has code {c} but only {} categories", categories.len()),
                     )
                 })
             }
@@ -417,12 +331,9 @@ fn read_any_as_text(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>,
     let dtype = ds.dtype().map_err(|e| object_error(name, path, e))?;
     Ok(match dtype {
         DType::String | DType::VariableLengthString => read_strings(name, path, ds)?,
-        DType::F32 | DType::F64 => ds
-            .read_f64()
-            .map_err(|e| object_error(name, path, e))?
-            .iter()
-            .map(|v| v.to_string())
-            .collect(),
+        DType::F32 | DType::F64 => {
+            ds.read_f64().map_err(|e| object_error(name, path, e))?.iter().map(|v| v.to_string()).collect()
+        }
         DType::Enum(_) | DType::U8 | DType::I8 => {
             // h5py stores booleans as an 8-bit enum; show them as true/false when they are 0/1.
             let v = ds.read_i64().map_err(|e| object_error(name, path, e))?;
@@ -432,12 +343,9 @@ fn read_any_as_text(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>,
                 v.iter().map(|x| x.to_string()).collect()
             }
         }
-        DType::I16 | DType::I32 | DType::I64 | DType::U16 | DType::U32 | DType::U64 => ds
-            .read_i64()
-            .map_err(|e| object_error(name, path, e))?
-            .iter()
-            .map(|v| v.to_string())
-            .collect(),
+        DType::I16 | DType::I32 | DType::I64 | DType::U16 | DType::U32 | DType::U64 => {
+            ds.read_i64().map_err(|e| object_error(name, path, e))?.iter().map(|v| v.to_string()).collect()
+        }
         other => {
             return Err(ReadError::Unsupported {
                 file: name.to_string(),
@@ -452,34 +360,25 @@ fn read_any_as_text(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>,
 fn read_matrix(
     name: &str,
     file: &File,
+    raw: &RawSource,
     path: &str,
     n_obs: usize,
     n_vars: usize,
 ) -> Result<CsrMatrix, ReadError> {
     if let Ok(group) = file.group(path) {
-        read_sparse(name, file, &group, path, n_obs, n_vars)
+        read_sparse(name, file, raw, &group, path, n_obs, n_vars)
     } else {
-        let ds = file
-            .dataset(path)
-            .map_err(|e| object_error(name, path, e))?;
+        let ds = file.dataset(path).map_err(|e| object_error(name, path, e))?;
         read_dense(name, &ds, path, n_obs, n_vars)
     }
 }
 
-fn read_dense(
-    name: &str,
-    ds: &Dataset,
-    path: &str,
-    n_obs: usize,
-    n_vars: usize,
-) -> Result<CsrMatrix, ReadError> {
+fn read_dense(name: &str, ds: &Dataset, path: &str, n_obs: usize, n_vars: usize) -> Result<CsrMatrix, ReadError> {
     let shape = ds.shape().map_err(|e| object_error(name, path, e))?;
     if shape.len() != 2 || shape[0] as usize != n_obs || shape[1] as usize != n_vars {
         return Err(ReadError::malformed(
             name,
-            format!(
-                "matrix '{path}' has shape {shape:?}, but obs has {n_obs} rows and var {n_vars}"
-            ),
+            format!("matrix '{path}' has shape {shape:?}, but obs has {n_obs} rows and var {n_vars}"),
         ));
     }
     let mut m = CsrMatrix::new(n_vars);
@@ -488,9 +387,7 @@ fn read_dense(
     let mut start = 0;
     while start < n_obs {
         let count = window.min(n_obs - start);
-        let vals = ds
-            .read_f32_rows(start as u64, count as u64)
-            .map_err(|e| object_error(name, path, e))?;
+        let vals = ds.read_f32_rows(start as u64, count as u64).map_err(|e| object_error(name, path, e))?;
         if vals.len() != count * n_vars {
             return Err(ReadError::Damaged {
                 file: name.to_string(),
@@ -508,6 +405,7 @@ fn read_dense(
 fn read_sparse(
     name: &str,
     file: &File,
+    raw: &RawSource,
     group: &Group,
     path: &str,
     n_obs: usize,
@@ -526,9 +424,7 @@ fn read_sparse(
     if shape != [n_obs, n_vars] {
         return Err(ReadError::malformed(
             name,
-            format!(
-                "sparse matrix '{path}' has shape {shape:?}, but obs has {n_obs} rows and var {n_vars}"
-            ),
+            format!("sparse matrix '{path}' has shape {shape:?}, but obs has {n_obs} rows and var {n_vars}"),
         ));
     }
     let ds = |member: &str| {
@@ -540,15 +436,15 @@ fn read_sparse(
         })
     };
     let (data_ds, indices_ds, indptr_ds) = (ds("data")?, ds("indices")?, ds("indptr")?);
-    let data = data_ds
-        .read_f32()
-        .map_err(|e| object_error(name, &format!("{path}/data"), e))?;
-    let indices = indices_ds
-        .read_u32()
-        .map_err(|e| object_error(name, &format!("{path}/indices"), e))?;
-    let indptr = indptr_ds
-        .read_u64()
-        .map_err(|e| object_error(name, &format!("{path}/indptr"), e))?;
+    let data = match h5ad_direct::read_f32(file, raw, &data_ds) {
+        Some(v) => v,
+        None => data_ds.read_f32().map_err(|e| object_error(name, &format!("{path}/data"), e))?,
+    };
+    let indices = match h5ad_direct::read_u32(file, raw, &indices_ds) {
+        Some(v) => v,
+        None => indices_ds.read_u32().map_err(|e| object_error(name, &format!("{path}/indices"), e))?,
+    };
+    let indptr = indptr_ds.read_u64().map_err(|e| object_error(name, &format!("{path}/indptr"), e))?;
     let (major, minor) = match encoding.as_str() {
         "csr_matrix" => (n_obs, n_vars),
         "csc_matrix" => (n_vars, n_obs),
@@ -562,13 +458,7 @@ fn read_sparse(
     };
     check_compressed(name, path, major, minor, &indptr, &indices, data.len())?;
     Ok(if encoding == "csr_matrix" {
-        let mut m = CsrMatrix {
-            n_rows: n_obs,
-            n_cols: n_vars,
-            indptr,
-            indices,
-            data,
-        };
+        let mut m = CsrMatrix { n_rows: n_obs, n_cols: n_vars, indptr, indices, data };
         sort_rows(&mut m);
         m
     } else {
@@ -586,18 +476,9 @@ fn check_compressed(
     indices: &[u32],
     nnz: usize,
 ) -> Result<(), ReadError> {
-    let bad = |d: String| {
-        Err(ReadError::malformed(
-            name,
-            format!("sparse matrix '{path}': {d}"),
-        ))
-    };
+    let bad = |d: String| Err(ReadError::malformed(name, format!("sparse matrix '{path}': {d}")));
     if indptr.len() != major + 1 {
-        return bad(format!(
-            "indptr has {} entries, expected {}",
-            indptr.len(),
-            major + 1
-        ));
+        return bad(format!("indptr has {} entries, expected {}", indptr.len(), major + 1));
     }
     if indices.len() != nnz || indptr[major] as usize != nnz || indptr[0] != 0 {
         return bad(format!(
@@ -623,11 +504,7 @@ fn sort_rows(m: &mut CsrMatrix) {
         if m.indices[a..b].windows(2).all(|w| w[0] < w[1]) {
             continue;
         }
-        let mut pairs: Vec<(u32, f32)> = m.indices[a..b]
-            .iter()
-            .cloned()
-            .zip(m.data[a..b].iter().cloned())
-            .collect();
+        let mut pairs: Vec<(u32, f32)> = m.indices[a..b].iter().cloned().zip(m.data[a..b].iter().cloned()).collect();
         pairs.sort_unstable_by_key(|p| p.0);
         for (k, (j, v)) in pairs.into_iter().enumerate() {
             m.indices[a + k] = j;

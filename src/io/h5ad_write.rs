@@ -102,10 +102,7 @@ fn write_frame(fb: &mut FileBuilder, name: &str, frame: &Frame) {
 
 fn csr_group(g: &mut GroupBuilder, m: &CsrMatrix, compression: Option<u32>) {
     encoding(g, "csr_matrix", "0.1.0");
-    g.set_attr(
-        "shape",
-        AttrValue::I64Array(vec![m.n_rows as i64, m.n_cols as i64]),
-    );
+    g.set_attr("shape", AttrValue::I64Array(vec![m.n_rows as i64, m.n_cols as i64]));
     let indices: Vec<i32> = m.indices.iter().map(|&i| i as i32).collect();
     let indptr: Vec<i64> = m.indptr.iter().map(|&i| i as i64).collect();
     let chunk = (m.nnz() as u64).clamp(1, 1 << 18);

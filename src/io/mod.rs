@@ -4,6 +4,7 @@
 
 pub mod csv;
 pub mod h5ad;
+mod h5ad_direct;
 pub mod h5ad_write;
 pub mod sparse;
 
@@ -83,22 +84,13 @@ pub struct ReadOptions {
 }
 
 /// Column names that hold perturbation labels in the public Norman 2019 versions, tried in order.
-pub const LABEL_COLUMN_CANDIDATES: &[&str] = &[
-    "perturbation_name",
-    "perturbation",
-    "condition",
-    "gene",
-    "target_gene",
-    "guide_identity",
-];
+pub const LABEL_COLUMN_CANDIDATES: &[&str] =
+    &["perturbation_name", "perturbation", "condition", "gene", "target_gene", "guide_identity"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("{file}: cannot read the file: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
+    Io { file: String, source: std::io::Error },
     #[error(
         "{file}: not an HDF5 file (no HDF5 signature found); an .h5ad must be written by anndata (`adata.write_h5ad(...)`)"
     )]
@@ -106,62 +98,28 @@ pub enum ReadError {
     #[error("{file}: the HDF5 file is damaged or truncated ({detail}); re-copy or re-export it")]
     Damaged { file: String, detail: String },
     #[error("{file}: {what}. {hint}")]
-    Unsupported {
-        file: String,
-        what: String,
-        hint: String,
-    },
+    Unsupported { file: String, what: String, hint: String },
     #[error("{file}: {what} is missing: {hint}")]
-    Missing {
-        file: String,
-        what: String,
-        hint: String,
-    },
+    Missing { file: String, what: String, hint: String },
     #[error("{file}: the file holds zero cells")]
     ZeroCells { file: String },
     #[error("{file}: the file holds zero genes")]
     ZeroGenes { file: String },
-    #[error(
-        "{file}: {location}: value {value} is not a finite number; expression values must be finite"
-    )]
-    NotFinite {
-        file: String,
-        location: String,
-        value: String,
-    },
-    #[error(
-        "{file}: {location}: value {value} is negative; counts and log-normalised values are never negative"
-    )]
-    Negative {
-        file: String,
-        location: String,
-        value: String,
-    },
+    #[error("{file}: {location}: value {value} is not a finite number; expression values must be finite")]
+    NotFinite { file: String, location: String, value: String },
+    #[error("{file}: {location}: value {value} is negative; counts and log-normalised values are never negative")]
+    Negative { file: String, location: String, value: String },
     #[error("{file}: line {line}: expected {expected} fields like the header, found {found}")]
-    Ragged {
-        file: String,
-        line: usize,
-        expected: usize,
-        found: usize,
-    },
+    Ragged { file: String, line: usize, expected: usize, found: usize },
     #[error("{file}: line {line}, column {column} (gene {gene}): '{value}' is not a number")]
-    NotNumeric {
-        file: String,
-        line: usize,
-        column: usize,
-        gene: String,
-        value: String,
-    },
+    NotNumeric { file: String, line: usize, column: usize, gene: String, value: String },
     #[error("{file}: {detail}")]
     Malformed { file: String, detail: String },
 }
 
 impl ReadError {
     pub(crate) fn malformed(file: &str, detail: impl Into<String>) -> Self {
-        ReadError::Malformed {
-            file: file.to_string(),
-            detail: detail.into(),
-        }
+        ReadError::Malformed { file: file.to_string(), detail: detail.into() }
     }
 }
 
@@ -194,33 +152,19 @@ pub fn read_path(path: &Path, options: &ReadOptions) -> Result<ExpressionData, R
     let mut head = [0u8; 8];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
-        .map_err(|source| ReadError::Io {
-            file: file.clone(),
-            source,
-        })?;
+        .map_err(|source| ReadError::Io { file: file.clone(), source })?;
     let data = match sniff(&file, &head[..n]) {
         FileKind::H5ad => h5ad::read_h5ad_path(path, options)?,
         FileKind::Csv => {
-            let f = std::fs::File::open(path).map_err(|source| ReadError::Io {
-                file: file.clone(),
-                source,
-            })?;
-            csv::read_csv(
-                &file,
-                std::io::BufReader::with_capacity(1 << 20, f),
-                options,
-            )?
+            let f = std::fs::File::open(path).map_err(|source| ReadError::Io { file: file.clone(), source })?;
+            csv::read_csv(&file, std::io::BufReader::with_capacity(1 << 20, f), options)?
         }
     };
     validate(&file, data)
 }
 
 /// Reads a file held in memory (the browser's dropped files).
-pub fn read_bytes(
-    name: &str,
-    bytes: Vec<u8>,
-    options: &ReadOptions,
-) -> Result<ExpressionData, ReadError> {
+pub fn read_bytes(name: &str, bytes: Vec<u8>, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     let data = match sniff(name, &bytes[..bytes.len().min(8)]) {
         FileKind::H5ad => h5ad::read_h5ad_bytes(name, bytes, options)?,
         FileKind::Csv => csv::read_csv(name, std::io::Cursor::new(bytes), options)?,
@@ -232,38 +176,23 @@ pub fn read_bytes(
 fn validate(file: &str, mut data: ExpressionData) -> Result<ExpressionData, ReadError> {
     let m = &data.matrix;
     if m.n_rows == 0 {
-        return Err(ReadError::ZeroCells {
-            file: file.to_string(),
-        });
+        return Err(ReadError::ZeroCells { file: file.to_string() });
     }
     if m.n_cols == 0 {
-        return Err(ReadError::ZeroGenes {
-            file: file.to_string(),
-        });
+        return Err(ReadError::ZeroGenes { file: file.to_string() });
     }
-    for i in 0..m.n_rows {
+    // One branch-free pass in the common case; the slow loop only runs to name the bad value.
+    let clean = m.data.iter().fold(true, |ok, &v| ok & (v.is_finite() & (v >= 0.0)));
+    for i in (0..m.n_rows).filter(|_| !clean) {
         let (cols, vals) = m.row(i);
         for (&j, &v) in cols.iter().zip(vals) {
             if !v.is_finite() || v < 0.0 {
-                let location = format!(
-                    "cell {} (row {}), gene {}",
-                    data.cells[i],
-                    i + 1,
-                    data.genes[j as usize]
-                );
+                let location = format!("cell {} (row {}), gene {}", data.cells[i], i + 1, data.genes[j as usize]);
                 let (file, value) = (file.to_string(), v.to_string());
                 return Err(if v.is_finite() {
-                    ReadError::Negative {
-                        file,
-                        location,
-                        value,
-                    }
+                    ReadError::Negative { file, location, value }
                 } else {
-                    ReadError::NotFinite {
-                        file,
-                        location,
-                        value,
-                    }
+                    ReadError::NotFinite { file, location, value }
                 });
             }
         }
@@ -305,18 +234,11 @@ pub(crate) fn choose_label_column(
                     what: format!("label column '{name}'"),
                     hint: format!(
                         "the file has: {}",
-                        if available.is_empty() {
-                            "no columns".into()
-                        } else {
-                            available.join(", ")
-                        }
+                        if available.is_empty() { "no columns".into() } else { available.join(", ") }
                     ),
                 })
             }
         }
-        None => Ok(LABEL_COLUMN_CANDIDATES
-            .iter()
-            .find(|c| available.iter().any(|a| a == *c))
-            .map(|c| c.to_string())),
+        None => Ok(LABEL_COLUMN_CANDIDATES.iter().find(|c| available.iter().any(|a| a == *c)).map(|c| c.to_string())),
     }
 }

@@ -14,13 +14,7 @@ pub struct CsrMatrix {
 
 impl CsrMatrix {
     pub fn new(n_cols: usize) -> Self {
-        CsrMatrix {
-            n_rows: 0,
-            n_cols,
-            indptr: vec![0],
-            indices: Vec::new(),
-            data: Vec::new(),
-        }
+        CsrMatrix { n_rows: 0, n_cols, indptr: vec![0], indices: Vec::new(), data: Vec::new() }
     }
 
     /// Appends one row given as a dense slice, keeping only non-zeros.
@@ -63,19 +57,11 @@ impl CsrMatrix {
     }
 
     pub fn row_sums(&self) -> Vec<f64> {
-        (0..self.n_rows)
-            .map(|i| self.row(i).1.iter().map(|&v| v as f64).sum())
-            .collect()
+        (0..self.n_rows).map(|i| self.row(i).1.iter().map(|&v| v as f64).sum()).collect()
     }
 
     /// Builds a CSR matrix from compressed-sparse-column arrays (AnnData's `csc_matrix`).
-    pub fn from_csc(
-        n_rows: usize,
-        n_cols: usize,
-        colptr: &[u64],
-        rows: &[u32],
-        vals: &[f32],
-    ) -> Self {
+    pub fn from_csc(n_rows: usize, n_cols: usize, colptr: &[u64], rows: &[u32], vals: &[f32]) -> Self {
         let mut counts = vec![0u64; n_rows + 1];
         for &r in rows {
             counts[r as usize + 1] += 1;
@@ -96,13 +82,7 @@ impl CsrMatrix {
                 next[r] += 1;
             }
         }
-        CsrMatrix {
-            n_rows,
-            n_cols,
-            indptr,
-            indices,
-            data,
-        }
+        CsrMatrix { n_rows, n_cols, indptr, indices, data }
     }
 
     /// Keeps only the given columns, in the given order (used to project onto a model's gene panel).
@@ -148,13 +128,7 @@ impl CsrMatrix {
     /// Transposes (used for CSV files written with genes as rows).
     pub fn transpose(&self) -> CsrMatrix {
         // A CSR matrix read as CSC of the transpose: reuse the CSC conversion.
-        CsrMatrix::from_csc(
-            self.n_cols,
-            self.n_rows,
-            &self.indptr,
-            &self.indices,
-            &self.data,
-        )
+        CsrMatrix::from_csc(self.n_cols, self.n_rows, &self.indptr, &self.indices, &self.data)
     }
 }
 

@@ -95,24 +95,14 @@ mod tests {
     #[test]
     fn design_matches_the_paper() {
         let c = norman_conditions();
-        let count = |n: usize| {
-            c.iter()
-                .filter(|c| c.perturbation.genes().len() == n)
-                .count()
-        };
+        let count = |n: usize| c.iter().filter(|c| c.perturbation.genes().len() == n).count();
         assert_eq!((count(0), count(1), count(2)), (1, 105, 131));
         let fitted = c.iter().filter(|c| c.coefs.is_some()).count();
         assert_eq!(fitted, 125);
-        let klf1 = c
-            .iter()
-            .find(|c| c.perturbation.to_string() == "CEBPA+KLF1");
+        let klf1 = c.iter().find(|c| c.perturbation.to_string() == "CEBPA+KLF1");
         assert!(klf1.is_some());
         let genes = geo_genes();
         assert_eq!(genes.len(), 33_694);
-        assert!(
-            genes
-                .iter()
-                .any(|(id, s)| id == "ENSG00000105610" && s == "KLF1")
-        );
+        assert!(genes.iter().any(|(id, s)| id == "ENSG00000105610" && s == "KLF1"));
     }
 }

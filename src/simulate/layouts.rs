@@ -26,9 +26,7 @@ impl std::str::FromStr for Layout {
             "pertpy" => Ok(Layout::Pertpy),
             "gears" | "cpa" => Ok(Layout::Gears),
             "scperturb" => Ok(Layout::Scperturb),
-            other => Err(format!(
-                "unknown layout '{other}' (use pertpy, gears or scperturb)"
-            )),
+            other => Err(format!("unknown layout '{other}' (use pertpy, gears or scperturb)")),
         }
     }
 }
@@ -64,77 +62,42 @@ fn provenance(sim: &Simulation) -> String {
     )
 }
 
-pub fn to_h5ad(
-    sim: &Simulation,
-    layout: Layout,
-    compression: Option<u32>,
-) -> Result<Vec<u8>, WriteError> {
+pub fn to_h5ad(sim: &Simulation, layout: Layout, compression: Option<u32>) -> Result<Vec<u8>, WriteError> {
     let d = &sim.data;
-    let perts: Vec<&Perturbation> = sim
-        .cell_condition
-        .iter()
-        .map(|&k| &sim.conditions[k].perturbation)
-        .collect();
+    let perts: Vec<&Perturbation> = sim.cell_condition.iter().map(|&k| &sim.conditions[k].perturbation).collect();
     let labels: Vec<String> = perts.iter().map(|p| layout.label(p)).collect();
     let counts = &d.matrix;
     let lognorm: CsrMatrix = normalize(counts, ValueKind::Counts);
     let totals: Vec<f64> = counts.row_sums();
     let ids = d.gene_ids.clone().unwrap_or_else(|| d.genes.clone());
 
-    let mut obs_columns = vec![(
-        layout.label_column().to_string(),
-        Column::Categorical(labels),
-    )];
+    let mut obs_columns = vec![(layout.label_column().to_string(), Column::Categorical(labels))];
     let var;
     let (x, layers): (&CsrMatrix, Vec<(&str, &CsrMatrix)>) = match layout {
         Layout::Pertpy => {
-            obs_columns.push((
-                "nperts".into(),
-                Column::Int(perts.iter().map(|p| p.genes().len() as i64).collect()),
-            ));
+            obs_columns.push(("nperts".into(), Column::Int(perts.iter().map(|p| p.genes().len() as i64).collect())));
             obs_columns.push(("ncounts".into(), Column::Float(totals)));
-            var = Frame {
-                index: d.genes.clone(),
-                columns: vec![("gene_ids".into(), Column::Text(ids))],
-            };
+            var = Frame { index: d.genes.clone(), columns: vec![("gene_ids".into(), Column::Text(ids))] };
             (&lognorm, vec![("counts", counts)])
         }
         Layout::Gears => {
-            obs_columns.push((
-                "cell_type".into(),
-                Column::Categorical(vec!["K562".into(); d.cells.len()]),
-            ));
-            obs_columns.push((
-                "control".into(),
-                Column::Int(perts.iter().map(|p| p.is_control() as i64).collect()),
-            ));
-            var = Frame {
-                index: ids,
-                columns: vec![("gene_name".into(), Column::Text(d.genes.clone()))],
-            };
+            obs_columns.push(("cell_type".into(), Column::Categorical(vec!["K562".into(); d.cells.len()])));
+            obs_columns.push(("control".into(), Column::Int(perts.iter().map(|p| p.is_control() as i64).collect())));
+            var = Frame { index: ids, columns: vec![("gene_name".into(), Column::Text(d.genes.clone()))] };
             (&lognorm, vec![])
         }
         Layout::Scperturb => {
             obs_columns.push(("ncounts".into(), Column::Float(totals)));
-            var = Frame {
-                index: d.genes.clone(),
-                columns: vec![("ensembl_id".into(), Column::Text(ids))],
-            };
+            var = Frame { index: d.genes.clone(), columns: vec![("ensembl_id".into(), Column::Text(ids))] };
             (counts, vec![])
         }
     };
     write_h5ad(&AnnData {
         x,
         layers,
-        obs: Frame {
-            index: d.cells.clone(),
-            columns: obs_columns,
-        },
+        obs: Frame { index: d.cells.clone(), columns: obs_columns },
         var,
-        uns: vec![
-            ("data_kind", "simulated".into()),
-            ("provenance", provenance(sim)),
-        ],
+        uns: vec![("data_kind", "simulated".into()), ("provenance", provenance(sim))],
         compression,
     })
 }
@@ -164,15 +127,11 @@ pub fn to_csv<W: Write>(sim: &Simulation, mut w: W) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Per-cell labels for a CSV export: `cell,perturbation_name`.
+/// Per-cell labels for a CSV export: `simulated_cell,perturbation_name`.
 pub fn labels_csv<W: Write>(sim: &Simulation, mut w: W) -> std::io::Result<()> {
-    writeln!(w, "cell,perturbation_name")?;
+    writeln!(w, "simulated_cell,perturbation_name")?;
     for (i, &k) in sim.cell_condition.iter().enumerate() {
-        writeln!(
-            w,
-            "{},{}",
-            sim.data.cells[i], sim.conditions[k].perturbation
-        )?;
+        writeln!(w, "{},{}", sim.data.cells[i], sim.conditions[k].perturbation)?;
     }
     Ok(())
 }

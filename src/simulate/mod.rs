@@ -31,12 +31,7 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig {
-            seed: 0,
-            cells: 20_000,
-            genes: 2_000,
-            control_fraction: 0.106,
-        }
+        SimConfig { seed: 0, cells: 20_000, genes: 2_000, control_fraction: 0.106 }
     }
 }
 
@@ -45,12 +40,8 @@ pub enum SimError {
     #[error(
         "--cells {cells} is too few: the design has {conditions} conditions and each needs at least 3 cells (use --cells {min} or more)"
     )]
-    TooFewCells {
-        cells: usize,
-        conditions: usize,
-        min: usize,
-    },
-    #[error("--genes {0} is out of range: use between 200 and {1} (the GEO gene list)")]
+    TooFewCells { cells: usize, conditions: usize, min: usize },
+    #[error("--genes {0} is out of range: use between 200 and {1} (the targets plus the placed, uniquely named genes of the GEO list)")]
     GeneCount(usize, usize),
     #[error("--control-fraction {0} must be between 0 and 0.9")]
     ControlFraction(f64),
@@ -66,8 +57,9 @@ pub struct Simulation {
     pub config: SimConfig,
 }
 
-/// Fraction of a cell's UMIs captured by a panel of `genes` genes (highly expressed genes carry
-/// most UMIs: a 5k-gene panel holds ~60%, the full list all of them).
+/// Assumed fraction of a cell's UMIs that fall in a panel of `genes` genes (0.62 for 5,000 genes,
+/// all of them for the full list), as for a real highly-variable-gene panel. The panel here is drawn
+/// at random among placed genes, so this is a modelling choice that sets depth, not a measurement.
 fn panel_share(genes: usize) -> f64 {
     (genes as f64 / 33_694.0).powf(0.25).clamp(0.2, 1.0)
 }
@@ -88,21 +80,16 @@ struct Effects {
     targets: Vec<(String, Option<usize>, f32, f64, usize)>,
 }
 
-pub fn simulate(
-    config: &SimConfig,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<Simulation, SimError> {
+pub fn simulate(config: &SimConfig, mut progress: impl FnMut(usize, usize)) -> Result<Simulation, SimError> {
     let conditions = design::norman_conditions();
-    let min_cells = conditions.len() * 3;
-    if config.cells < min_cells {
-        return Err(SimError::TooFewCells {
-            cells: config.cells,
-            conditions: conditions.len(),
-            min: min_cells,
-        });
-    }
     if !(0.0..=0.9).contains(&config.control_fraction) {
         return Err(SimError::ControlFraction(config.control_fraction));
+    }
+    // Every perturbed condition needs 3 cells after the controls have their share.
+    let perturbed = (conditions.len() - 1) * 3;
+    let min_cells = ((perturbed as f64 + 1.0) / (1.0 - config.control_fraction)).ceil() as usize + 3;
+    if config.cells < min_cells || config.cells - n_controls(config) < perturbed {
+        return Err(SimError::TooFewCells { cells: config.cells, conditions: conditions.len(), min: min_cells });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let (panel_ids, panel_symbols) = choose_panel(config, &conditions, &mut rng)?;
@@ -112,18 +99,13 @@ pub fn simulate(
     let cell_condition = allocate_cells(config, &conditions, &mut rng);
     let n = cell_condition.len();
 
-    // Depth per condition: the authors' mean UMIs when known, else the median of its kind.
+    // Depth per condition: the authors' mean UMIs when known, else the median over fitted doubles
+    // (for doubles) or over singles (for singles and control).
     let median_single = 13_716.4;
     let median_double = 12_005.3;
     let depth: Vec<f64> = conditions
         .iter()
-        .map(|c| {
-            c.umi.unwrap_or(if c.perturbation.genes().len() == 2 {
-                median_double
-            } else {
-                median_single
-            })
-        })
+        .map(|c| c.umi.unwrap_or(if c.perturbation.genes().len() == 2 { median_double } else { median_single }))
         .collect();
     let share = panel_share(g);
 
@@ -141,7 +123,6 @@ pub fn simulate(
                 &mut crng,
                 &conditions[cell_condition[i]],
                 cell_condition[i],
-                &conditions,
                 &params,
                 &effects,
                 depth[cell_condition[i]] * share,
@@ -155,31 +136,20 @@ pub fn simulate(
     }
 
     let cells = barcodes(n, &mut rng);
-    let labels: Vec<String> = cell_condition
-        .iter()
-        .map(|&k| conditions[k].perturbation.to_string())
-        .collect();
+    let labels: Vec<String> = cell_condition.iter().map(|&k| conditions[k].perturbation.to_string()).collect();
     let data = ExpressionData {
         cells,
         genes: panel_symbols,
         gene_ids: Some(panel_ids),
         matrix,
         matrix_source: "simulated counts".into(),
-        labels: Some(LabelColumn {
-            name: "perturbation_name".into(),
-            values: labels,
-        }),
+        labels: Some(LabelColumn { name: "perturbation_name".into(), values: labels }),
         obs: Vec::new(),
         obs_column_names: vec!["perturbation_name".into()],
         simulated: true,
         warnings: Vec::new(),
     };
-    Ok(Simulation {
-        data,
-        conditions,
-        cell_condition,
-        config: config.clone(),
-    })
+    Ok(Simulation { data, conditions, cell_condition, config: config.clone() })
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -201,13 +171,11 @@ fn choose_panel(
     rng: &mut ChaCha8Rng,
 ) -> Result<(Vec<String>, Vec<String>), SimError> {
     let geo = design::geo_genes();
-    if config.genes < 200 || config.genes > geo.len() {
+    if config.genes < 200 {
         return Err(SimError::GeneCount(config.genes, geo.len()));
     }
-    let targets: std::collections::HashSet<&str> = conditions
-        .iter()
-        .flat_map(|c| c.perturbation.genes().iter().map(|s| s.as_str()))
-        .collect();
+    let targets: std::collections::HashSet<&str> =
+        conditions.iter().flat_map(|c| c.perturbation.genes().iter().map(|s| s.as_str())).collect();
     let mut symbol_count = std::collections::HashMap::new();
     for (_, s) in &geo {
         *symbol_count.entry(s.as_str()).or_insert(0) += 1;
@@ -218,15 +186,15 @@ fn choose_panel(
     for (i, (id, sym)) in geo.iter().enumerate() {
         if targets.contains(sym.as_str()) {
             chosen[i] = true;
-        } else if symbol_count[sym.as_str()] == 1
-            && table.lookup(id).and_then(|r| table.locus(r)).is_some()
-        {
+        } else if symbol_count[sym.as_str()] == 1 && table.lookup(id).and_then(|r| table.locus(r)).is_some() {
             candidates.push(i);
         }
     }
-    let need = config
-        .genes
-        .saturating_sub(chosen.iter().filter(|&&c| c).count());
+    let n_targets = chosen.iter().filter(|&&c| c).count();
+    if config.genes > n_targets + candidates.len() {
+        return Err(SimError::GeneCount(config.genes, n_targets + candidates.len()));
+    }
+    let need = config.genes.saturating_sub(n_targets);
     candidates.shuffle(rng);
     let fill = need.min(candidates.len());
     for &i in &candidates[..fill] {
@@ -243,10 +211,8 @@ fn choose_panel(
 }
 
 fn gene_params(symbols: &[String], conditions: &[Condition], rng: &mut ChaCha8Rng) -> GeneParams {
-    let targets: std::collections::HashSet<&str> = conditions
-        .iter()
-        .flat_map(|c| c.perturbation.genes().iter().map(|s| s.as_str()))
-        .collect();
+    let targets: std::collections::HashSet<&str> =
+        conditions.iter().flat_map(|c| c.perturbation.genes().iter().map(|s| s.as_str())).collect();
     let common = Normal::new(0.0f32, 1.5).expect("valid normal");
     // Transcription factors targeted by CRISPRa are mostly lowly expressed in K562.
     let low = Normal::new(-2.5f32, 1.0).expect("valid normal");
@@ -254,80 +220,38 @@ fn gene_params(symbols: &[String], conditions: &[Condition], rng: &mut ChaCha8Rn
     let load = Normal::new(0.0f32, 0.12).expect("valid normal");
     let base_log = symbols
         .iter()
-        .map(|s| {
-            if targets.contains(s.as_str()) {
-                low.sample(rng)
-            } else {
-                common.sample(rng)
-            }
-        })
+        .map(|s| if targets.contains(s.as_str()) { low.sample(rng) } else { common.sample(rng) })
         .collect();
     let dispersion = symbols.iter().map(|_| disp.sample(rng)).collect();
-    let mut axis = || {
-        symbols
-            .iter()
-            .map(|_| load.sample(rng))
-            .collect::<Vec<f32>>()
-    };
+    let mut axis = || symbols.iter().map(|_| load.sample(rng)).collect::<Vec<f32>>();
     let state_loadings = [axis(), axis(), axis()];
-    GeneParams {
-        base_log,
-        dispersion,
-        state_loadings,
-    }
+    GeneParams { base_log, dispersion, state_loadings }
 }
 
 /// A sparse random log-fold vector touching `fraction` of the genes with N(0, sd) effects.
 fn sparse_effect(g: usize, fraction: f64, sd: f32, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let normal = Normal::new(0.0f32, sd).expect("valid normal");
-    (0..g)
-        .map(|_| {
-            if rng.random::<f64>() < fraction {
-                normal.sample(rng)
-            } else {
-                0.0
-            }
-        })
-        .collect()
+    (0..g).map(|_| if rng.random::<f64>() < fraction { normal.sample(rng) } else { 0.0 }).collect()
 }
 
-fn perturbation_effects(
-    conditions: &[Condition],
-    symbols: &[String],
-    rng: &mut ChaCha8Rng,
-) -> Effects {
+fn perturbation_effects(conditions: &[Condition], symbols: &[String], rng: &mut ChaCha8Rng) -> Effects {
     let g = symbols.len();
     // One shared program per authors' cluster: perturbations in a cluster move the same genes.
-    let max_cluster = conditions
-        .iter()
-        .map(|c| c.cluster)
-        .max()
-        .unwrap_or(-1)
-        .max(0) as usize;
-    let programs: Vec<Vec<f32>> = (0..=max_cluster)
-        .map(|_| sparse_effect(g, 0.08, 0.9, rng))
-        .collect();
-    let known_de: Vec<f64> = conditions
-        .iter()
-        .filter(|c| c.perturbation.genes().len() == 1)
-        .filter_map(|c| c.de_genes)
-        .collect();
+    let max_cluster = conditions.iter().map(|c| c.cluster).max().unwrap_or(-1).max(0) as usize;
+    let programs: Vec<Vec<f32>> = (0..=max_cluster).map(|_| sparse_effect(g, 0.08, 0.9, rng)).collect();
+    let known_de: Vec<f64> =
+        conditions.iter().filter(|c| c.perturbation.genes().len() == 1).filter_map(|c| c.de_genes).collect();
 
     let mut full = vec![vec![0.0f32; g]; conditions.len()];
     let mut targets = Vec::new();
-    let single_index = |gene: &str| {
-        conditions
-            .iter()
-            .position(|c| c.perturbation.genes() == [gene.to_string()])
-    };
+    let single_index = |gene: &str| conditions.iter().position(|c| c.perturbation.genes() == [gene.to_string()]);
     for (k, c) in conditions.iter().enumerate() {
         if c.perturbation.genes().len() != 1 {
             continue;
         }
-        // DE genes were counted over ~12k expressed genes; the same share of the panel responds.
-        let de = c
-            .de_genes
-            .unwrap_or_else(|| known_de[rng.random_range(0..known_de.len())]);
+        // DE genes were counted over the genes expressed in K562 (assumed ~12k); 60% of that share of
+        // the panel gets a gene-specific effect, the cluster programme adds the rest.
+        let de = c.de_genes.unwrap_or_else(|| known_de[rng.random_range(0..known_de.len())]);
         let fraction = (de / 12_000.0).clamp(0.003, 0.25);
         let strength = 0.35 + 0.25 * ((de + 1.0).log10() / 3.5) as f32;
         let mut e = sparse_effect(g, fraction * 0.6, strength, rng);
@@ -339,17 +263,9 @@ fn perturbation_effects(
         }
         full[k] = e;
         let gene = &c.perturbation.genes()[0];
-        let fold = LogNormal::new(25f32.ln(), 0.5)
-            .expect("valid lognormal")
-            .sample(rng);
+        let fold = LogNormal::new(25f32.ln(), 0.5).expect("valid lognormal").sample(rng);
         let works = rng.random_range(0.70..0.95);
-        targets.push((
-            gene.clone(),
-            symbols.iter().position(|s| s == gene),
-            fold.ln(),
-            works,
-            k,
-        ));
+        targets.push((gene.clone(), symbols.iter().position(|s| s == gene), fold.ln(), works, k));
     }
     for (k, c) in conditions.iter().enumerate() {
         let genes = c.perturbation.genes();
@@ -366,34 +282,25 @@ fn perturbation_effects(
             _ => 0.2,
         };
         let residual = sparse_effect(g, 0.02, residual_sd, rng);
-        full[k] = (0..g)
-            .map(|j| c1 as f32 * full[a][j] + c2 as f32 * full[b][j] + residual[j])
-            .collect();
+        full[k] = (0..g).map(|j| c1 as f32 * full[a][j] + c2 as f32 * full[b][j] + residual[j]).collect();
     }
     Effects { full, targets }
 }
 
 /// Control gets its share; the other conditions split the rest with log-normal weights (real
 /// screens recover guides unevenly), at least 3 cells each. The order is then shuffled.
-fn allocate_cells(
-    config: &SimConfig,
-    conditions: &[Condition],
-    rng: &mut ChaCha8Rng,
-) -> Vec<usize> {
-    let n_control = ((config.cells as f64 * config.control_fraction).round() as usize).max(3);
+fn n_controls(config: &SimConfig) -> usize {
+    ((config.cells as f64 * config.control_fraction).round() as usize).max(3)
+}
+
+fn allocate_cells(config: &SimConfig, conditions: &[Condition], rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let n_control = n_controls(config);
     let rest = config.cells - n_control;
     let spread = LogNormal::new(0.0, 0.35).expect("valid lognormal");
-    let weights: Vec<f64> = conditions
-        .iter()
-        .skip(1)
-        .map(|_| spread.sample(rng))
-        .collect();
+    let weights: Vec<f64> = conditions.iter().skip(1).map(|_| spread.sample(rng)).collect();
     let total: f64 = weights.iter().sum();
     let free = rest - 3 * weights.len();
-    let mut counts: Vec<usize> = weights
-        .iter()
-        .map(|w| 3 + (w / total * free as f64).floor() as usize)
-        .collect();
+    let mut counts: Vec<usize> = weights.iter().map(|w| 3 + (w / total * free as f64).floor() as usize).collect();
     let mut left = rest - counts.iter().sum::<usize>();
     let (mut i, n_counts) = (0, counts.len());
     while left > 0 {
@@ -413,7 +320,6 @@ fn simulate_cell(
     rng: &mut ChaCha8Rng,
     condition: &Condition,
     k: usize,
-    conditions: &[Condition],
     params: &GeneParams,
     effects: &Effects,
     mean_depth: f64,
@@ -434,7 +340,6 @@ fn simulate_cell(
         n if n == genes.len() => Some(&effects.full[k]),
         _ => Some(&effects.full[working[0].4]),
     };
-    let _ = conditions;
     let z: [f32; 3] = std::array::from_fn(|_| rng.sample::<f32, _>(rand_distr::StandardNormal));
     let mut logw: Vec<f32> = (0..g)
         .map(|j| {
@@ -457,10 +362,7 @@ fn simulate_cell(
     let max = logw.iter().cloned().fold(f32::MIN, f32::max);
     let weights: Vec<f64> = logw.iter().map(|&v| ((v - max) as f64).exp()).collect();
     let total: f64 = weights.iter().sum();
-    let depth = mean_depth
-        * LogNormal::new(0.0, 0.3)
-            .expect("valid lognormal")
-            .sample(rng);
+    let depth = mean_depth * LogNormal::new(0.0, 0.3).expect("valid lognormal").sample(rng);
     let (mut cols, mut vals) = (Vec::new(), Vec::new());
     for j in 0..g {
         let mu = depth * weights[j] / total;
@@ -469,9 +371,7 @@ fn simulate_cell(
         }
         let phi = params.dispersion[j] as f64;
         // Negative binomial as a gamma-Poisson mixture: variance mu + phi·mu².
-        let lambda = Gamma::new(1.0 / phi, mu * phi)
-            .map(|d| d.sample(rng))
-            .unwrap_or(mu);
+        let lambda = Gamma::new(1.0 / phi, mu * phi).map(|d| d.sample(rng)).unwrap_or(mu);
         if lambda <= 0.0 {
             continue;
         }
@@ -489,9 +389,7 @@ fn barcodes(n: usize, rng: &mut ChaCha8Rng) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let b: String = (0..16)
-            .map(|_| b"ACGT"[rng.random_range(0..4)] as char)
-            .collect();
+        let b: String = (0..16).map(|_| b"ACGT"[rng.random_range(0..4)] as char).collect();
         if seen.insert(b.clone()) {
             out.push(format!("{b}-{}", 1 + out.len() * 8 / n));
         }
@@ -504,16 +402,7 @@ mod tests {
     use super::*;
 
     fn small(seed: u64) -> Simulation {
-        simulate(
-            &SimConfig {
-                seed,
-                cells: 1500,
-                genes: 300,
-                control_fraction: 0.1,
-            },
-            |_, _| {},
-        )
-        .unwrap()
+        simulate(&SimConfig { seed, cells: 1500, genes: 300, control_fraction: 0.1 }, |_, _| {}).unwrap()
     }
 
     #[test]
@@ -530,20 +419,11 @@ mod tests {
         let d = &sim.data;
         let klf1 = d.genes.iter().position(|g| g == "KLF1").unwrap();
         let mean = |label: &str| {
-            let rows: Vec<usize> = (0..d.cells.len())
-                .filter(|&i| d.labels.as_ref().unwrap().values[i] == label)
-                .collect();
-            rows.iter()
-                .map(|&i| d.matrix.dense_row(i)[klf1] as f64)
-                .sum::<f64>()
-                / rows.len() as f64
+            let rows: Vec<usize> =
+                (0..d.cells.len()).filter(|&i| d.labels.as_ref().unwrap().values[i] == label).collect();
+            rows.iter().map(|&i| d.matrix.dense_row(i)[klf1] as f64).sum::<f64>() / rows.len() as f64
         };
-        assert!(
-            mean("KLF1") > 10.0 * mean("control").max(0.05),
-            "KLF1 {} control {}",
-            mean("KLF1"),
-            mean("control")
-        );
+        assert!(mean("KLF1") > 10.0 * mean("control").max(0.05), "KLF1 {} control {}", mean("KLF1"), mean("control"));
     }
 
     #[test]
@@ -556,13 +436,7 @@ mod tests {
             assert!(sim.cell_condition.iter().filter(|&&c| c == k).count() >= 3);
         }
         assert!(matches!(
-            simulate(
-                &SimConfig {
-                    cells: 100,
-                    ..Default::default()
-                },
-                |_, _| {}
-            ),
+            simulate(&SimConfig { cells: 100, ..Default::default() }, |_, _| {}),
             Err(SimError::TooFewCells { .. })
         ));
     }

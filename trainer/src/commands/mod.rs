@@ -26,9 +26,7 @@ impl ReadArgs {
             "cells-as-rows" => Orientation::CellsAsRows,
             "genes-as-rows" => Orientation::GenesAsRows,
             other => {
-                return Err(format!(
-                    "--orientation {other}: use auto, cells-as-rows or genes-as-rows"
-                ));
+                return Err(format!("--orientation {other}: use auto, cells-as-rows or genes-as-rows"));
             }
         };
         Ok(ReadOptions {

@@ -30,22 +30,20 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), String> {
     let layout: Layout = args.layout.parse()?;
-    let config = SimConfig {
-        seed: args.seed,
-        cells: args.cells,
-        genes: args.genes,
-        control_fraction: args.control_fraction,
-    };
+    if let Some(level) = args.compression {
+        if !(1..=9).contains(&level) {
+            return Err(format!("--compression {level}: use a gzip level from 1 to 9"));
+        }
+    }
+    let config =
+        SimConfig { seed: args.seed, cells: args.cells, genes: args.genes, control_fraction: args.control_fraction };
     let bar = ProgressBar::new(args.cells as u64);
     bar.set_style(
-        ProgressStyle::with_template(
-            "[simulated] {msg} {bar:30} {pos}/{len} cells ({elapsed}, eta {eta})",
-        )
-        .map_err(|e| e.to_string())?,
+        ProgressStyle::with_template("[simulated] {msg} {bar:30} {pos}/{len} cells ({elapsed}, eta {eta})")
+            .map_err(|e| e.to_string())?,
     );
     bar.set_message("simulating");
-    let sim = simulate::simulate(&config, |done, _| bar.set_position(done as u64))
-        .map_err(|e| e.to_string())?;
+    let sim = simulate::simulate(&config, |done, _| bar.set_position(done as u64)).map_err(|e| e.to_string())?;
     bar.finish_with_message("simulated");
 
     let name = args.out.display().to_string();
@@ -56,24 +54,17 @@ pub fn run(args: Args) -> Result<(), String> {
     } else if lower.ends_with(".csv") || lower.ends_with(".csv.gz") {
         let file = std::fs::File::create(&args.out).map_err(|e| format!("{name}: {e}"))?;
         let writer: Box<dyn std::io::Write> = if lower.ends_with(".gz") {
-            Box::new(flate2::write::GzEncoder::new(
-                file,
-                flate2::Compression::default(),
-            ))
+            Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()))
         } else {
             Box::new(file)
         };
-        layouts::to_csv(&sim, std::io::BufWriter::new(writer))
-            .map_err(|e| format!("{name}: {e}"))?;
+        layouts::to_csv(&sim, std::io::BufWriter::new(writer)).map_err(|e| format!("{name}: {e}"))?;
         let stem = name.trim_end_matches(".gz").trim_end_matches(".csv");
         let labels = format!("{stem}.labels.csv");
         let f = std::fs::File::create(&labels).map_err(|e| format!("{labels}: {e}"))?;
-        layouts::labels_csv(&sim, std::io::BufWriter::new(f))
-            .map_err(|e| format!("{labels}: {e}"))?;
+        layouts::labels_csv(&sim, std::io::BufWriter::new(f)).map_err(|e| format!("{labels}: {e}"))?;
     } else {
-        return Err(format!(
-            "{name}: the output must end in .h5ad, .csv or .csv.gz"
-        ));
+        return Err(format!("{name}: the output must end in .h5ad, .csv or .csv.gz"));
     }
     let d = &sim.data;
     eprintln!(
