@@ -105,7 +105,9 @@ fn csr_group(g: &mut GroupBuilder, m: &CsrMatrix, compression: Option<u32>) {
     g.set_attr("shape", AttrValue::I64Array(vec![m.n_rows as i64, m.n_cols as i64]));
     let indices: Vec<i32> = m.indices.iter().map(|&i| i as i32).collect();
     let indptr: Vec<i64> = m.indptr.iter().map(|&i| i as i64).collect();
-    let chunk = (m.nnz() as u64).clamp(1, 1 << 18);
+    // Chunks stay below 65,536 elements: hdf5-pure 0.47 encodes larger chunk dimensions in a
+    // width libhdf5 2.0 rejects ("stored chunk dimension encoding length does not match").
+    let chunk = (m.nnz() as u64).clamp(1, 1 << 15);
     let d = g.create_dataset("data");
     d.with_f32_data(&m.data);
     if let Some(level) = compression {

@@ -41,7 +41,9 @@ pub enum SimError {
         "--cells {cells} is too few: the design has {conditions} conditions and each needs at least 3 cells (use --cells {min} or more)"
     )]
     TooFewCells { cells: usize, conditions: usize, min: usize },
-    #[error("--genes {0} is out of range: use between 200 and {1} (the targets plus the placed, uniquely named genes of the GEO list)")]
+    #[error(
+        "--genes {0} is out of range: use between 200 and {1} (the targets plus the placed, uniquely named genes of the GEO list)"
+    )]
     GeneCount(usize, usize),
     #[error("--control-fraction {0} must be between 0 and 0.9")]
     ControlFraction(f64),

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test: installs the Python peer the tests compare against (anndata, in .venv), then the
+# Rust unit and integration tests of the workspace (core crate and CLI), in release mode so the
+# heavy dependencies are built once for tests and CLI alike.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-python.sh
+export MAMBA_PYTHON="$PWD/.venv/bin/python"
+cargo test --release --workspace

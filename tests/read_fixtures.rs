@@ -1,0 +1,199 @@
+//! Whole-path reading tests: every fixture written by real anndata (tests/fixtures, made by
+//! make_fixtures.py) reads to the same matrix, names and labels; every bad file gets its own
+//! specific error naming where the problem is; the real 50×50 Norman fixture reads as expected.
+
+use std::path::{Path, PathBuf};
+
+use mamba_perturb::io::{self, ExpressionData, MatrixChoice, ReadOptions};
+use mamba_perturb::labels::Perturbation;
+use mamba_perturb::normalize::{self, ValueKind};
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn read(name: &str) -> ExpressionData {
+    io::read_path(&fixture(name), &ReadOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn reference() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("reference.json")).unwrap()).unwrap()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+/// The reference counts, cells × genes, from reference_counts.tsv.
+fn reference_counts() -> Vec<Vec<f32>> {
+    let text = std::fs::read_to_string(fixture("reference_counts.tsv")).unwrap();
+    text.lines().skip(1).map(|l| l.split('\t').skip(1).map(|v| v.parse().unwrap()).collect()).collect()
+}
+
+fn assert_matrix(name: &str, d: &ExpressionData, expected: &[Vec<f32>], tol: f32) {
+    assert_eq!(d.matrix.n_rows, expected.len(), "{name}: cells");
+    for (i, row) in expected.iter().enumerate() {
+        let got = d.matrix.dense_row(i);
+        for (j, (&a, &b)) in got.iter().zip(row).enumerate() {
+            assert!((a - b).abs() <= tol, "{name}: cell {i} gene {j}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn every_counts_fixture_gives_the_reference_matrix() {
+    let r = reference();
+    let (cells, genes) = (strings(&r["cells"]), strings(&r["genes"]));
+    let counts = reference_counts();
+    let cases = [
+        ("pertpy_csr_f32.h5ad", "X"),
+        ("csc_f64.h5ad", "X"),
+        ("dense_int.h5ad", "X"),
+        ("gears_norm_layers.h5ad", "layers/counts"),
+        ("norm_raw.h5ad", "raw/X"),
+        ("ensembl_feature_name.h5ad", "X"),
+        ("gzip_chunked.h5ad", "X"),
+        ("anndata07_csr.h5ad", "X"),
+        ("cells_rows.csv", "csv (cells as rows)"),
+        ("bom_crlf.csv", "csv (cells as rows)"),
+        ("genes_rows.tsv.gz", "tsv (genes as rows)"),
+    ];
+    for (name, source) in cases {
+        let d = read(name);
+        assert_eq!(d.matrix_source, source, "{name}");
+        assert_eq!(d.cells, cells, "{name}: cell names");
+        assert_eq!(d.genes, genes, "{name}: gene symbols");
+        assert_matrix(name, &d, &counts, 0.0);
+        assert_eq!(normalize::detect(&d.matrix), ValueKind::Counts, "{name}");
+    }
+}
+
+#[test]
+fn ensembl_ids_are_kept_beside_symbols() {
+    let r = reference();
+    let ids = strings(&r["gene_ids"]);
+    for name in ["pertpy_csr_f32.h5ad", "gears_norm_layers.h5ad", "ensembl_feature_name.h5ad"] {
+        let d = read(name);
+        let got: Vec<String> = d.gene_ids.unwrap().iter().map(|s| s.split('.').next().unwrap().to_string()).collect();
+        assert_eq!(got, ids, "{name}");
+    }
+}
+
+#[test]
+fn labels_of_every_public_style_parse_to_the_reference() {
+    let r = reference();
+    let expected: Vec<Perturbation> = strings(&r["labels"]).iter().map(|l| Perturbation::parse(l).unwrap()).collect();
+    for (name, column) in [
+        ("pertpy_csr_f32.h5ad", "perturbation_name"),
+        ("dense_int.h5ad", "perturbation"),
+        ("gears_norm_layers.h5ad", "condition"),
+        ("anndata07_csr.h5ad", "perturbation_name"),
+    ] {
+        let d = read(name);
+        let labels = d.labels.unwrap_or_else(|| panic!("{name}: no label column found"));
+        assert_eq!(labels.name, column, "{name}");
+        let got: Vec<Perturbation> = labels.values.iter().map(|l| Perturbation::parse(l).unwrap()).collect();
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
+#[test]
+fn normalised_inputs_land_on_the_same_scale() {
+    let counts = read("cells_rows.csv");
+    let from_counts = normalize::normalize(&counts.matrix, ValueKind::Counts);
+    let expected: Vec<Vec<f32>> = (0..from_counts.n_rows).map(|i| from_counts.dense_row(i)).collect();
+    // X of these files is scanpy's log1p(normalize_total(1e4)); the CSV rounds to 6 decimals.
+    for (name, options, tol) in [
+        ("gears_norm_layers.h5ad", ReadOptions { matrix: MatrixChoice::X, ..Default::default() }, 1e-5),
+        ("norm_raw.h5ad", ReadOptions { matrix: MatrixChoice::X, ..Default::default() }, 1e-5),
+        ("normalized_cells_rows.csv", ReadOptions::default(), 1e-5),
+    ] {
+        let d = io::read_path(&fixture(name), &options).unwrap();
+        let kind = normalize::detect(&d.matrix);
+        assert!(matches!(kind, ValueKind::LogNormalized { .. }), "{name}: {kind:?}");
+        let n = normalize::normalize(&d.matrix, kind);
+        let got = ExpressionData { matrix: n, ..d };
+        assert_matrix(name, &got, &expected, tol);
+    }
+}
+
+#[test]
+fn bad_files_get_specific_errors_naming_the_problem() {
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(fixture("bad_files.json")).unwrap()).unwrap();
+    let err = |name: &str| match io::read_path(&fixture(name), &ReadOptions::default()) {
+        Ok(_) => panic!("{name}: read without error"),
+        Err(e) => e.to_string(),
+    };
+    for kind_file in ["bad_nan.csv", "bad_inf.csv", "bad_negative.csv", "bad_nonnumeric.csv"] {
+        let f = &spec["files"][kind_file];
+        let e = err(kind_file);
+        let line = format!("line {}", f["line"]);
+        let column = format!("column {}", f["column"]);
+        let gene = f["gene"].as_str().unwrap();
+        assert!(e.contains(&line) && e.contains(&column) && e.contains(gene), "{kind_file}: {e}");
+    }
+    assert!(err("bad_nan.csv").contains("not a finite number"));
+    assert!(err("bad_negative.csv").contains("negative"));
+    assert!(err("bad_nonnumeric.csv").contains("'abc' is not a number"));
+    let ragged = err("bad_ragged.csv");
+    assert!(ragged.contains(&format!("line {}", spec["files"]["bad_ragged.csv"]["line"])), "{ragged}");
+    assert!(err("bad_not_hdf5.h5ad").contains("not an HDF5 file"));
+    assert!(err("bad_truncated.h5ad").contains("truncated"));
+    assert!(err("bad_zero_cells.h5ad").contains("zero cells"));
+    let pre07 = err("bad_pre07.h5ad");
+    assert!(pre07.contains("pre-0.7") && pre07.contains("write_h5ad"), "{pre07}");
+    let zstd = err("bad_zstd_filter.h5ad");
+    assert!(zstd.contains("32015") && zstd.contains("Zstandard") && zstd.contains("X/data"), "{zstd}");
+}
+
+#[test]
+fn duplicated_genes_warn_and_still_read() {
+    let d = read("bad_duplicate_genes.csv");
+    assert_eq!(d.warnings.len(), 1);
+    assert!(d.warnings[0].contains("EEF1A1"), "{:?}", d.warnings);
+}
+
+#[test]
+fn a_file_read_from_memory_equals_the_file_read_from_disk() {
+    for name in ["pertpy_csr_f32.h5ad", "csc_f64.h5ad", "gzip_chunked.h5ad", "genes_rows.tsv.gz"] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let mem = io::read_bytes(name, bytes, &ReadOptions::default()).unwrap();
+        let disk = read(name);
+        assert_eq!(mem.matrix, disk.matrix, "{name}");
+        assert_eq!(mem.labels, disk.labels, "{name}");
+    }
+}
+
+#[test]
+fn asking_for_a_missing_matrix_or_column_says_what_exists() {
+    let o = ReadOptions { matrix: MatrixChoice::Layer("spliced".into()), ..Default::default() };
+    let e = io::read_path(&fixture("gears_norm_layers.h5ad"), &o).unwrap_err().to_string();
+    assert!(e.contains("layer 'spliced'") && e.contains("layers/counts"), "{e}");
+    let o = ReadOptions { label_column: Some("guide".into()), ..Default::default() };
+    let e = io::read_path(&fixture("pertpy_csr_f32.h5ad"), &o).unwrap_err().to_string();
+    assert!(e.contains("label column 'guide'") && e.contains("perturbation_name"), "{e}");
+}
+
+/// The real Norman 2019 fixture (GPL-3, read in place from ../shared, not copied here).
+#[test]
+fn real_norman_fixture_reads() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/norman2019/fixtures/scx_norman_subset_50x50.h5ad");
+    assert!(path.exists(), "{} is missing: run the tests from a checkout with ../shared beside it", path.display());
+    let d = io::read_path(&path, &ReadOptions::default()).unwrap();
+    assert_eq!((d.matrix.n_rows, d.matrix.n_cols), (50, 50));
+    assert_eq!(d.matrix_source, "layers/counts");
+    assert_eq!(normalize::detect(&d.matrix), ValueKind::Counts);
+    // var index holds Ensembl IDs; symbols come from feature_name.
+    assert!(d.gene_ids.as_ref().unwrap().iter().all(|g| g.starts_with("ENSG")));
+    assert!(d.genes.contains(&"CFAP57".to_string()));
+    let labels = d.labels.unwrap();
+    assert_eq!(labels.name, "condition");
+    let first = Perturbation::parse(&labels.values[0]).unwrap();
+    assert_eq!(first.to_string(), "FOXL2+HOXB9");
+    assert!(labels.values.iter().any(|l| l.starts_with("ctrl+")), "CPA's ctrl+A order appears");
+    // CPA's X is log-normalised over all genes: recognised even on this 50-gene subset.
+    let x = io::read_path(&path, &ReadOptions { matrix: MatrixChoice::X, ..Default::default() }).unwrap();
+    assert!(matches!(normalize::detect(&x.matrix), ValueKind::LogNormalized { .. }));
+}

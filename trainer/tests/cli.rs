@@ -1,0 +1,110 @@
+//! The CLI contract other tools rely on: `inspect` prints JSON with the documented keys and exits 0;
+//! bad input exits non-zero with one clear line on stderr and never a panic; `simulate` says
+//! SIMULATED on every line that reports results and its file says so too.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mamba-perturb"))
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn inspect(path: &Path) -> Output {
+    bin().arg("inspect").arg(path).output().unwrap()
+}
+
+#[test]
+fn inspect_prints_the_documented_json() {
+    let out = inspect(&fixtures().join("gears_norm_layers.h5ad"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cells"], 60);
+    assert_eq!(v["genes"], 40);
+    assert_eq!(v["matrix"], "layers/counts");
+    assert_eq!(v["values"], "counts");
+    assert_eq!(v["label_column"], "condition");
+    assert_eq!(v["conditions"], 6);
+    assert_eq!(v["genes_placed"], 39, "MT-CO1 has no slot in the 24-way code");
+
+    let out = inspect(&fixtures().join("cells_rows.csv"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["label_column"].is_null() && v["conditions"].is_null());
+
+    let out = bin().args(["inspect", "--matrix", "X"]).arg(fixtures().join("gears_norm_layers.h5ad")).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["matrix"].as_str(), v["values"].as_str()), (Some("X"), Some("normalized")));
+}
+
+#[test]
+fn bad_input_gives_one_line_and_no_panic() {
+    let mut bad: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("bad_") && !p.to_string_lossy().ends_with(".json")
+        })
+        .filter(|p| {
+            !p.to_string_lossy().contains("duplicate_genes") && !p.to_string_lossy().contains("no_common_genes")
+        })
+        .collect();
+    bad.push(fixtures().join("does_not_exist.h5ad"));
+    assert!(bad.len() >= 11);
+    for path in bad {
+        let out = inspect(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", path.display());
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", path.display());
+        assert_eq!(stderr.trim().lines().count(), 1, "{}: {stderr}", path.display());
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(&*path.file_name().unwrap().to_string_lossy()),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn no_common_genes_is_reported_with_counts() {
+    let out = inspect(&fixtures().join("bad_no_common_genes.csv"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["genes_placed"], 0);
+    let w = v["warnings"][0].as_str().unwrap();
+    assert!(w.contains("none of the 40 genes") && w.contains("FAKE1"), "{w}");
+}
+
+#[test]
+fn simulate_marks_its_output_everywhere() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_simulate");
+    std::fs::create_dir_all(&dir).unwrap();
+    let h5ad = dir.join("tiny.h5ad");
+    let out = bin()
+        .args(["simulate", "--cells", "800", "--genes", "200", "--seed", "3", "--layout", "scperturb", "--out"])
+        .arg(&h5ad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report = stderr.lines().last().unwrap();
+    assert!(report.starts_with("[simulated]") && report.contains("SIMULATED"), "{report}");
+    let v: serde_json::Value = serde_json::from_slice(&inspect(&h5ad).stdout).unwrap();
+    assert_eq!(v["kind"], "simulated");
+    assert_eq!((v["cells"].as_u64(), v["conditions"].as_u64()), (Some(800), Some(237)));
+    assert_eq!(v["label_column"], "perturbation");
+
+    let csv = dir.join("tiny.csv.gz");
+    let out = bin().args(["simulate", "--cells", "800", "--genes", "200", "--out"]).arg(&csv).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&inspect(&csv).stdout).unwrap();
+    assert_eq!((v["kind"].as_str(), v["genes"].as_u64()), (Some("simulated"), Some(200)));
+    assert!(
+        std::fs::read_to_string(dir.join("tiny.labels.csv")).unwrap().starts_with("simulated_cell,perturbation_name")
+    );
+
+    let out = bin().args(["simulate", "--cells", "100", "--out"]).arg(dir.join("x.h5ad")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too few"));
+}
