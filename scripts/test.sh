@@ -7,3 +7,6 @@ cd "$(dirname "$0")/.."
 scripts/setup-python.sh
 export MAMBA_PYTHON="$PWD/.venv/bin/python"
 cargo test --release --workspace
+# The core crate must keep building for the browser.
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+cargo build --release --target wasm32-unknown-unknown -p mamba-perturb

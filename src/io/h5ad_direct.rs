@@ -191,12 +191,12 @@ fn read_pieces<T>(
     let (n, elem, pieces) = describe(ds)?;
     let mut out = Vec::new();
     out.try_reserve_exact(n as usize).ok()?;
-    let window_elems = (8 << 20) / elem.size();
     match source {
         #[cfg(not(target_arch = "wasm32"))]
         RawSource::Path(path) => {
             use std::io::{Read, Seek, SeekFrom};
             let mut f = std::fs::File::open(path).ok()?;
+            let window_elems = (8 << 20) / elem.size();
             let mut buf = vec![0u8; window_elems * elem.size()];
             for (_, address, count) in pieces {
                 f.seek(SeekFrom::Start(address)).ok()?;

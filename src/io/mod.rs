@@ -8,8 +8,6 @@ mod h5ad_direct;
 pub mod h5ad_write;
 pub mod sparse;
 
-use std::path::Path;
-
 pub use sparse::CsrMatrix;
 
 /// What a reader produced: the matrix, its row and column names, and the metadata the model needs.
@@ -146,7 +144,7 @@ fn sniff(name: &str, head: &[u8]) -> FileKind {
 
 /// Reads a file from disk. h5ad files are opened lazily, so only the datasets needed are read.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn read_path(path: &Path, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
+pub fn read_path(path: &std::path::Path, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     use std::io::Read;
     let file = path.display().to_string();
     let mut head = [0u8; 8];
