@@ -2,7 +2,9 @@
 //!
 //! The data path, one module per step:
 //! `io` (h5ad, CSV → cells × genes) → `labels` (public label styles → gene sets) →
-//! `genome` (genes → chromosome, locus) → `normalize` (counts → log1p(CP10k)) → model and prediction.
+//! `genome` (genes → chromosome, locus) → `normalize` (counts → log1p(CP10k)) → `model` (the Burn
+//! cross-attention network, its set distribution and model card) → `predict` (ranking per cell and
+//! per pseudobulk, attention for the genome view).
 //! `simulate` builds Norman-design Perturb-seq data grounded in the real design tables; `inspect`
 //! summarises a file. The CLI (`trainer/`) and the web page are thin faces over these modules.
 
@@ -10,5 +12,7 @@ pub mod genome;
 pub mod inspect;
 pub mod io;
 pub mod labels;
+pub mod model;
 pub mod normalize;
+pub mod predict;
 pub mod simulate;

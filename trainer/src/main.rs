@@ -1,7 +1,14 @@
 //! `mamba-perturb`: the native face of the core crate. Each subcommand parses flags, calls the
 //! core, and prints; errors are printed as one line on stderr with a non-zero exit, never a panic.
 
+mod baselines;
 mod commands;
+mod dataset;
+mod metrics;
+mod plot;
+mod report;
+mod splits;
+mod training;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +29,12 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Simulate Norman-design Perturb-seq data (clearly marked as simulated) as h5ad or CSV.
     Simulate(commands::simulate::Args),
+    /// Train the cross-attention model on a labelled file; writes weights, model card and curve.
+    Train(commands::train::Args),
+    /// Predict the perturbation(s) of each cell (and pseudobulks) with a trained model.
+    Predict(commands::predict::Args),
+    /// Honest held-out benchmark: the model and baselines on whole held-out conditions, several seeds.
+    Bench(commands::bench::Args),
 }
 
 fn main() {
@@ -29,6 +42,9 @@ fn main() {
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Predict(a) => commands::predict::run(a),
+        Command::Bench(a) => commands::bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -108,3 +108,51 @@ fn simulate_marks_its_output_everywhere() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("too few"));
 }
+
+#[test]
+fn train_then_predict_round_trip() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_train");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("train.h5ad");
+    let out = bin().args(["simulate", "--cells", "1000", "--genes", "300", "--seed", "9", "--out"]).arg(&data).output().unwrap();
+    assert!(out.status.success());
+    let model = dir.join("tiny-model");
+    let out = bin()
+        .args(["train", "--epochs", "1", "--hvg", "32", "--d-model", "8", "--heads", "2", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[simulated]"), "{stderr}");
+    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(model.join("card.json")).unwrap()).unwrap();
+    assert_eq!(card["training_data"]["kind"], "simulated");
+    assert_eq!(card["candidates"].as_array().unwrap().len(), 105);
+    assert!(model.join("model.bpk").exists() && model.join("training.svg").exists());
+
+    let out = bin().args(["predict", "--top", "3", "--group-by", "perturbation_name", "--model"]).arg(&model).arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cells = v["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 1000);
+    let top = cells[0]["top"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    assert!(top[0]["probability"].as_f64().unwrap() >= top[1]["probability"].as_f64().unwrap());
+    let name = top[0]["perturbation"].as_str().unwrap();
+    assert!(name == "control" || name.split('+').all(|g| !g.is_empty()));
+    // "all cells" plus one pseudobulk per condition.
+    assert_eq!(v["pseudobulk"].as_array().unwrap().len(), 1 + 237);
+    assert_eq!(v["pseudobulk"][0]["group"], "all cells");
+
+    let out = bin().args(["predict", "--format", "csv", "--model"]).arg(&model).arg(&data).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("kind,id,rank,perturbation,probability\ncell,"), "{}", &text[..80.min(text.len())]);
+
+    // A file sharing no gene with the panel is refused with the counts.
+    let out = bin().args(["predict", "--model"]).arg(&model).arg(fixtures().join("bad_no_common_genes.csv")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("none of the file's 40 genes"), "{stderr}");
+}

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
 pub mod inspect;
+pub mod bench;
+pub mod predict;
 pub mod simulate;
+pub mod train;
 
 use mamba_perturb::io::{MatrixChoice, Orientation, ReadOptions};
 

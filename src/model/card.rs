@@ -1,0 +1,126 @@
+//! The model card: everything needed to use a trained model and to judge it — the gene panel with
+//! positions, the candidate genes, normalisation, what it was trained on (real or simulated),
+//! checksums, the command line, metrics and versions. Saved as `card.json` beside `model.bpk`.
+
+use serde::{Deserialize, Serialize};
+
+use super::NetConfig;
+use crate::genome::{CHROMOSOMES, Locus};
+
+pub const CARD_FORMAT: &str = "mamba-perturb-model/1";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CardGene {
+    pub symbol: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub gene_id: Option<String>,
+    /// Chromosome name (1–22, X, Y), absent for unplaced genes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub chrom: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub start: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub end: Option<u64>,
+    /// start / chromosome length.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub relative: Option<f32>,
+}
+
+impl CardGene {
+    pub fn new(symbol: &str, gene_id: Option<&str>, locus: Option<&Locus>) -> Self {
+        CardGene {
+            symbol: symbol.to_string(),
+            gene_id: gene_id.map(str::to_string),
+            chrom: locus.map(|l| l.chrom_name().to_string()),
+            start: locus.map(|l| l.start),
+            end: locus.map(|l| l.end),
+            relative: locus.map(|l| l.relative),
+        }
+    }
+
+    pub fn locus(&self) -> Option<Locus> {
+        let chrom = CHROMOSOMES.iter().position(|c| Some(*c) == self.chrom.as_deref())? as u8;
+        Some(Locus { chrom, start: self.start?, end: self.end.unwrap_or(self.start?), relative: self.relative? })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainingData {
+    /// File name of the training data.
+    pub name: String,
+    /// `simulated` or `real`: simulated models say so wherever they are shown.
+    pub kind: String,
+    pub sha256: String,
+    pub cells: usize,
+    pub conditions: usize,
+    pub label_column: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WeightsInfo {
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub dtype: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub format: String,
+    pub name: String,
+    pub description: String,
+    pub training_data: TrainingData,
+    /// The gene tokens, in input order.
+    pub panel: Vec<CardGene>,
+    /// The candidate target genes, in query order.
+    pub candidates: Vec<CardGene>,
+    /// True when the candidates' own expression was removed from the panel.
+    pub targets_masked: bool,
+    pub normalization: String,
+    pub net: NetConfig,
+    /// Mean and standard deviation of each panel gene over the training cells (for
+    /// out-of-distribution warnings).
+    pub reference_mean: Vec<f32>,
+    pub reference_sd: Vec<f32>,
+    pub weights: WeightsInfo,
+    pub command: String,
+    pub seed: u64,
+    pub metrics: serde_json::Value,
+    pub versions: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    #[error("model card: not valid JSON for a mamba-perturb model ({0})")]
+    Json(#[from] serde_json::Error),
+    #[error("model card: format '{0}' is not {CARD_FORMAT}; this build cannot read it")]
+    Format(String),
+    #[error("model card: {0}")]
+    Inconsistent(String),
+}
+
+impl ModelCard {
+    pub fn from_json(text: &str) -> Result<ModelCard, CardError> {
+        let card: ModelCard = serde_json::from_str(text)?;
+        if card.format != CARD_FORMAT {
+            return Err(CardError::Format(card.format));
+        }
+        if card.panel.len() != card.net.n_genes || card.candidates.len() != card.net.n_candidates {
+            return Err(CardError::Inconsistent(format!(
+                "{} panel genes and {} candidates listed, the network expects {} and {}",
+                card.panel.len(),
+                card.candidates.len(),
+                card.net.n_genes,
+                card.net.n_candidates
+            )));
+        }
+        if card.reference_mean.len() != card.panel.len() || card.reference_sd.len() != card.panel.len() {
+            return Err(CardError::Inconsistent("reference profile length differs from the panel".into()));
+        }
+        Ok(card)
+    }
+
+    pub fn is_simulated(&self) -> bool {
+        self.training_data.kind == "simulated"
+    }
+}

@@ -1,0 +1,111 @@
+//! The network: cross-attention from perturbation queries to gene tokens whose embeddings carry each
+//! measured gene's chromosome (24-way one-hot) and relative locus, so attention reads as a map
+//! along the genome. Inputs are the cell's normalised expression over the model's gene panel; gene
+//! positions come from the genome table (properties of the measured genes), never from labels.
+//!
+//! Output: one logit per candidate target gene and a 3-way cardinality (0, 1 or 2 genes perturbed).
+//! Together they define a distribution over control, every single and every pair (`sets.rs`).
+
+pub mod card;
+pub mod features;
+pub mod sets;
+
+use burn::module::Module;
+use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::{Device, Int, Tensor};
+
+pub use features::GenomeFeatures;
+
+/// Architecture sizes (saved in the model card so weights can be rebuilt).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetConfig {
+    /// Genes in the panel (gene tokens).
+    pub n_genes: usize,
+    /// Candidate target genes (queries besides the "no perturbation" one).
+    pub n_candidates: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    /// Sinusoidal frequencies used to encode the relative locus.
+    pub n_freqs: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct PerturbNet {
+    /// Expression value → token: Linear(1, d) → GELU → Linear(d, d).
+    value_in: Linear,
+    value_out: Linear,
+    /// Learned identity of each panel gene.
+    gene_id: Embedding,
+    /// Chromosome one-hot (24) → d, shared by gene tokens and queries.
+    chrom: Linear,
+    /// Sinusoidal locus features → d, shared by gene tokens and queries.
+    locus: Linear,
+    /// Learned identity of each candidate query, plus the "no perturbation" query (last).
+    query_id: Embedding,
+    token_norm: LayerNorm,
+    attention: MultiHeadAttention,
+    head_hidden: Linear,
+    head_gene: Linear,
+    head_count: Linear,
+}
+
+/// What a forward pass returns.
+pub struct NetOutput {
+    /// [batch, candidates]: evidence that each candidate gene is perturbed.
+    pub gene_logits: Tensor<2>,
+    /// [batch, 3]: logits of 0, 1 or 2 perturbed genes.
+    pub count_logits: Tensor<2>,
+    /// [batch, heads, queries, genes], only when asked for (it is large).
+    pub attention: Option<Tensor<4>>,
+}
+
+impl NetConfig {
+    pub fn init(&self, device: &Device) -> PerturbNet {
+        let d = self.d_model;
+        PerturbNet {
+            value_in: LinearConfig::new(1, d).init(device),
+            value_out: LinearConfig::new(d, d).init(device),
+            gene_id: EmbeddingConfig::new(self.n_genes, d).init(device),
+            chrom: LinearConfig::new(features::N_CHROM_FEATURES, d).with_bias(false).init(device),
+            locus: LinearConfig::new(2 * self.n_freqs, d).with_bias(false).init(device),
+            query_id: EmbeddingConfig::new(self.n_candidates + 1, d).init(device),
+            token_norm: LayerNormConfig::new(d).init(device),
+            attention: MultiHeadAttentionConfig::new(d, self.n_heads).with_dropout(0.0).init(device),
+            head_hidden: LinearConfig::new(d, d).init(device),
+            head_gene: LinearConfig::new(d, 1).init(device),
+            head_count: LinearConfig::new(d, 3).init(device),
+        }
+    }
+}
+
+impl PerturbNet {
+    /// `x`: [batch, genes] normalised expression (log1p CP10k) over the panel.
+    pub fn forward(&self, x: Tensor<2>, genome: &GenomeFeatures, with_attention: bool) -> NetOutput {
+        let [batch, n_genes] = x.dims();
+        let device = x.device();
+
+        // Gene tokens: expression embedding (of the z-score, clipped) + identity + chromosome + locus.
+        let z = ((x - genome.gene_mean.clone()) * genome.gene_inv_sd.clone()).clamp(-5.0, 10.0);
+        let value = gelu(self.value_in.forward(z.unsqueeze_dim::<3>(2)));
+        let value = self.value_out.forward(value); // [B, G, d]
+        let ids = Tensor::<1, Int>::arange(0..n_genes as i64, &device).unsqueeze::<2>();
+        let identity = self.gene_id.forward(ids); // [1, G, d]
+        let place = self.chrom.forward(genome.gene_chrom.clone()) + self.locus.forward(genome.gene_locus.clone());
+        let tokens = self.token_norm.forward(value + identity + place.unsqueeze::<3>()); // [B, G, d]
+
+        // Queries: one per candidate gene (its identity + its own place on the genome) + control.
+        let n_queries = genome.query_chrom.dims()[0];
+        let qids = Tensor::<1, Int>::arange(0..n_queries as i64, &device).unsqueeze::<2>();
+        let query_place = self.chrom.forward(genome.query_chrom.clone()) + self.locus.forward(genome.query_locus.clone());
+        let queries = (self.query_id.forward(qids) + query_place.unsqueeze::<3>()).repeat_dim(0, batch); // [B, Q, d]
+
+        let out = self.attention.forward(MhaInput::new(queries, tokens.clone(), tokens));
+        let hidden = gelu(self.head_hidden.forward(out.context)); // [B, Q, d]
+        let n_candidates = n_queries - 1;
+        let gene_logits = sets::bound(self.head_gene.forward(hidden.clone().narrow(1, 0, n_candidates)).squeeze_dim::<2>(2));
+        let count_logits = self.head_count.forward(hidden.narrow(1, n_candidates, 1)).squeeze_dim::<2>(1);
+        NetOutput { gene_logits, count_logits, attention: with_attention.then_some(out.weights) }
+    }
+}

@@ -1,0 +1,139 @@
+//! From gene logits and a 0/1/2 count to a distribution over every answer: control, each single and
+//! each pair. P(S) = P(|S|) · Π_{g∈S} e^{l_g} / Z_{|S|}, with Z_1 = Σ e^{l_g} and
+//! Z_2 = Σ_{a<b} e^{l_a + l_b}: a pair's score is the sum of its genes' evidence, which is what lets
+//! the model name pairs it never saw. Training minimises −log P(true set) exactly.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::Tensor;
+
+/// Gene logits are bounded to ±LOGIT_BOUND so pair sums stay well inside f32 range.
+pub const LOGIT_BOUND: f32 = 12.0;
+
+pub fn bound(raw: Tensor<2>) -> Tensor<2> {
+    raw.div_scalar(LOGIT_BOUND).tanh().mul_scalar(LOGIT_BOUND)
+}
+
+/// log Σ_{a<b} e^{l_a + l_b} per row, without cancellation: values are sorted ascending and each
+/// is multiplied by the sum of the smaller ones only.
+pub fn log_pair_normalizer(logits: Tensor<2>) -> Tensor<2> {
+    let [batch, n] = logits.dims();
+    let top = logits.clone().topk(2, 1).detach();
+    let shift = top.sum_dim(1).div_scalar(2.0); // [B, 1]: makes the best pair's term exactly 1
+    let w = (logits - shift.clone()).exp().sort(1);
+    let before = Tensor::cat(vec![Tensor::zeros([batch, 1], &w.device()), w.clone().cumsum(1).narrow(1, 0, n - 1)], 1);
+    (w * before).sum_dim(1).log() + shift.mul_scalar(2.0)
+}
+
+/// Mean −log P(true set) over the batch. `multi_hot`: [B, C] with 0–2 ones per row;
+/// `count_one_hot`: [B, 3] (0, 1, 2 genes).
+pub fn set_nll(gene_logits: Tensor<2>, count_logits: Tensor<2>, multi_hot: Tensor<2>, count_one_hot: Tensor<2>) -> Tensor<1> {
+    let [batch, _] = gene_logits.dims();
+    let chosen = (gene_logits.clone() * multi_hot).sum_dim(1); // [B, 1]
+    let max = gene_logits.clone().max_dim(1).detach();
+    let lse1 = (gene_logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
+    let lse2 = log_pair_normalizer(gene_logits);
+    let k1 = count_one_hot.clone().narrow(1, 1, 1);
+    let k2 = count_one_hot.clone().narrow(1, 2, 1);
+    let set_term = k1 * lse1 + k2 * lse2 - chosen;
+    let count_term = (log_softmax(count_logits, 1) * count_one_hot).sum_dim(1).neg();
+    (set_term + count_term).sum().div_scalar(batch as f32)
+}
+
+/// Probabilities of every answer for one cell, from its logits (computed in f64).
+#[derive(Clone, Debug)]
+pub struct SetScores {
+    pub control: f64,
+    /// P({g}) per candidate.
+    pub singles: Vec<f64>,
+    /// P({a, b}) for a < b, in `pair_index` order.
+    pub pairs: Vec<f64>,
+}
+
+/// Position of the pair (a, b), a < b, among all pairs of `n` candidates.
+pub fn pair_index(a: usize, b: usize, n: usize) -> usize {
+    debug_assert!(a < b && b < n);
+    a * n - a * (a + 1) / 2 + (b - a - 1)
+}
+
+/// The pair at position `k` (inverse of `pair_index`).
+pub fn pair_at(mut k: usize, n: usize) -> (usize, usize) {
+    for a in 0..n {
+        let row = n - a - 1;
+        if k < row {
+            return (a, a + 1 + k);
+        }
+        k -= row;
+    }
+    (n, n)
+}
+
+fn log_sum_exp(v: impl Iterator<Item = f64> + Clone) -> f64 {
+    let m = v.clone().fold(f64::NEG_INFINITY, f64::max);
+    m + v.map(|x| (x - m).exp()).sum::<f64>().ln()
+}
+
+impl SetScores {
+    /// `gene_logits` already bounded (as the network outputs them through `bound`).
+    pub fn from_logits(gene_logits: &[f32], count_logits: &[f32]) -> SetScores {
+        let l: Vec<f64> = gene_logits.iter().map(|&x| x as f64).collect();
+        let n = l.len();
+        let c: Vec<f64> = count_logits.iter().map(|&x| x as f64).collect();
+        let lc = log_sum_exp(c.iter().cloned());
+        let p_count: Vec<f64> = c.iter().map(|x| (x - lc).exp()).collect();
+        let lse1 = log_sum_exp(l.iter().cloned());
+        let singles = l.iter().map(|x| p_count[1] * (x - lse1).exp()).collect();
+        let mut pair_logits = Vec::with_capacity(n * (n.saturating_sub(1)) / 2);
+        for a in 0..n {
+            for b in a + 1..n {
+                pair_logits.push(l[a] + l[b]);
+            }
+        }
+        let lse2 = log_sum_exp(pair_logits.iter().cloned());
+        let pairs = pair_logits.iter().map(|x| p_count[2] * (x - lse2).exp()).collect();
+        SetScores { control: p_count[0], singles, pairs }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    #[test]
+    fn pair_indexing_round_trips() {
+        let n = 7;
+        let mut k = 0;
+        for a in 0..n {
+            for b in a + 1..n {
+                assert_eq!(pair_index(a, b, n), k);
+                assert_eq!(pair_at(k, n), (a, b));
+                k += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn scores_sum_to_one_and_pairs_follow_gene_evidence() {
+        let s = SetScores::from_logits(&[3.0, 2.0, -1.0, 0.0], &[0.0, 1.0, 2.0]);
+        let total = s.control + s.singles.iter().sum::<f64>() + s.pairs.iter().sum::<f64>();
+        assert!((total - 1.0).abs() < 1e-9);
+        let best = (0..s.pairs.len()).max_by(|&a, &b| s.pairs[a].total_cmp(&s.pairs[b])).unwrap();
+        assert_eq!(pair_at(best, 4), (0, 1));
+    }
+
+    #[test]
+    fn tensor_loss_matches_the_exact_likelihood() {
+        let device = Device::flex();
+        let logits = [2.0f32, -1.0, 0.5, 11.5, -11.0];
+        let count = [0.1f32, 0.2, 0.3];
+        let s = SetScores::from_logits(&logits, &count);
+        let l = Tensor::<2>::from_data(TensorData::new(logits.to_vec(), [1, 5]), &device);
+        let c = Tensor::<2>::from_data(TensorData::new(count.to_vec(), [1, 3]), &device);
+        // The true set {0, 2}: a pair.
+        let y = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0, 1.0, 0.0, 0.0], [1, 5]), &device);
+        let k = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 0.0, 1.0], [1, 3]), &device);
+        let nll: f32 = set_nll(l, c, y, k).into_data().try_to_vec::<f32>().unwrap()[0];
+        let expected = -s.pairs[pair_index(0, 2, 5)].ln();
+        assert!((nll as f64 - expected).abs() < 1e-3, "{nll} vs {expected}");
+    }
+}

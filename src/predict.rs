@@ -1,0 +1,277 @@
+//! Prediction, shared by the CLI and the web page: match a file's genes to the model's panel,
+//! normalise as in training, run the network in batches, and rank control, every single and every
+//! pair per cell and per pseudobulk (mean normalised profile of a group of cells).
+
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Tensor, TensorData};
+use serde::Serialize;
+
+use crate::genome::strip_version;
+use crate::io::ExpressionData;
+use crate::model::card::{CardError, ModelCard};
+use crate::model::sets::{SetScores, pair_at};
+use crate::model::{GenomeFeatures, PerturbNet};
+use crate::normalize::{self, ValueKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error(transparent)]
+    Card(#[from] CardError),
+    #[error("model weights do not fit the model card's architecture: {0}")]
+    Weights(String),
+    #[error(
+        "none of the file's {file_genes} genes matches the model's {panel} panel genes (by Ensembl ID or symbol), e.g. the file has '{example}' and the panel '{panel_example}'"
+    )]
+    NoCommonGenes { file_genes: usize, panel: usize, example: String, panel_example: String },
+    #[error("reading the network output: {0}")]
+    Output(String),
+}
+
+/// A trained model ready to predict.
+pub struct Predictor {
+    pub card: ModelCard,
+    net: PerturbNet,
+    features: GenomeFeatures,
+    device: Device,
+}
+
+/// The file's cells projected onto the model's panel and normalised, with a report for people.
+pub struct Prepared {
+    pub cells: Vec<String>,
+    /// cells × panel genes, row-major, log1p(CP10k).
+    pub x: Vec<f32>,
+    pub n_genes: usize,
+    pub report: MatchReport,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MatchReport {
+    pub panel_genes: usize,
+    pub matched: usize,
+    /// Panel genes absent from the file (their input is 0).
+    pub missing: Vec<String>,
+    pub values: ValueKind,
+    /// Share of cells whose profile is further from the training cells than 99% of those were.
+    pub atypical_cells: f64,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Ranked {
+    pub perturbation: String,
+    pub probability: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CellPrediction {
+    pub cell: String,
+    pub top: Vec<Ranked>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupPrediction {
+    pub group: String,
+    pub cells: usize,
+    pub top: Vec<Ranked>,
+}
+
+impl Predictor {
+    /// Builds the network from the card and loads burnpack weights into it.
+    pub fn load(card_json: &str, weights: Vec<u8>, device: &Device) -> Result<Predictor, PredictError> {
+        let card = ModelCard::from_json(card_json)?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights)).map_err(|e| PredictError::Weights(format!("{e:?}")))?;
+        let net = card.net.init(device).try_load_record(record).map_err(|e| PredictError::Weights(format!("{e:?}")))?;
+        Ok(Predictor::from_parts(card, net, device))
+    }
+
+    pub fn from_parts(card: ModelCard, net: PerturbNet, device: &Device) -> Predictor {
+        let gene_loci: Vec<_> = card.panel.iter().map(|g| g.locus()).collect();
+        let cand_loci: Vec<_> = card.candidates.iter().map(|g| g.locus()).collect();
+        let features =
+            GenomeFeatures::new(&gene_loci, &cand_loci, card.net.n_freqs, &card.reference_mean, &card.reference_sd, device);
+        Predictor { card, net, features, device: device.clone() }
+    }
+
+    pub fn net(&self) -> &PerturbNet {
+        &self.net
+    }
+
+    pub fn features(&self) -> &GenomeFeatures {
+        &self.features
+    }
+
+    pub fn candidates(&self) -> Vec<String> {
+        self.card.candidates.iter().map(|g| g.symbol.clone()).collect()
+    }
+
+    /// Normalises the file as in training and lays its values out in panel order.
+    pub fn prepare(&self, data: &ExpressionData) -> Result<Prepared, PredictError> {
+        let panel = &self.card.panel;
+        let columns = match_genes(data, panel.iter().map(|g| (g.symbol.as_str(), g.gene_id.as_deref())));
+        let matched = columns.iter().filter(|c| c.is_some()).count();
+        if matched == 0 {
+            return Err(PredictError::NoCommonGenes {
+                file_genes: data.genes.len(),
+                panel: panel.len(),
+                example: data.genes.first().cloned().unwrap_or_default(),
+                panel_example: panel.first().map(|g| g.symbol.clone()).unwrap_or_default(),
+            });
+        }
+        let values = normalize::detect(&data.matrix);
+        let normalised = normalize::normalize(&data.matrix, values).select_columns(&columns);
+        let g = panel.len();
+        let mut x = vec![0f32; normalised.n_rows * g];
+        for i in 0..normalised.n_rows {
+            let (cols, vals) = normalised.row(i);
+            for (&j, &v) in cols.iter().zip(vals) {
+                x[i * g + j as usize] = v;
+            }
+        }
+        let missing: Vec<String> =
+            columns.iter().zip(panel).filter(|(c, _)| c.is_none()).map(|(_, p)| p.symbol.clone()).collect();
+        let atypical_cells = self.atypical_share(&x, g);
+        let mut warnings = Vec::new();
+        if matched * 10 < g * 8 {
+            warnings.push(format!("only {matched} of the model's {g} panel genes are in the file; predictions will be less reliable"));
+        }
+        if atypical_cells > 0.2 {
+            warnings.push(format!(
+                "{:.0}% of cells look unlike the training data (training: 1%); check the species, the gene names and the normalisation",
+                atypical_cells * 100.0
+            ));
+        }
+        Ok(Prepared {
+            cells: data.cells.clone(),
+            x,
+            n_genes: g,
+            report: MatchReport { panel_genes: g, matched, missing, values, atypical_cells, warnings },
+        })
+    }
+
+    /// Share of cells whose mean squared z-score over the panel exceeds the training cells' 99th percentile.
+    fn atypical_share(&self, x: &[f32], g: usize) -> f64 {
+        let n = x.len() / g.max(1);
+        if n == 0 {
+            return 0.0;
+        }
+        let limit = self.card.metrics.get("typicality_p99").and_then(|v| v.as_f64()).unwrap_or(f64::INFINITY);
+        let far = x.chunks(g).filter(|row| typicality(row, &self.card.reference_mean, &self.card.reference_sd) > limit).count();
+        far as f64 / n as f64
+    }
+
+    /// Runs the network on `rows` cells (row-major `x`) and returns their gene and count logits.
+    pub fn logits(&self, x: &[f32], rows: usize) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
+        let input = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, self.card.net.n_genes]), &self.device);
+        let out = self.net.forward(input, &self.features, false);
+        let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(|e| PredictError::Output(format!("{e:?}")));
+        Ok((read(out.gene_logits)?, read(out.count_logits)?))
+    }
+
+    /// Scores every cell, `batch` cells at a time.
+    pub fn score_cells(&self, prepared: &Prepared, batch: usize, mut progress: impl FnMut(usize, usize)) -> Result<Vec<SetScores>, PredictError> {
+        let g = prepared.n_genes;
+        let n = prepared.cells.len();
+        let c = self.card.net.n_candidates;
+        let mut out = Vec::with_capacity(n);
+        for start in (0..n).step_by(batch.max(1)) {
+            let rows = batch.min(n - start);
+            let (gl, cl) = self.logits(&prepared.x[start * g..(start + rows) * g], rows)?;
+            out.extend(gl.chunks(c).zip(cl.chunks(3)).map(|(a, b)| SetScores::from_logits(a, b)));
+            progress(start + rows, n);
+        }
+        Ok(out)
+    }
+
+    /// Mean normalised profile of each group (all cells when `groups` is None), then scored.
+    pub fn score_pseudobulk(&self, prepared: &Prepared, groups: &[(String, Vec<usize>)]) -> Result<Vec<SetScores>, PredictError> {
+        let g = prepared.n_genes;
+        let mut x = vec![0f32; groups.len() * g];
+        for (k, (_, members)) in groups.iter().enumerate() {
+            for &i in members {
+                for j in 0..g {
+                    x[k * g + j] += prepared.x[i * g + j];
+                }
+            }
+            let n = members.len().max(1) as f32;
+            x[k * g..(k + 1) * g].iter_mut().for_each(|v| *v /= n);
+        }
+        let (gl, cl) = self.logits(&x, groups.len())?;
+        let c = self.card.net.n_candidates;
+        Ok(gl.chunks(c).zip(cl.chunks(3)).map(|(a, b)| SetScores::from_logits(a, b)).collect())
+    }
+
+    /// Attention of one query (a candidate's index, or `n_candidates` for "no perturbation") over
+    /// the panel genes for one profile, averaged over heads.
+    pub fn attention(&self, profile: &[f32], query: usize) -> Result<Vec<f32>, PredictError> {
+        let g = self.card.net.n_genes;
+        let input = Tensor::<2>::from_data(TensorData::new(profile.to_vec(), [1, g]), &self.device);
+        let out = self.net.forward(input, &self.features, true);
+        let w = out.attention.ok_or_else(|| PredictError::Output("no attention returned".into()))?;
+        let [_, heads, _, _] = w.dims();
+        let row = w.narrow(2, query, 1).sum_dim(1).div_scalar(heads as f32); // [1, 1, 1, G]
+        row.into_data().try_to_vec::<f32>().map_err(|e| PredictError::Output(format!("{e:?}")))
+    }
+}
+
+/// Mean squared z-score of a normalised profile against the training reference (clipped per gene).
+pub fn typicality(row: &[f32], mean: &[f32], sd: &[f32]) -> f64 {
+    let n = row.len().max(1) as f64;
+    row.iter()
+        .zip(mean)
+        .zip(sd)
+        .map(|((&x, &m), &s)| {
+            let z = (x - m) as f64 / (s as f64).max(0.05);
+            z.clamp(-10.0, 10.0).powi(2)
+        })
+        .sum::<f64>()
+        / n
+}
+
+/// For each wanted gene, the file's column: by Ensembl ID (version ignored) first, then symbol
+/// (case-insensitive). The first occurrence wins for duplicated names.
+pub fn match_genes<'a>(data: &ExpressionData, wanted: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Vec<Option<usize>> {
+    let mut by_symbol = std::collections::HashMap::new();
+    for (j, g) in data.genes.iter().enumerate() {
+        by_symbol.entry(g.to_ascii_uppercase()).or_insert(j);
+    }
+    let mut by_id = std::collections::HashMap::new();
+    if let Some(ids) = &data.gene_ids {
+        for (j, id) in ids.iter().enumerate() {
+            by_id.entry(strip_version(id).to_string()).or_insert(j);
+        }
+    }
+    wanted
+        .map(|(symbol, id)| {
+            id.and_then(|id| by_id.get(strip_version(id)).copied()).or_else(|| by_symbol.get(&symbol.to_ascii_uppercase()).copied())
+        })
+        .collect()
+}
+
+/// The `k` most probable answers, written as `control` or sorted `+`-joined genes.
+pub fn top_k(scores: &SetScores, candidates: &[String], k: usize) -> Vec<Ranked> {
+    let n = candidates.len();
+    let mut all: Vec<(f64, usize)> = Vec::with_capacity(1 + n + scores.pairs.len());
+    all.push((scores.control, usize::MAX));
+    all.extend(scores.singles.iter().enumerate().map(|(i, &p)| (p, i)));
+    all.extend(scores.pairs.iter().enumerate().map(|(i, &p)| (p, n + i)));
+    let k = k.min(all.len());
+    all.select_nth_unstable_by(k.saturating_sub(1), |a, b| b.0.total_cmp(&a.0));
+    all.truncate(k);
+    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    all.into_iter().map(|(p, code)| Ranked { perturbation: answer_name(code, candidates), probability: p }).collect()
+}
+
+fn answer_name(code: usize, candidates: &[String]) -> String {
+    let n = candidates.len();
+    if code == usize::MAX {
+        "control".into()
+    } else if code < n {
+        candidates[code].clone()
+    } else {
+        let (a, b) = pair_at(code - n, n);
+        let mut pair = [candidates[a].as_str(), candidates[b].as_str()];
+        pair.sort();
+        pair.join("+")
+    }
+}

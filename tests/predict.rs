@@ -1,0 +1,115 @@
+//! Prediction through the shipped default model: the weights decode into the architecture the card
+//! describes; predictions do not depend on labels (no leakage path); the same cells give the same
+//! predictions whichever file form they come in (CSV, and each h5ad layout).
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use mamba_perturb::io::{self, LabelColumn, ReadOptions};
+use mamba_perturb::model::sets::SetScores;
+use mamba_perturb::predict::{Predictor, top_k};
+use mamba_perturb::simulate::{self, Layout, SimConfig, layouts};
+
+fn default_model() -> Predictor {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let card = std::fs::read_to_string(dir.join("card.json")).expect("models/default/card.json is committed");
+    let weights = std::fs::read(dir.join("model.bpk")).expect("models/default/model.bpk is committed");
+    Predictor::load(&card, weights, &Device::flex()).expect("the shipped weights fit the card's architecture")
+}
+
+/// The default model's simulated world (seed 0 fixes the gene panel, baselines and effects) with
+/// cells it did not see: a different cell count gives a different allocation of conditions.
+fn sample() -> simulate::Simulation {
+    simulate::simulate(&SimConfig { seed: 0, cells: 800, genes: 1000, control_fraction: 0.1 }, |_, _| {}).unwrap()
+}
+
+fn scores(p: &Predictor, data: &io::ExpressionData) -> Vec<SetScores> {
+    let prepared = p.prepare(data).unwrap();
+    p.score_cells(&prepared, 128, |_, _| {}).unwrap()
+}
+
+fn max_abs_diff(a: &[SetScores], b: &[SetScores]) -> f64 {
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            std::iter::once((x.control - y.control).abs())
+                .chain(x.singles.iter().zip(&y.singles).map(|(p, q)| (p - q).abs()))
+                .chain(x.pairs.iter().zip(&y.pairs).map(|(p, q)| (p - q).abs()))
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn the_default_model_is_simulated_and_says_so() {
+    let p = default_model();
+    assert!(p.card.is_simulated());
+    assert_eq!(p.card.candidates.len(), 105);
+    assert!(p.card.panel.iter().filter(|g| g.locus().is_some()).count() * 10 >= p.card.panel.len() * 9, "panel genes are placed");
+}
+
+#[test]
+fn predictions_do_not_depend_on_labels() {
+    let p = default_model();
+    let sim = sample();
+    let with_labels = sim.data.clone();
+    let baseline = scores(&p, &with_labels);
+
+    let mut shuffled = sim.data.clone();
+    let mut values = shuffled.labels.as_ref().unwrap().values.clone();
+    values.reverse();
+    shuffled.labels = Some(LabelColumn { name: "perturbation_name".into(), values });
+    assert_eq!(max_abs_diff(&baseline, &scores(&p, &shuffled)), 0.0);
+
+    let mut removed = sim.data.clone();
+    removed.labels = None;
+    removed.obs_column_names.clear();
+    assert_eq!(max_abs_diff(&baseline, &scores(&p, &removed)), 0.0);
+
+    // Predicting a batch cell by cell gives the same answers: nothing is pooled across cells.
+    let prepared = p.prepare(&with_labels).unwrap();
+    let one_by_one = p.score_cells(&prepared, 1, |_, _| {}).unwrap();
+    assert!(max_abs_diff(&baseline, &one_by_one) < 1e-5);
+}
+
+#[test]
+fn every_file_form_gives_the_same_predictions() {
+    let p = default_model();
+    let sim = sample();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("predict_forms");
+    std::fs::create_dir_all(&dir).unwrap();
+    let reference = scores(&p, &sim.data);
+    let candidates = p.candidates();
+    for layout in [Layout::Pertpy, Layout::Gears, Layout::Scperturb] {
+        let path = dir.join(format!("{layout:?}.h5ad"));
+        std::fs::write(&path, layouts::to_h5ad(&sim, layout, None).unwrap()).unwrap();
+        let d = io::read_path(&path, &ReadOptions::default()).unwrap();
+        let s = scores(&p, &d);
+        assert!(max_abs_diff(&reference, &s) < 1e-4, "{layout:?}: {}", max_abs_diff(&reference, &s));
+        assert_eq!(top_k(&s[0], &candidates, 3)[0].perturbation, top_k(&reference[0], &candidates, 3)[0].perturbation);
+    }
+    let mut csv = Vec::new();
+    layouts::to_csv(&sim, &mut csv).unwrap();
+    let d = io::read_bytes("cells.csv", csv, &ReadOptions::default()).unwrap();
+    assert!(max_abs_diff(&reference, &scores(&p, &d)) < 1e-5);
+}
+
+#[test]
+fn the_default_model_finds_crispra_targets_in_fresh_simulated_cells() {
+    // Cells the model did not see: the top answer should usually name a true gene.
+    let p = default_model();
+    let sim = sample();
+    let s = scores(&p, &sim.data);
+    let candidates = p.candidates();
+    let labels = &sim.data.labels.as_ref().unwrap().values;
+    let hits = s
+        .iter()
+        .zip(labels)
+        .filter(|(sc, truth)| {
+            let top = &top_k(sc, &candidates, 1)[0].perturbation;
+            let truth_genes: Vec<&str> = truth.split('+').collect();
+            top.split('+').any(|g| truth_genes.contains(&g))
+        })
+        .count();
+    let rate = hits as f64 / s.len() as f64;
+    assert!(rate > 0.5, "at least one true gene in the top answer for only {rate:.2} of cells");
+}

@@ -1,0 +1,262 @@
+//! `bench --data FILE`: the honest held-out benchmark (after Ahlmann-Eltze et al. 2025). For each
+//! seed, split (held-out pairs; unseen genes) and target visibility (visible; masked), the model
+//! and every baseline are fitted on the training conditions and scored on whole held-out
+//! conditions at cell, pseudobulk (all cells of a condition) and 10-cell pseudobulk level, overall
+//! and per genetic-interaction class of the pair. Writes results/benchmark.{json,md,svg}.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use mamba_perturb::model::GenomeFeatures;
+use mamba_perturb::model::sets::SetScores;
+use mamba_perturb::predict::Predictor;
+use mamba_perturb::simulate::design;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::baselines::{self, LinearBaseline, TrainView};
+use crate::dataset;
+use crate::metrics::{self, METRIC_NAMES};
+use crate::splits::{self, SplitKind};
+use crate::training::{self, Split};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Labelled data (.h5ad); the README's table uses a simulated Norman-design file.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Comma-separated seeds (each gives its own split and initialisation).
+    #[arg(long, default_value = "0,1,2,3,4")]
+    pub seeds: String,
+    #[arg(long, default_value = "heldout-pairs,unseen-genes")]
+    pub splits: String,
+    /// visible, masked or both.
+    #[arg(long, default_value = "visible,masked")]
+    pub targets: String,
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub model: super::train::ModelArgs,
+    #[command(flatten)]
+    pub read: super::ReadArgs,
+}
+
+type Key = (String, String, String, String, String, String); // method, split, targets, level, class, metric
+
+pub fn run(args: Args) -> Result<(), String> {
+    let seeds: Vec<u64> = args.seeds.split(',').map(|s| s.trim().parse().map_err(|_| format!("--seeds: '{s}' is not a number"))).collect::<Result<_, _>>()?;
+    let kinds: Vec<SplitKind> = args.splits.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
+    let visibilities: Vec<bool> = args
+        .targets
+        .split(',')
+        .map(|s| match s.trim() {
+            "visible" => Ok(false),
+            "masked" => Ok(true),
+            o => Err(format!("--targets {o}: use visible and/or masked")),
+        })
+        .collect::<Result<_, _>>()?;
+    let data = dataset::load(&args.data, &args.read.options()?)?;
+    let kind = if data.data.simulated { "simulated" } else { "real" };
+    let tag = if data.data.simulated { "[simulated] " } else { "" };
+    let class_of: BTreeMap<String, String> = design::norman_conditions()
+        .into_iter()
+        .filter_map(|c| c.gi_class.map(|k| (c.perturbation.to_string(), k.name().to_string())))
+        .collect();
+    let mut values: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
+    let mut timings = Vec::new();
+    let started = std::time::Instant::now();
+
+    for &seed in &seeds {
+        for &split_kind in &kinds {
+            let split = splits::split_conditions(&data.conditions, split_kind, seed);
+            for &masked in &visibilities {
+                let vis = if masked { "masked" } else { "visible" };
+                let label = format!("{tag}seed {seed} {} {vis}", split_kind.name());
+                let mut margs = args.model.clone();
+                margs.seed = seed;
+                margs.mask_targets = masked;
+                let t0 = std::time::Instant::now();
+                let trained = super::train::train_on(&data, &split, &margs, &label)?;
+                timings.push(json!({"seed": seed, "split": split_kind.name(), "targets": vis,
+                    "train_seconds": t0.elapsed().as_secs_f64(), "seconds_per_step": trained.card.metrics["seconds_per_train_step"]}));
+                let panel = trained.panel.clone();
+                let (mean, sd) = (trained.card.reference_mean.clone(), trained.card.reference_sd.clone());
+                let device = Device::flex();
+                let predictor = Predictor::from_parts(trained.card, trained.net, &device);
+
+                // Inputs at each level, with their truths and the condition each came from.
+                let test_rows = splits::rows_of(&data.condition, &split.test);
+                let x_test = data.dense(&test_rows, &panel);
+                let levels = make_levels(&data.condition, &test_rows, &x_test, panel.len(), &data.targets(&test_rows), seed);
+
+                // Baselines see the same training cells (training + validation conditions).
+                let mut train_conds = split.train.clone();
+                train_conds.extend(&split.valid);
+                let train_rows = splits::rows_of(&data.condition, &train_conds);
+                let x_train = data.dense(&train_rows, &panel);
+                let t_train = data.targets(&train_rows);
+                let cand_cols = data.candidate_columns();
+                let view = TrainView {
+                    g: panel.len(),
+                    candidates: &data.candidates,
+                    candidate_column: cand_cols.iter().map(|c| c.and_then(|j| panel.iter().position(|&p| p == j))).collect(),
+                    z: baselines::zscore(&x_train, &mean, &sd),
+                    targets: &t_train,
+                };
+                let lr = {
+                    let (g, c) = (panel.len(), data.candidates.len());
+                    let gene_loci: Vec<_> = vec![None; g];
+                    let cand_loci: Vec<_> = vec![None; c];
+                    let feats = |d: &Device| GenomeFeatures::new(&gene_loci, &cand_loci, 1, &mean, &sd, d);
+                    let valid_rows = splits::rows_of(&data.condition, &split.valid);
+                    let (xv, tv) = (data.dense(&valid_rows, &panel), data.targets(&valid_rows));
+                    let only_train = splits::rows_of(&data.condition, &split.train);
+                    let (xt, tt) = (data.dense(&only_train, &panel), data.targets(&only_train));
+                    let fitted = training::fit(
+                        &|d: &Device| LinearBaseline::new(g, c, d),
+                        (g, c),
+                        &feats,
+                        &Split { x: &xt, targets: &tt },
+                        &Split { x: &xv, targets: &tv },
+                        &margs.options(),
+                        &format!("{label} logistic"),
+                    );
+                    (fitted.net, feats(&device), g, c)
+                };
+
+                for level in &levels {
+                    let z = baselines::zscore(&level.x, &mean, &sd);
+                    let mut methods: Vec<(&str, Vec<SetScores>)> = Vec::new();
+                    let model_scores = score_rows(&predictor, &level.x, panel.len())?;
+                    methods.push(("mamba-perturb", model_scores));
+                    methods.push(("target-upregulation", baselines::upregulation(&view, &z)));
+                    methods.push(("logistic-regression", score_linear(&lr, &level.x)));
+                    methods.push(("nearest-centroid", baselines::nearest_centroid(&view, &z)));
+                    methods.push(("additive-inverse", baselines::additive_inverse(&view, &z)));
+                    methods.push(("prior-only", baselines::prior_only(&view, level.truths.len())));
+                    for (method, scores) in &methods {
+                        let mut classes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+                        for (i, &cond) in level.conditions.iter().enumerate() {
+                            classes.entry("all".into()).or_default().push(i);
+                            if let Some(k) = class_of.get(&data.conditions[cond].to_string()) {
+                                classes.entry(k.clone()).or_default().push(i);
+                            }
+                        }
+                        for (class, idx) in classes {
+                            let s: Vec<SetScores> = idx.iter().map(|&i| scores[i].clone()).collect();
+                            let t: Vec<Vec<usize>> = idx.iter().map(|&i| level.truths[i].clone()).collect();
+                            let sc = metrics::score(&s, &t);
+                            for (name, v) in METRIC_NAMES.iter().zip(sc.values()) {
+                                values
+                                    .entry((method.to_string(), split_kind.name().into(), vis.into(), level.name.into(), class.clone(), name.to_string()))
+                                    .or_default()
+                                    .push(v);
+                            }
+                        }
+                    }
+                }
+                let key = ("mamba-perturb".to_string(), split_kind.name().to_string(), vis.to_string(), "cell".to_string(), "all".to_string(), "exact_pair_top1".to_string());
+                eprintln!("{label}: test exact top-1 (cell) {:.3}", values.get(&key).and_then(|v| v.last()).unwrap_or(&f64::NAN));
+            }
+        }
+    }
+
+    let results: Vec<serde_json::Value> = values
+        .iter()
+        .map(|((method, split, targets, level, class, metric), v)| {
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let sd = if v.len() > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt() } else { 0.0 };
+            json!({"method": method, "split": split, "targets": targets, "level": level, "class": class, "metric": metric, "mean": mean, "sd": sd, "n_seeds": v.len()})
+        })
+        .collect();
+    let report = json!({
+        "dataset": {"name": std::path::Path::new(&data.name).file_name().map(|f| f.to_string_lossy().to_string()), "kind": kind,
+                    "sha256": data.sha256, "cells": data.labels.len(), "conditions": data.conditions.len()},
+        "seeds": seeds,
+        "model": {"hvg": args.model.hvg, "d_model": args.model.d_model, "heads": args.model.heads, "epochs": args.model.epochs,
+                  "batch": args.model.batch, "lr": args.model.lr},
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "total_seconds": started.elapsed().as_secs_f64(),
+        "timings": timings,
+        "results": results,
+    });
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let json_text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("benchmark.json"), json_text).map_err(|e| e.to_string())?;
+    let md = crate::report::markdown(&report);
+    std::fs::write(args.out.join("benchmark.md"), &md).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("benchmark.svg"), crate::report::bar_chart(&report)).map_err(|e| e.to_string())?;
+    println!("{md}");
+    eprintln!("{tag}wrote {}/benchmark.json, benchmark.md, benchmark.svg in {:.0} s", args.out.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Inputs of one evaluation level.
+struct Level {
+    name: &'static str,
+    x: Vec<f32>,
+    truths: Vec<Vec<usize>>,
+    conditions: Vec<usize>,
+}
+
+fn make_levels(condition: &[usize], rows: &[usize], x: &[f32], g: usize, truths: &[Vec<usize>], seed: u64) -> Vec<Level> {
+    let cell = Level { name: "cell", x: x.to_vec(), truths: truths.to_vec(), conditions: rows.iter().map(|&i| condition[i]).collect() };
+    let mut by_cond: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (k, &i) in rows.iter().enumerate() {
+        by_cond.entry(condition[i]).or_default().push(k);
+    }
+    let mean_of = |members: &[usize]| {
+        let mut m = vec![0f32; g];
+        for &k in members {
+            for j in 0..g {
+                m[j] += x[k * g + j];
+            }
+        }
+        m.iter_mut().for_each(|v| *v /= members.len() as f32);
+        m
+    };
+    let mut bulk = Level { name: "pseudobulk", x: vec![], truths: vec![], conditions: vec![] };
+    let mut bulk10 = Level { name: "pseudobulk10", x: vec![], truths: vec![], conditions: vec![] };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb01c);
+    for (cond, mut members) in by_cond {
+        bulk.x.extend(mean_of(&members));
+        bulk.truths.push(truths[members[0]].clone());
+        bulk.conditions.push(cond);
+        members.shuffle(&mut rng);
+        for chunk in members.chunks(10).filter(|c| c.len() == 10) {
+            bulk10.x.extend(mean_of(chunk));
+            bulk10.truths.push(truths[chunk[0]].clone());
+            bulk10.conditions.push(cond);
+        }
+    }
+    vec![cell, bulk, bulk10]
+}
+
+fn score_rows(p: &Predictor, x: &[f32], g: usize) -> Result<Vec<SetScores>, String> {
+    let c = p.card.net.n_candidates;
+    let mut out = Vec::new();
+    for chunk in x.chunks(256 * g) {
+        let (gl, cl) = p.logits(chunk, chunk.len() / g).map_err(|e| e.to_string())?;
+        out.extend(gl.chunks(c).zip(cl.chunks(3)).map(|(a, b)| SetScores::from_logits(a, b)));
+    }
+    Ok(out)
+}
+
+fn score_linear(lr: &(LinearBaseline, GenomeFeatures, usize, usize), x: &[f32]) -> Vec<SetScores> {
+    use crate::training::SetModel;
+    use burn::tensor::{Tensor, TensorData};
+    let (net, feats, g, c) = lr;
+    let device = Device::flex();
+    let mut out = Vec::new();
+    for chunk in x.chunks(1024 * g) {
+        let t = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [chunk.len() / g, *g]), &device);
+        let (gl, cl) = net.logits(t, feats);
+        let gl: Vec<f32> = gl.into_data().try_to_vec().unwrap_or_default();
+        let cl: Vec<f32> = cl.into_data().try_to_vec().unwrap_or_default();
+        out.extend(gl.chunks(*c).zip(cl.chunks(3)).map(|(a, b)| SetScores::from_logits(a, b)));
+    }
+    out
+}

@@ -1,0 +1,139 @@
+//! Labelled cells ready for training and evaluation: read with the core readers, labels parsed to
+//! gene sets, normalised exactly as `Predictor::prepare` does at prediction time, projected onto a
+//! gene panel (highly variable genes + every candidate target present).
+
+use std::path::Path;
+
+use mamba_perturb::genome::GeneTable;
+use mamba_perturb::io::{self, ExpressionData, ReadOptions};
+use mamba_perturb::labels::Perturbation;
+use mamba_perturb::model::card::CardGene;
+use mamba_perturb::normalize;
+use mamba_perturb::predict::match_genes;
+
+/// All cells of a labelled file, normalised, over all of the file's genes (sparse).
+pub struct Labelled {
+    pub name: String,
+    pub sha256: String,
+    pub data: ExpressionData,
+    /// Normalised log1p(CP10k), cells × file genes.
+    pub normalised: io::CsrMatrix,
+    pub labels: Vec<Perturbation>,
+    /// Distinct conditions, sorted; `condition[i]` indexes into it.
+    pub conditions: Vec<Perturbation>,
+    pub condition: Vec<usize>,
+    /// Candidate target genes: every gene named in a label, sorted.
+    pub candidates: Vec<String>,
+}
+
+pub fn sha256_file(path: &Path) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+pub fn load(path: &Path, options: &ReadOptions) -> Result<Labelled, String> {
+    let name = path.display().to_string();
+    let data = io::read_path(path, options).map_err(|e| e.to_string())?;
+    let column = data.labels.as_ref().ok_or_else(|| {
+        format!(
+            "{name}: no perturbation label column found (looked for {}); name it with --label-column",
+            io::LABEL_COLUMN_CANDIDATES.join(", ")
+        )
+    })?;
+    let labels = mamba_perturb::labels::parse_column(&column.values)
+        .map_err(|(i, e)| format!("{name}: obs column '{}', cell {}: {e}", column.name, data.cells[i]))?;
+    let mut conditions: Vec<Perturbation> = labels.clone();
+    conditions.sort();
+    conditions.dedup();
+    let condition = labels.iter().map(|l| conditions.binary_search(l).unwrap_or(0)).collect();
+    let mut candidates: Vec<String> = conditions.iter().flat_map(|c| c.genes().to_vec()).collect();
+    candidates.sort();
+    candidates.dedup();
+    let kind = normalize::detect(&data.matrix);
+    let normalised = normalize::normalize(&data.matrix, kind);
+    Ok(Labelled { name, sha256: sha256_file(path)?, data, normalised, labels, conditions, condition, candidates })
+}
+
+impl Labelled {
+    /// Highly variable genes over `rows` (variance of normalised values), plus every candidate gene
+    /// the file measures unless `mask_targets`, in which case candidates are left out entirely.
+    pub fn choose_panel(&self, rows: &[usize], n_hvg: usize, mask_targets: bool) -> Vec<usize> {
+        let g = self.data.genes.len();
+        let mut sum = vec![0f64; g];
+        let mut sq = vec![0f64; g];
+        for &i in rows {
+            let (cols, vals) = self.normalised.row(i);
+            for (&j, &v) in cols.iter().zip(vals) {
+                sum[j as usize] += v as f64;
+                sq[j as usize] += (v as f64) * (v as f64);
+            }
+        }
+        let n = rows.len().max(1) as f64;
+        let var: Vec<f64> = (0..g).map(|j| sq[j] / n - (sum[j] / n).powi(2)).collect();
+        let candidate_cols = self.candidate_columns();
+        let is_candidate = |j: usize| candidate_cols.contains(&Some(j));
+        let mut order: Vec<usize> = (0..g).filter(|&j| !is_candidate(j)).collect();
+        order.sort_by(|&a, &b| var[b].total_cmp(&var[a]).then(a.cmp(&b)));
+        let mut panel: Vec<usize> = order.into_iter().take(n_hvg).collect();
+        if !mask_targets {
+            panel.extend(candidate_cols.iter().flatten());
+        }
+        panel.sort_unstable();
+        panel.dedup();
+        panel
+    }
+
+    /// The file column of each candidate gene (None when the file does not measure it).
+    pub fn candidate_columns(&self) -> Vec<Option<usize>> {
+        match_genes(&self.data, self.candidates.iter().map(|c| (c.as_str(), None)))
+    }
+
+    /// Card entries (symbol, ID, place on GRCh38) for file columns.
+    pub fn card_genes(&self, columns: &[usize]) -> Vec<CardGene> {
+        let table = GeneTable::grch38();
+        columns
+            .iter()
+            .map(|&j| {
+                let symbol = &self.data.genes[j];
+                let id = self.data.gene_ids.as_ref().map(|ids| ids[j].as_str());
+                let rec = id.and_then(|id| table.lookup(id)).or_else(|| table.lookup(symbol));
+                CardGene::new(symbol, id, rec.and_then(|r| table.locus(r)).as_ref())
+            })
+            .collect()
+    }
+
+    pub fn candidate_card_genes(&self) -> Vec<CardGene> {
+        let table = GeneTable::grch38();
+        self.candidates
+            .iter()
+            .map(|c| {
+                let rec = table.lookup(c);
+                CardGene::new(c, rec.map(|r| r.gene_id.as_str()), rec.and_then(|r| table.locus(r)).as_ref())
+            })
+            .collect()
+    }
+
+    /// Dense rows × panel matrix of normalised values.
+    pub fn dense(&self, rows: &[usize], panel: &[usize]) -> Vec<f32> {
+        let sub = self.normalised.select_rows(rows).select_columns(&panel.iter().map(|&j| Some(j)).collect::<Vec<_>>());
+        let g = panel.len();
+        let mut x = vec![0f32; rows.len() * g];
+        for i in 0..sub.n_rows {
+            let (cols, vals) = sub.row(i);
+            for (&j, &v) in cols.iter().zip(vals) {
+                x[i * g + j as usize] = v;
+            }
+        }
+        x
+    }
+
+    /// Candidate indices of each cell's perturbed genes.
+    pub fn targets(&self, rows: &[usize]) -> Vec<Vec<usize>> {
+        rows.iter()
+            .map(|&i| self.labels[i].genes().iter().filter_map(|g| self.candidates.binary_search(g).ok()).collect())
+            .collect()
+    }
+}

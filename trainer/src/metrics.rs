@@ -1,0 +1,118 @@
+//! Scoring predictions against true gene sets. Every method (the model and each baseline) produces
+//! `SetScores` — a probability for control, each single and each pair — and is scored the same way.
+
+use mamba_perturb::model::sets::{SetScores, pair_index};
+
+/// 0-based rank of the true answer among all 1 + C + C(C−1)/2 answers (ties count against it).
+pub fn rank_of(s: &SetScores, truth: &[usize]) -> usize {
+    let n = s.singles.len();
+    let p = match truth {
+        [] => s.control,
+        [a] => s.singles[*a],
+        [a, b] => s.pairs[pair_index(*a.min(b), *a.max(b), n)],
+        _ => return usize::MAX,
+    };
+    let better = |q: &f64| *q >= p;
+    (s.control >= p) as usize + s.singles.iter().filter(|q| better(q)).count() + s.pairs.iter().filter(|q| better(q)).count() - 1
+}
+
+/// Marginal probability that each candidate gene is perturbed.
+pub fn marginals(s: &SetScores) -> Vec<f64> {
+    let n = s.singles.len();
+    let mut m = s.singles.clone();
+    let mut k = 0;
+    for a in 0..n {
+        for b in a + 1..n {
+            m[a] += s.pairs[k];
+            m[b] += s.pairs[k];
+            k += 1;
+        }
+    }
+    m
+}
+
+/// The genes of the single most probable answer.
+pub fn top_answer(s: &SetScores) -> Vec<usize> {
+    let n = s.singles.len();
+    let mut best = (s.control, vec![]);
+    for (a, &p) in s.singles.iter().enumerate() {
+        if p > best.0 {
+            best = (p, vec![a]);
+        }
+    }
+    let mut k = 0;
+    for a in 0..n {
+        for b in a + 1..n {
+            if s.pairs[k] > best.0 {
+                best = (s.pairs[k], vec![a, b]);
+            }
+            k += 1;
+        }
+    }
+    best.1
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Scores {
+    pub exact_top1: f64,
+    pub exact_top5: f64,
+    pub exact_top10: f64,
+    pub any_gene_hit1: f64,
+    pub mrr: f64,
+    pub micro_f1: f64,
+    pub n: usize,
+}
+
+pub const METRIC_NAMES: [&str; 6] = ["exact_pair_top1", "exact_pair_top5", "exact_pair_top10", "any_gene_hit1", "mrr", "micro_f1"];
+
+impl Scores {
+    pub fn values(&self) -> [f64; 6] {
+        [self.exact_top1, self.exact_top5, self.exact_top10, self.any_gene_hit1, self.mrr, self.micro_f1]
+    }
+}
+
+/// Scores predictions for examples whose true gene sets are `truths`.
+pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
+    let n = preds.len();
+    if n == 0 {
+        return Scores::default();
+    }
+    let (mut t1, mut t5, mut t10, mut hit, mut rr) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut tp, mut fp, mut fneg) = (0.0, 0.0, 0.0);
+    for (s, truth) in preds.iter().zip(truths) {
+        let r = rank_of(s, truth);
+        t1 += (r < 1) as u8 as f64;
+        t5 += (r < 5) as u8 as f64;
+        t10 += (r < 10) as u8 as f64;
+        rr += 1.0 / (r as f64 + 1.0);
+        let top = top_answer(s);
+        // "At least one gene right" (for control: predicting control).
+        hit += if truth.is_empty() { top.is_empty() as u8 as f64 } else { top.iter().any(|g| truth.contains(g)) as u8 as f64 };
+        let called: Vec<usize> = marginals(s).iter().enumerate().filter(|(_, p)| **p >= 0.5).map(|(g, _)| g).collect();
+        tp += called.iter().filter(|g| truth.contains(g)).count() as f64;
+        fp += called.iter().filter(|g| !truth.contains(g)).count() as f64;
+        fneg += truth.iter().filter(|g| !called.contains(g)).count() as f64;
+    }
+    let nf = n as f64;
+    let f1 = if tp == 0.0 { 0.0 } else { 2.0 * tp / (2.0 * tp + fp + fneg) };
+    Scores { exact_top1: t1 / nf, exact_top5: t5 / nf, exact_top10: t10 / nf, any_gene_hit1: hit / nf, mrr: rr / nf, micro_f1: f1, n }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_and_scores_a_known_prediction() {
+        // Candidates 0..4; the pair (0, 1) is most likely, then single 2.
+        let s = SetScores::from_logits(&[3.0, 2.5, 1.0, -2.0], &[-5.0, 0.0, 1.0]);
+        assert_eq!(rank_of(&s, &[0, 1]), 0);
+        assert_eq!(top_answer(&s), vec![0, 1]);
+        let sc = score(&[s.clone(), s.clone()], &[vec![0, 1], vec![2, 3]]);
+        assert_eq!(sc.exact_top1, 0.5);
+        assert_eq!(sc.any_gene_hit1, 0.5);
+        assert!(rank_of(&s, &[2, 3]) > 0);
+        let m = marginals(&s);
+        assert!(m[0] > 0.5 && m[3] < 0.5);
+    }
+}

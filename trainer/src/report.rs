@@ -1,0 +1,118 @@
+//! The benchmark's human-readable faces: a Markdown table and an SVG bar chart, both read from the
+//! flat results JSON so they can never disagree with it.
+
+use serde_json::Value;
+
+const METHODS: [&str; 6] = ["mamba-perturb", "logistic-regression", "additive-inverse", "nearest-centroid", "target-upregulation", "prior-only"];
+
+fn find(r: &Value, method: &str, split: &str, targets: &str, level: &str, class: &str, metric: &str) -> Option<(f64, f64)> {
+    r["results"].as_array()?.iter().find_map(|x| {
+        (x["method"] == method
+            && x["split"] == split
+            && x["targets"] == targets
+            && x["level"] == level
+            && x["class"] == class
+            && x["metric"] == metric)
+            .then(|| (x["mean"].as_f64().unwrap_or(f64::NAN), x["sd"].as_f64().unwrap_or(0.0)))
+    })
+}
+
+fn cell(v: Option<(f64, f64)>) -> String {
+    v.map(|(m, s)| format!("{m:.3} ± {s:.3}")).unwrap_or_else(|| "–".into())
+}
+
+pub fn markdown(r: &Value) -> String {
+    let kind = r["dataset"]["kind"].as_str().unwrap_or("?");
+    let mut s = String::new();
+    if kind == "simulated" {
+        s += "**Measured on SIMULATED Norman-design data, not on real measurements** (see docs/simulation.md).\n\n";
+    }
+    s += &format!(
+        "Dataset `{}` ({kind}, {} cells, {} conditions); seeds {}; whole conditions held out. Mean ± sd over seeds.\n",
+        r["dataset"]["name"].as_str().unwrap_or("?"),
+        r["dataset"]["cells"],
+        r["dataset"]["conditions"],
+        r["seeds"]
+    );
+    for split in ["heldout-pairs", "unseen-genes"] {
+        for targets in ["visible", "masked"] {
+            if find(r, "mamba-perturb", split, targets, "cell", "all", "exact_pair_top1").is_none() {
+                continue;
+            }
+            s += &format!("\n### Split `{split}`, target genes {targets}\n\n");
+            s += "| method | cell exact top-1 | top-5 | top-10 | ≥1 gene hit@1 | MRR | micro-F1 | pseudobulk exact top-1 | 10-cell pseudobulk exact top-1 |\n";
+            s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+            for m in METHODS {
+                let c = |metric: &str| cell(find(r, m, split, targets, "cell", "all", metric));
+                s += &format!(
+                    "| {m} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    c("exact_pair_top1"),
+                    c("exact_pair_top5"),
+                    c("exact_pair_top10"),
+                    c("any_gene_hit1"),
+                    c("mrr"),
+                    c("micro_f1"),
+                    cell(find(r, m, split, targets, "pseudobulk", "all", "exact_pair_top1")),
+                    cell(find(r, m, split, targets, "pseudobulk10", "all", "exact_pair_top1")),
+                );
+            }
+        }
+    }
+    s += "\n### By genetic-interaction class of the held-out pair (cell exact top-1, `heldout-pairs`)\n\n";
+    let classes = ["additive", "dominant", "synergy", "buffering", "unfitted"];
+    s += "| method | targets | ";
+    s += &classes.join(" | ");
+    s += " |\n| --- | --- |";
+    s += &" --- |".repeat(classes.len());
+    s += "\n";
+    for targets in ["visible", "masked"] {
+        for m in METHODS {
+            if find(r, m, "heldout-pairs", targets, "cell", "all", "exact_pair_top1").is_none() {
+                continue;
+            }
+            let row: Vec<String> = classes.iter().map(|c| cell(find(r, m, "heldout-pairs", targets, "cell", c, "exact_pair_top1"))).collect();
+            s += &format!("| {m} | {targets} | {} |\n", row.join(" | "));
+        }
+    }
+    s
+}
+
+/// Cell-level exact top-1 per method on held-out pairs, target genes visible and masked.
+pub fn bar_chart(r: &Value) -> String {
+    let (w, h, left, top, bottom) = (720.0, 360.0, 170.0, 50.0, 40.0);
+    let bar_h = (h - top - bottom) / METHODS.len() as f64 / 2.4;
+    let scale = |v: f64| (w - left - 40.0) * v.clamp(0.0, 1.0);
+    let simulated = r["dataset"]["kind"] == "simulated";
+    let mut s = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="20" font-size="14">{}Held-out pairs: exact top-1 per cell (mean ± sd over seeds)</text>
+<text x="10" y="38" fill="#1f77b4">■ target genes visible</text><text x="170" y="38" fill="#ff7f0e">■ target genes masked</text>
+"##,
+        if simulated { "[SIMULATED data] " } else { "" }
+    );
+    for (i, m) in METHODS.iter().enumerate() {
+        let y0 = top + i as f64 * bar_h * 2.4;
+        s += &format!(r#"<text x="{:.0}" y="{:.1}" text-anchor="end">{m}</text>"#, left - 8.0, y0 + bar_h * 1.2);
+        for (k, (targets, color)) in [("visible", "#1f77b4"), ("masked", "#ff7f0e")].iter().enumerate() {
+            if let Some((mean, sd)) = find(r, m, "heldout-pairs", targets, "cell", "all", "exact_pair_top1") {
+                let y = y0 + k as f64 * bar_h;
+                s += &format!(
+                    r#"<rect x="{left}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{color}"/><line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="black"/><text x="{:.1}" y="{:.1}">{mean:.3}</text>"#,
+                    scale(mean).max(1.0),
+                    bar_h * 0.9,
+                    left + scale(mean - sd),
+                    left + scale(mean + sd),
+                    y + bar_h * 0.45,
+                    y + bar_h * 0.45,
+                    left + scale(mean + sd) + 4.0,
+                    y + bar_h * 0.8
+                );
+            }
+        }
+        s += "\n";
+    }
+    s += &format!(r#"<text x="{left}" y="{:.0}">0</text><text x="{:.0}" y="{:.0}" text-anchor="end">1.0</text>"#, h - 12.0, w - 40.0, h - 12.0);
+    s += "\n</svg>\n";
+    s
+}

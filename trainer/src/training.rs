@@ -1,0 +1,183 @@
+//! Fitting the network: AdamW on the exact set likelihood, seeded shuffles, early stopping on
+//! held-out *training conditions* (whole conditions, never random cells of the test set).
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use mamba_perturb::model::sets::set_nll;
+use mamba_perturb::model::{GenomeFeatures, PerturbNet};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+/// Anything trained on the set likelihood: the network, and the logistic-regression baseline.
+pub trait SetModel: Module + Clone {
+    /// (gene logits [B, C], count logits [B, 3]).
+    fn logits(&self, x: Tensor<2>, features: &GenomeFeatures) -> (Tensor<2>, Tensor<2>);
+}
+
+impl SetModel for PerturbNet {
+    fn logits(&self, x: Tensor<2>, features: &GenomeFeatures) -> (Tensor<2>, Tensor<2>) {
+        let out = self.forward(x, features, false);
+        (out.gene_logits, out.count_logits)
+    }
+}
+
+/// Dense inputs with their answers.
+pub struct Split<'a> {
+    /// rows × genes
+    pub x: &'a [f32],
+    pub targets: &'a [Vec<usize>],
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub weight_decay: f32,
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions { epochs: 12, batch: 64, lr: 1e-2, weight_decay: 1e-4, patience: 3, seed: 0 }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Epoch {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub valid_loss: f64,
+    pub valid_top1: f64,
+    pub seconds: f64,
+}
+
+pub struct Fitted<M> {
+    pub net: M,
+    pub history: Vec<Epoch>,
+    pub best_epoch: usize,
+    pub seconds_per_step: f64,
+}
+
+fn batch_tensors(split: &Split, rows: &[usize], g: usize, c: usize, device: &Device) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+    let mut x = Vec::with_capacity(rows.len() * g);
+    let mut y = vec![0f32; rows.len() * c];
+    let mut k = vec![0f32; rows.len() * 3];
+    for (r, &i) in rows.iter().enumerate() {
+        x.extend_from_slice(&split.x[i * g..(i + 1) * g]);
+        for &t in &split.targets[i] {
+            y[r * c + t] = 1.0;
+        }
+        k[r * 3 + split.targets[i].len().min(2)] = 1.0;
+    }
+    let b = rows.len();
+    (
+        Tensor::from_data(TensorData::new(x, [b, g]), device),
+        Tensor::from_data(TensorData::new(y, [b, c]), device),
+        Tensor::from_data(TensorData::new(k, [b, 3]), device),
+    )
+}
+
+/// Mean NLL and exact top-1 accuracy on a split, without gradients.
+pub fn evaluate<M: SetModel>(net: &M, features: &GenomeFeatures, split: &Split, g: usize, c: usize, device: &Device) -> (f64, f64) {
+    let n = split.targets.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let (mut loss, mut hits) = (0.0, 0usize);
+    let rows: Vec<usize> = (0..n).collect();
+    for chunk in rows.chunks(256) {
+        let (x, y, k) = batch_tensors(split, chunk, g, c, device);
+        let (gene_logits, count_logits) = net.logits(x, features);
+        let gl: Vec<f32> = gene_logits.clone().into_data().try_to_vec().unwrap_or_default();
+        let cl: Vec<f32> = count_logits.clone().into_data().try_to_vec().unwrap_or_default();
+        let l: f32 = set_nll(gene_logits, count_logits, y, k).into_data().try_to_vec().unwrap_or_default()[0];
+        loss += l as f64 * chunk.len() as f64;
+        for (r, &i) in chunk.iter().enumerate() {
+            let s = mamba_perturb::model::sets::SetScores::from_logits(&gl[r * c..(r + 1) * c], &cl[r * 3..(r + 1) * 3]);
+            if crate::metrics::rank_of(&s, &split.targets[i]) == 0 {
+                hits += 1;
+            }
+        }
+    }
+    (loss / n as f64, hits as f64 / n as f64)
+}
+
+/// Prints above the progress bar, or plainly when output is not a terminal (the bar is hidden then
+/// and would swallow the line).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
+}
+
+pub fn fit<M: SetModel>(
+    init: &dyn Fn(&Device) -> M,
+    (g, c): (usize, usize),
+    features_of: &dyn Fn(&Device) -> GenomeFeatures,
+    train: &Split,
+    valid: &Split,
+    opts: &TrainOptions,
+    label: &str,
+) -> Fitted<M> {
+    let plain = Device::flex();
+    plain.seed(opts.seed);
+    let device = plain.clone().autodiff();
+    let mut net = init(&device);
+    let train_features = features_of(&device);
+    let valid_features = features_of(&plain);
+    let mut optim = AdamWConfig::new().with_weight_decay(opts.weight_decay).init();
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let n = train.targets.len();
+    let steps_per_epoch = n.div_ceil(opts.batch);
+    let bar = ProgressBar::new((opts.epochs * steps_per_epoch) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} {bar:25} {pos}/{len} steps {msg} ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(label.to_string());
+    let mut history = Vec::new();
+    let mut best: Option<(f64, M, usize)> = None;
+    let mut step_time = 0.0;
+    let mut steps = 0usize;
+    for epoch in 1..=opts.epochs {
+        let start = std::time::Instant::now();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let mut total = 0.0;
+        for rows in order.chunks(opts.batch) {
+            let t = std::time::Instant::now();
+            let (x, y, k) = batch_tensors(train, rows, g, c, &device);
+            let (gene_logits, count_logits) = net.logits(x, &train_features);
+            let loss = set_nll(gene_logits, count_logits, y, k);
+            let value: f32 = loss.clone().into_data().try_to_vec().unwrap_or_default()[0];
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(opts.lr, net, grads);
+            total += value as f64 * rows.len() as f64;
+            step_time += t.elapsed().as_secs_f64();
+            steps += 1;
+            bar.inc(1);
+            bar.set_message(format!("epoch {epoch} loss {value:.3}"));
+        }
+        let valid_net = net.valid();
+        let (valid_loss, valid_top1) = evaluate(&valid_net, &valid_features, valid, g, c, &plain);
+        let e = Epoch { epoch, train_loss: total / n as f64, valid_loss, valid_top1, seconds: start.elapsed().as_secs_f64() };
+        say(&bar, format!(
+            "{label} epoch {epoch}: train loss {:.3}, validation loss {:.3}, validation exact top-1 {:.3} ({:.0} s)",
+            e.train_loss, e.valid_loss, e.valid_top1, e.seconds
+        ));
+        history.push(e);
+        let improved = best.as_ref().is_none_or(|b| valid_loss < b.0 || b.0.is_nan());
+        if improved {
+            best = Some((valid_loss, valid_net, epoch));
+        } else if epoch - best.as_ref().map(|b| b.2).unwrap_or(epoch) >= opts.patience {
+            say(&bar, format!("{label}: early stop, best epoch {}", best.as_ref().map(|b| b.2).unwrap_or(0)));
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let (_, net, best_epoch) = best.expect("at least one epoch ran");
+    Fitted { net, history, best_epoch, seconds_per_step: step_time / steps.max(1) as f64 }
+}
