@@ -80,7 +80,8 @@ impl Predictor {
     /// Builds the network from the card and loads burnpack weights into it.
     pub fn load(card_json: &str, weights: Vec<u8>, device: &Device) -> Result<Predictor, PredictError> {
         let card = ModelCard::from_json(card_json)?;
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights)).map_err(|e| PredictError::Weights(format!("{e:?}")))?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights))
+            .map_err(|e| PredictError::Weights(format!("{e:?}")))?;
         let net = card.net.init(device).try_load_record(record).map_err(|e| PredictError::Weights(format!("{e:?}")))?;
         Ok(Predictor::from_parts(card, net, device))
     }
@@ -88,8 +89,14 @@ impl Predictor {
     pub fn from_parts(card: ModelCard, net: PerturbNet, device: &Device) -> Predictor {
         let gene_loci: Vec<_> = card.panel.iter().map(|g| g.locus()).collect();
         let cand_loci: Vec<_> = card.candidates.iter().map(|g| g.locus()).collect();
-        let features =
-            GenomeFeatures::new(&gene_loci, &cand_loci, card.net.n_freqs, &card.reference_mean, &card.reference_sd, device);
+        let features = GenomeFeatures::new(
+            &gene_loci,
+            &cand_loci,
+            card.net.n_freqs,
+            &card.reference_mean,
+            &card.reference_sd,
+            device,
+        );
         Predictor { card, net, features, device: device.clone() }
     }
 
@@ -133,7 +140,9 @@ impl Predictor {
         let atypical_cells = self.atypical_share(&x, g);
         let mut warnings = Vec::new();
         if matched * 10 < g * 8 {
-            warnings.push(format!("only {matched} of the model's {g} panel genes are in the file; predictions will be less reliable"));
+            warnings.push(format!(
+                "only {matched} of the model's {g} panel genes are in the file; predictions will be less reliable"
+            ));
         }
         if atypical_cells > 0.2 {
             warnings.push(format!(
@@ -156,7 +165,10 @@ impl Predictor {
             return 0.0;
         }
         let limit = self.card.metrics.get("typicality_p99").and_then(|v| v.as_f64()).unwrap_or(f64::INFINITY);
-        let far = x.chunks(g).filter(|row| typicality(row, &self.card.reference_mean, &self.card.reference_sd) > limit).count();
+        let far = x
+            .chunks(g)
+            .filter(|row| typicality(row, &self.card.reference_mean, &self.card.reference_sd) > limit)
+            .count();
         far as f64 / n as f64
     }
 
@@ -169,7 +181,12 @@ impl Predictor {
     }
 
     /// Scores every cell, `batch` cells at a time.
-    pub fn score_cells(&self, prepared: &Prepared, batch: usize, mut progress: impl FnMut(usize, usize)) -> Result<Vec<SetScores>, PredictError> {
+    pub fn score_cells(
+        &self,
+        prepared: &Prepared,
+        batch: usize,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<SetScores>, PredictError> {
         let g = prepared.n_genes;
         let n = prepared.cells.len();
         let c = self.card.net.n_candidates;
@@ -184,7 +201,11 @@ impl Predictor {
     }
 
     /// Mean normalised profile of each group (all cells when `groups` is None), then scored.
-    pub fn score_pseudobulk(&self, prepared: &Prepared, groups: &[(String, Vec<usize>)]) -> Result<Vec<SetScores>, PredictError> {
+    pub fn score_pseudobulk(
+        &self,
+        prepared: &Prepared,
+        groups: &[(String, Vec<usize>)],
+    ) -> Result<Vec<SetScores>, PredictError> {
         let g = prepared.n_genes;
         let mut x = vec![0f32; groups.len() * g];
         for (k, (_, members)) in groups.iter().enumerate() {
@@ -230,7 +251,10 @@ pub fn typicality(row: &[f32], mean: &[f32], sd: &[f32]) -> f64 {
 
 /// For each wanted gene, the file's column: by Ensembl ID (version ignored) first, then symbol
 /// (case-insensitive). The first occurrence wins for duplicated names.
-pub fn match_genes<'a>(data: &ExpressionData, wanted: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Vec<Option<usize>> {
+pub fn match_genes<'a>(
+    data: &ExpressionData,
+    wanted: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+) -> Vec<Option<usize>> {
     let mut by_symbol = std::collections::HashMap::new();
     for (j, g) in data.genes.iter().enumerate() {
         by_symbol.entry(g.to_ascii_uppercase()).or_insert(j);
@@ -243,7 +267,8 @@ pub fn match_genes<'a>(data: &ExpressionData, wanted: impl Iterator<Item = (&'a 
     }
     wanted
         .map(|(symbol, id)| {
-            id.and_then(|id| by_id.get(strip_version(id)).copied()).or_else(|| by_symbol.get(&symbol.to_ascii_uppercase()).copied())
+            id.and_then(|id| by_id.get(strip_version(id)).copied())
+                .or_else(|| by_symbol.get(&symbol.to_ascii_uppercase()).copied())
         })
         .collect()
 }

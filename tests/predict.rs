@@ -44,7 +44,10 @@ fn the_default_model_is_simulated_and_says_so() {
     let p = default_model();
     assert!(p.card.is_simulated());
     assert_eq!(p.card.candidates.len(), 105);
-    assert!(p.card.panel.iter().filter(|g| g.locus().is_some()).count() * 10 >= p.card.panel.len() * 9, "panel genes are placed");
+    assert!(
+        p.card.panel.iter().filter(|g| g.locus().is_some()).count() * 10 >= p.card.panel.len() * 9,
+        "panel genes are placed"
+    );
 }
 
 #[test]

@@ -31,6 +31,16 @@ pub struct NetConfig {
     pub n_freqs: usize,
 }
 
+impl NetConfig {
+    /// Floating-point operations of one cell's forward pass (multiply-adds count as 2): value MLP,
+    /// key/value/query/output projections, attention scores and context, and the heads.
+    pub fn forward_flops_per_cell(&self) -> f64 {
+        let (g, q, d) = (self.n_genes as f64, (self.n_candidates + 1) as f64, self.d_model as f64);
+        let macs = g * (d + d * d) + 2.0 * g * d * d + 2.0 * q * g * d + 2.0 * q * d * d + q * (d * d + d) + 3.0 * d;
+        2.0 * macs
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct PerturbNet {
     /// Expression value → token: Linear(1, d) → GELU → Linear(d, d).
@@ -98,13 +108,15 @@ impl PerturbNet {
         // Queries: one per candidate gene (its identity + its own place on the genome) + control.
         let n_queries = genome.query_chrom.dims()[0];
         let qids = Tensor::<1, Int>::arange(0..n_queries as i64, &device).unsqueeze::<2>();
-        let query_place = self.chrom.forward(genome.query_chrom.clone()) + self.locus.forward(genome.query_locus.clone());
+        let query_place =
+            self.chrom.forward(genome.query_chrom.clone()) + self.locus.forward(genome.query_locus.clone());
         let queries = (self.query_id.forward(qids) + query_place.unsqueeze::<3>()).repeat_dim(0, batch); // [B, Q, d]
 
         let out = self.attention.forward(MhaInput::new(queries, tokens.clone(), tokens));
         let hidden = gelu(self.head_hidden.forward(out.context)); // [B, Q, d]
         let n_candidates = n_queries - 1;
-        let gene_logits = sets::bound(self.head_gene.forward(hidden.clone().narrow(1, 0, n_candidates)).squeeze_dim::<2>(2));
+        let gene_logits =
+            sets::bound(self.head_gene.forward(hidden.clone().narrow(1, 0, n_candidates)).squeeze_dim::<2>(2));
         let count_logits = self.head_count.forward(hidden.narrow(1, n_candidates, 1)).squeeze_dim::<2>(1);
         NetOutput { gene_logits, count_logits, attention: with_attention.then_some(out.weights) }
     }

@@ -3,8 +3,8 @@
 //! Z_2 = Σ_{a<b} e^{l_a + l_b}: a pair's score is the sum of its genes' evidence, which is what lets
 //! the model name pairs it never saw. Training minimises −log P(true set) exactly.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::Tensor;
+use burn::tensor::activation::log_softmax;
 
 /// Gene logits are bounded to ±LOGIT_BOUND so pair sums stay well inside f32 range.
 pub const LOGIT_BOUND: f32 = 12.0;
@@ -26,7 +26,12 @@ pub fn log_pair_normalizer(logits: Tensor<2>) -> Tensor<2> {
 
 /// Mean −log P(true set) over the batch. `multi_hot`: [B, C] with 0–2 ones per row;
 /// `count_one_hot`: [B, 3] (0, 1, 2 genes).
-pub fn set_nll(gene_logits: Tensor<2>, count_logits: Tensor<2>, multi_hot: Tensor<2>, count_one_hot: Tensor<2>) -> Tensor<1> {
+pub fn set_nll(
+    gene_logits: Tensor<2>,
+    count_logits: Tensor<2>,
+    multi_hot: Tensor<2>,
+    count_one_hot: Tensor<2>,
+) -> Tensor<1> {
     let [batch, _] = gene_logits.dims();
     let chosen = (gene_logits.clone() * multi_hot).sum_dim(1); // [B, 1]
     let max = gene_logits.clone().max_dim(1).detach();

@@ -6,7 +6,6 @@
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use mamba_perturb::labels::Perturbation;
 use mamba_perturb::model::GenomeFeatures;
 use mamba_perturb::model::sets::{SetScores, bound, pair_index};
 
@@ -46,7 +45,11 @@ fn from_log_probs(control: f64, singles: Vec<f64>, pairs: Vec<f64>) -> SetScores
     let m = singles.iter().chain(&pairs).cloned().fold(control, f64::max);
     let e = |v: f64| if v.is_finite() { (v - m).exp() } else { 0.0 };
     let total: f64 = e(control) + singles.iter().map(|&v| e(v)).sum::<f64>() + pairs.iter().map(|&v| e(v)).sum::<f64>();
-    SetScores { control: e(control) / total, singles: singles.iter().map(|&v| e(v) / total).collect(), pairs: pairs.iter().map(|&v| e(v) / total).collect() }
+    SetScores {
+        control: e(control) / total,
+        singles: singles.iter().map(|&v| e(v) / total).collect(),
+        pairs: pairs.iter().map(|&v| e(v) / total).collect(),
+    }
 }
 
 /// Each candidate's evidence is its own gene's z-score against training controls; the number of
@@ -132,7 +135,10 @@ pub fn additive_inverse(view: &TrainView, z: &[f32]) -> Vec<SetScores> {
         }
     }
     let w: Vec<f64> = var.iter().map(|v| 1.0 / (v / dof.max(1) as f64).max(0.05)).collect();
-    let q: Vec<f64> = effects.iter().map(|e| e.as_ref().map(|e| e.iter().zip(&w).map(|(x, w)| w * x * x).sum()).unwrap_or(f64::NAN)).collect();
+    let q: Vec<f64> = effects
+        .iter()
+        .map(|e| e.as_ref().map(|e| e.iter().zip(&w).map(|(x, w)| w * x * x).sum()).unwrap_or(f64::NAN))
+        .collect();
     let mut cross = vec![0f64; n * n];
     for a in 0..n {
         for b in a + 1..n {
@@ -145,10 +151,15 @@ pub fn additive_inverse(view: &TrainView, z: &[f32]) -> Vec<SetScores> {
         .map(|row| {
             let r: Vec<f64> = row.iter().zip(&ctrl).map(|(&x, c)| x as f64 - c).collect();
             let base: f64 = r.iter().zip(&w).map(|(r, w)| w * r * r).sum();
-            let dot: Vec<f64> =
-                effects.iter().map(|e| e.as_ref().map(|e| e.iter().zip(&r).zip(&w).map(|((e, r), w)| w * e * r).sum()).unwrap_or(f64::NAN)).collect();
+            let dot: Vec<f64> = effects
+                .iter()
+                .map(|e| {
+                    e.as_ref().map(|e| e.iter().zip(&r).zip(&w).map(|((e, r), w)| w * e * r).sum()).unwrap_or(f64::NAN)
+                })
+                .collect();
             let single = |a: usize| -0.5 * (base - 2.0 * dot[a] + q[a]);
-            let singles: Vec<f64> = (0..n).map(|a| if dot[a].is_nan() { f64::NEG_INFINITY } else { single(a) }).collect();
+            let singles: Vec<f64> =
+                (0..n).map(|a| if dot[a].is_nan() { f64::NEG_INFINITY } else { single(a) }).collect();
             let mut pairs = Vec::with_capacity(n * (n - 1) / 2);
             for a in 0..n {
                 for b in a + 1..n {
@@ -199,9 +210,4 @@ impl SetModel for LinearBaseline {
         let z = ((x - f.gene_mean.clone()) * f.gene_inv_sd.clone()).clamp(-5.0, 10.0);
         (bound(self.gene.forward(z.clone())), self.count.forward(z))
     }
-}
-
-/// Canonical names of answers, for error messages and tables.
-pub fn answer_label(t: &[usize], candidates: &[String]) -> String {
-    Perturbation::from_genes(t.iter().map(|&i| candidates[i].clone())).to_string()
 }

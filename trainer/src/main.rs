@@ -35,6 +35,10 @@ enum Command {
     Predict(commands::predict::Args),
     /// Honest held-out benchmark: the model and baselines on whole held-out conditions, several seeds.
     Bench(commands::bench::Args),
+    /// Convert weights saved from the PyTorch twin (safetensors) into a model folder.
+    ImportTorch(commands::import_torch::Args),
+    /// Time a training step and an inference batch on given shapes (used by benches/torch_vs_burn.py).
+    Speed(commands::speed::Args),
 }
 
 fn main() {
@@ -45,6 +49,8 @@ fn main() {
         Command::Train(a) => commands::train::run(a),
         Command::Predict(a) => commands::predict::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::ImportTorch(a) => commands::import_torch::run(a),
+        Command::Speed(a) => commands::speed::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

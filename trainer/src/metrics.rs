@@ -13,7 +13,10 @@ pub fn rank_of(s: &SetScores, truth: &[usize]) -> usize {
         _ => return usize::MAX,
     };
     let better = |q: &f64| *q >= p;
-    (s.control >= p) as usize + s.singles.iter().filter(|q| better(q)).count() + s.pairs.iter().filter(|q| better(q)).count() - 1
+    (s.control >= p) as usize
+        + s.singles.iter().filter(|q| better(q)).count()
+        + s.pairs.iter().filter(|q| better(q)).count()
+        - 1
 }
 
 /// Marginal probability that each candidate gene is perturbed.
@@ -63,7 +66,8 @@ pub struct Scores {
     pub n: usize,
 }
 
-pub const METRIC_NAMES: [&str; 6] = ["exact_pair_top1", "exact_pair_top5", "exact_pair_top10", "any_gene_hit1", "mrr", "micro_f1"];
+pub const METRIC_NAMES: [&str; 6] =
+    ["exact_pair_top1", "exact_pair_top5", "exact_pair_top10", "any_gene_hit1", "mrr", "micro_f1"];
 
 impl Scores {
     pub fn values(&self) -> [f64; 6] {
@@ -87,7 +91,11 @@ pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
         rr += 1.0 / (r as f64 + 1.0);
         let top = top_answer(s);
         // "At least one gene right" (for control: predicting control).
-        hit += if truth.is_empty() { top.is_empty() as u8 as f64 } else { top.iter().any(|g| truth.contains(g)) as u8 as f64 };
+        hit += if truth.is_empty() {
+            top.is_empty() as u8 as f64
+        } else {
+            top.iter().any(|g| truth.contains(g)) as u8 as f64
+        };
         let called: Vec<usize> = marginals(s).iter().enumerate().filter(|(_, p)| **p >= 0.5).map(|(g, _)| g).collect();
         tp += called.iter().filter(|g| truth.contains(g)).count() as f64;
         fp += called.iter().filter(|g| !truth.contains(g)).count() as f64;
@@ -95,7 +103,15 @@ pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
     }
     let nf = n as f64;
     let f1 = if tp == 0.0 { 0.0 } else { 2.0 * tp / (2.0 * tp + fp + fneg) };
-    Scores { exact_top1: t1 / nf, exact_top5: t5 / nf, exact_top10: t10 / nf, any_gene_hit1: hit / nf, mrr: rr / nf, micro_f1: f1, n }
+    Scores {
+        exact_top1: t1 / nf,
+        exact_top5: t5 / nf,
+        exact_top10: t10 / nf,
+        any_gene_hit1: hit / nf,
+        mrr: rr / nf,
+        micro_f1: f1,
+        n,
+    }
 }
 
 #[cfg(test)]

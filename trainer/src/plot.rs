@@ -9,7 +9,12 @@ fn esc(s: &str) -> String {
 /// Training and validation loss per epoch, plus validation exact top-1 on a second axis.
 pub fn training_curve(history: &[Epoch], name: &str, simulated: bool) -> String {
     let (w, h, left, right, top, bottom) = (640.0, 360.0, 60.0, 60.0, 40.0, 40.0);
-    let max_loss = history.iter().flat_map(|e| [e.train_loss, e.valid_loss]).filter(|v| v.is_finite()).fold(0.0, f64::max).max(1e-9);
+    let max_loss = history
+        .iter()
+        .flat_map(|e| [e.train_loss, e.valid_loss])
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1e-9);
     let n = history.len().max(2) as f64 - 1.0;
     let x = |i: usize| left + (w - left - right) * i as f64 / n;
     let y_loss = |v: f64| top + (h - top - bottom) * (1.0 - v / max_loss);

@@ -3,9 +3,24 @@
 
 use serde_json::Value;
 
-const METHODS: [&str; 6] = ["mamba-perturb", "logistic-regression", "additive-inverse", "nearest-centroid", "target-upregulation", "prior-only"];
+const METHODS: [&str; 6] = [
+    "mamba-perturb",
+    "logistic-regression",
+    "additive-inverse",
+    "nearest-centroid",
+    "target-upregulation",
+    "prior-only",
+];
 
-fn find(r: &Value, method: &str, split: &str, targets: &str, level: &str, class: &str, metric: &str) -> Option<(f64, f64)> {
+fn find(
+    r: &Value,
+    method: &str,
+    split: &str,
+    targets: &str,
+    level: &str,
+    class: &str,
+    metric: &str,
+) -> Option<(f64, f64)> {
     r["results"].as_array()?.iter().find_map(|x| {
         (x["method"] == method
             && x["split"] == split
@@ -70,7 +85,10 @@ pub fn markdown(r: &Value) -> String {
             if find(r, m, "heldout-pairs", targets, "cell", "all", "exact_pair_top1").is_none() {
                 continue;
             }
-            let row: Vec<String> = classes.iter().map(|c| cell(find(r, m, "heldout-pairs", targets, "cell", c, "exact_pair_top1"))).collect();
+            let row: Vec<String> = classes
+                .iter()
+                .map(|c| cell(find(r, m, "heldout-pairs", targets, "cell", c, "exact_pair_top1")))
+                .collect();
             s += &format!("| {m} | {targets} | {} |\n", row.join(" | "));
         }
     }
@@ -112,7 +130,12 @@ pub fn bar_chart(r: &Value) -> String {
         }
         s += "\n";
     }
-    s += &format!(r#"<text x="{left}" y="{:.0}">0</text><text x="{:.0}" y="{:.0}" text-anchor="end">1.0</text>"#, h - 12.0, w - 40.0, h - 12.0);
+    s += &format!(
+        r#"<text x="{left}" y="{:.0}">0</text><text x="{:.0}" y="{:.0}" text-anchor="end">1.0</text>"#,
+        h - 12.0,
+        w - 40.0,
+        h - 12.0
+    );
     s += "\n</svg>\n";
     s
 }

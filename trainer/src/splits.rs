@@ -57,7 +57,8 @@ pub fn split_conditions(conditions: &[Perturbation], kind: SplitKind, seed: u64)
     let mut unseen_genes = Vec::new();
     let (mut train, mut test): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
     if kind == SplitKind::UnseenGenes {
-        let mut genes: Vec<String> = conditions.iter().filter(|c| c.genes().len() == 1).map(|c| c.genes()[0].clone()).collect();
+        let mut genes: Vec<String> =
+            conditions.iter().filter(|c| c.genes().len() == 1).map(|c| c.genes()[0].clone()).collect();
         genes.shuffle(&mut rng);
         unseen_genes = genes[..genes.len() / 5].to_vec();
         unseen_genes.sort();

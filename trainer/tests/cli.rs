@@ -114,7 +114,11 @@ fn train_then_predict_round_trip() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_train");
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("train.h5ad");
-    let out = bin().args(["simulate", "--cells", "1000", "--genes", "300", "--seed", "9", "--out"]).arg(&data).output().unwrap();
+    let out = bin()
+        .args(["simulate", "--cells", "1000", "--genes", "300", "--seed", "9", "--out"])
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let model = dir.join("tiny-model");
     let out = bin()
@@ -127,12 +131,18 @@ fn train_then_predict_round_trip() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("[simulated]"), "{stderr}");
-    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(model.join("card.json")).unwrap()).unwrap();
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("card.json")).unwrap()).unwrap();
     assert_eq!(card["training_data"]["kind"], "simulated");
     assert_eq!(card["candidates"].as_array().unwrap().len(), 105);
     assert!(model.join("model.bpk").exists() && model.join("training.svg").exists());
 
-    let out = bin().args(["predict", "--top", "3", "--group-by", "perturbation_name", "--model"]).arg(&model).arg(&data).output().unwrap();
+    let out = bin()
+        .args(["predict", "--top", "3", "--group-by", "perturbation_name", "--model"])
+        .arg(&model)
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let cells = v["cells"].as_array().unwrap();
@@ -151,7 +161,12 @@ fn train_then_predict_round_trip() {
     assert!(text.starts_with("kind,id,rank,perturbation,probability\ncell,"), "{}", &text[..80.min(text.len())]);
 
     // A file sharing no gene with the panel is refused with the counts.
-    let out = bin().args(["predict", "--model"]).arg(&model).arg(fixtures().join("bad_no_common_genes.csv")).output().unwrap();
+    let out = bin()
+        .args(["predict", "--model"])
+        .arg(&model)
+        .arg(fixtures().join("bad_no_common_genes.csv"))
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("none of the file's 40 genes"), "{stderr}");

@@ -47,7 +47,11 @@ pub struct Args {
 type Key = (String, String, String, String, String, String); // method, split, targets, level, class, metric
 
 pub fn run(args: Args) -> Result<(), String> {
-    let seeds: Vec<u64> = args.seeds.split(',').map(|s| s.trim().parse().map_err(|_| format!("--seeds: '{s}' is not a number"))).collect::<Result<_, _>>()?;
+    let seeds: Vec<u64> = args
+        .seeds
+        .split(',')
+        .map(|s| s.trim().parse().map_err(|_| format!("--seeds: '{s}' is not a number")))
+        .collect::<Result<_, _>>()?;
     let kinds: Vec<SplitKind> = args.splits.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
     let visibilities: Vec<bool> = args
         .targets
@@ -80,7 +84,8 @@ pub fn run(args: Args) -> Result<(), String> {
                 margs.mask_targets = masked;
                 let t0 = std::time::Instant::now();
                 let trained = super::train::train_on(&data, &split, &margs, &label)?;
-                timings.push(json!({"seed": seed, "split": split_kind.name(), "targets": vis,
+                timings.push(json!({"seed": seed, "split": split_kind.name(), "targets": vis, "unseen_genes": split.unseen_genes,
+                    "test_conditions": split.test.len(),
                     "train_seconds": t0.elapsed().as_secs_f64(), "seconds_per_step": trained.card.metrics["seconds_per_train_step"]}));
                 let panel = trained.panel.clone();
                 let (mean, sd) = (trained.card.reference_mean.clone(), trained.card.reference_sd.clone());
@@ -90,7 +95,8 @@ pub fn run(args: Args) -> Result<(), String> {
                 // Inputs at each level, with their truths and the condition each came from.
                 let test_rows = splits::rows_of(&data.condition, &split.test);
                 let x_test = data.dense(&test_rows, &panel);
-                let levels = make_levels(&data.condition, &test_rows, &x_test, panel.len(), &data.targets(&test_rows), seed);
+                let levels =
+                    make_levels(&data.condition, &test_rows, &x_test, panel.len(), &data.targets(&test_rows), seed);
 
                 // Baselines see the same training cells (training + validation conditions).
                 let mut train_conds = split.train.clone();
@@ -102,7 +108,10 @@ pub fn run(args: Args) -> Result<(), String> {
                 let view = TrainView {
                     g: panel.len(),
                     candidates: &data.candidates,
-                    candidate_column: cand_cols.iter().map(|c| c.and_then(|j| panel.iter().position(|&p| p == j))).collect(),
+                    candidate_column: cand_cols
+                        .iter()
+                        .map(|c| c.and_then(|j| panel.iter().position(|&p| p == j)))
+                        .collect(),
                     z: baselines::zscore(&x_train, &mean, &sd),
                     targets: &t_train,
                 };
@@ -151,15 +160,32 @@ pub fn run(args: Args) -> Result<(), String> {
                             let sc = metrics::score(&s, &t);
                             for (name, v) in METRIC_NAMES.iter().zip(sc.values()) {
                                 values
-                                    .entry((method.to_string(), split_kind.name().into(), vis.into(), level.name.into(), class.clone(), name.to_string()))
+                                    .entry((
+                                        method.to_string(),
+                                        split_kind.name().into(),
+                                        vis.into(),
+                                        level.name.into(),
+                                        class.clone(),
+                                        name.to_string(),
+                                    ))
                                     .or_default()
                                     .push(v);
                             }
                         }
                     }
                 }
-                let key = ("mamba-perturb".to_string(), split_kind.name().to_string(), vis.to_string(), "cell".to_string(), "all".to_string(), "exact_pair_top1".to_string());
-                eprintln!("{label}: test exact top-1 (cell) {:.3}", values.get(&key).and_then(|v| v.last()).unwrap_or(&f64::NAN));
+                let key = (
+                    "mamba-perturb".to_string(),
+                    split_kind.name().to_string(),
+                    vis.to_string(),
+                    "cell".to_string(),
+                    "all".to_string(),
+                    "exact_pair_top1".to_string(),
+                );
+                eprintln!(
+                    "{label}: test exact top-1 (cell) {:.3}",
+                    values.get(&key).and_then(|v| v.last()).unwrap_or(&f64::NAN)
+                );
             }
         }
     }
@@ -190,7 +216,11 @@ pub fn run(args: Args) -> Result<(), String> {
     std::fs::write(args.out.join("benchmark.md"), &md).map_err(|e| e.to_string())?;
     std::fs::write(args.out.join("benchmark.svg"), crate::report::bar_chart(&report)).map_err(|e| e.to_string())?;
     println!("{md}");
-    eprintln!("{tag}wrote {}/benchmark.json, benchmark.md, benchmark.svg in {:.0} s", args.out.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "{tag}wrote {}/benchmark.json, benchmark.md, benchmark.svg in {:.0} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -202,8 +232,20 @@ struct Level {
     conditions: Vec<usize>,
 }
 
-fn make_levels(condition: &[usize], rows: &[usize], x: &[f32], g: usize, truths: &[Vec<usize>], seed: u64) -> Vec<Level> {
-    let cell = Level { name: "cell", x: x.to_vec(), truths: truths.to_vec(), conditions: rows.iter().map(|&i| condition[i]).collect() };
+fn make_levels(
+    condition: &[usize],
+    rows: &[usize],
+    x: &[f32],
+    g: usize,
+    truths: &[Vec<usize>],
+    seed: u64,
+) -> Vec<Level> {
+    let cell = Level {
+        name: "cell",
+        x: x.to_vec(),
+        truths: truths.to_vec(),
+        conditions: rows.iter().map(|&i| condition[i]).collect(),
+    };
     let mut by_cond: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (k, &i) in rows.iter().enumerate() {
         by_cond.entry(condition[i]).or_default().push(k);

@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
-pub mod inspect;
 pub mod bench;
+pub mod import_torch;
+pub mod inspect;
 pub mod predict;
 pub mod simulate;
+pub mod speed;
 pub mod train;
 
 use mamba_perturb::io::{MatrixChoice, Orientation, ReadOptions};

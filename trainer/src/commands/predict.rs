@@ -46,8 +46,10 @@ pub struct Output {
 }
 
 pub fn load_model(dir: &std::path::Path, device: &Device) -> Result<Predictor, String> {
-    let card = std::fs::read_to_string(dir.join("card.json")).map_err(|e| format!("{}: {e}", dir.join("card.json").display()))?;
-    let weights = std::fs::read(dir.join("model.bpk")).map_err(|e| format!("{}: {e}", dir.join("model.bpk").display()))?;
+    let card = std::fs::read_to_string(dir.join("card.json"))
+        .map_err(|e| format!("{}: {e}", dir.join("card.json").display()))?;
+    let weights =
+        std::fs::read(dir.join("model.bpk")).map_err(|e| format!("{}: {e}", dir.join("model.bpk").display()))?;
     Predictor::load(&card, weights, device).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
@@ -65,22 +67,40 @@ pub fn run(args: Args) -> Result<(), String> {
     let card = &predictor.card;
     let tag = if card.is_simulated() { "[model trained on SIMULATED data] " } else { "" };
     let r = &prepared.report;
-    eprintln!("{tag}{file}: {} cells; {} of {} panel genes found; values: {}", data.cells.len(), r.matched, r.panel_genes, r.values.describe());
+    eprintln!(
+        "{tag}{file}: {} cells; {} of {} panel genes found; values: {}",
+        data.cells.len(),
+        r.matched,
+        r.panel_genes,
+        r.values.describe()
+    );
     if !r.missing.is_empty() {
         let shown: Vec<_> = r.missing.iter().take(10).cloned().collect();
-        eprintln!("missing panel genes (set to 0): {}{}", shown.join(", "), if r.missing.len() > 10 { ", ..." } else { "" });
+        eprintln!(
+            "missing panel genes (set to 0): {}{}",
+            shown.join(", "),
+            if r.missing.len() > 10 { ", ..." } else { "" }
+        );
     }
     for w in data.warnings.iter().chain(&r.warnings) {
         eprintln!("warning: {w}");
     }
 
     let bar = ProgressBar::new(data.cells.len() as u64);
-    bar.set_style(ProgressStyle::with_template("predicting {bar:30} {pos}/{len} cells ({elapsed}, eta {eta})").map_err(|e| e.to_string())?);
-    let scores = predictor.score_cells(&prepared, args.batch, |done, _| bar.set_position(done as u64)).map_err(|e| e.to_string())?;
+    bar.set_style(
+        ProgressStyle::with_template("predicting {bar:30} {pos}/{len} cells ({elapsed}, eta {eta})")
+            .map_err(|e| e.to_string())?,
+    );
+    let scores = predictor
+        .score_cells(&prepared, args.batch, |done, _| bar.set_position(done as u64))
+        .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     let candidates = predictor.candidates();
-    let cells: Vec<CellPrediction> =
-        scores.iter().zip(&prepared.cells).map(|(s, c)| CellPrediction { cell: c.clone(), top: top_k(s, &candidates, args.top) }).collect();
+    let cells: Vec<CellPrediction> = scores
+        .iter()
+        .zip(&prepared.cells)
+        .map(|(s, c)| CellPrediction { cell: c.clone(), top: top_k(s, &candidates, args.top) })
+        .collect();
 
     let mut groups: Vec<(String, Vec<usize>)> = vec![("all cells".into(), (0..data.cells.len()).collect())];
     if let Some(col) = data.obs.first() {
@@ -112,7 +132,9 @@ pub fn run(args: Args) -> Result<(), String> {
         None => Box::new(std::io::stdout().lock()),
     };
     let result = if args.format == "json" {
-        serde_json::to_writer_pretty(&mut sink, &output).map_err(|e| e.to_string()).and_then(|_| writeln!(sink).map_err(|e| e.to_string()))
+        serde_json::to_writer_pretty(&mut sink, &output)
+            .map_err(|e| e.to_string())
+            .and_then(|_| writeln!(sink).map_err(|e| e.to_string()))
     } else {
         write_csv(&mut sink, &output).map_err(|e| e.to_string())
     };
@@ -131,7 +153,14 @@ fn write_csv(w: &mut dyn Write, o: &Output) -> std::io::Result<()> {
     }
     for g in &o.pseudobulk {
         for (r, t) in g.top.iter().enumerate() {
-            writeln!(w, "pseudobulk,\"{}\",{},{},{:.6}", g.group.replace('"', "'"), r + 1, t.perturbation, t.probability)?;
+            writeln!(
+                w,
+                "pseudobulk,\"{}\",{},{},{:.6}",
+                g.group.replace('"', "'"),
+                r + 1,
+                t.perturbation,
+                t.probability
+            )?;
         }
     }
     Ok(())

@@ -60,7 +60,14 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn options(&self) -> TrainOptions {
-        TrainOptions { epochs: self.epochs, batch: self.batch, lr: self.lr, patience: self.patience, seed: self.seed, ..Default::default() }
+        TrainOptions {
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            patience: self.patience,
+            seed: self.seed,
+            ..Default::default()
+        }
     }
 }
 
@@ -73,7 +80,12 @@ pub struct Trained {
 }
 
 /// Fits on the training conditions of `split`; the card is filled except weights and command.
-pub fn train_on(data: &Labelled, split: &splits::ConditionSplit, args: &ModelArgs, label: &str) -> Result<Trained, String> {
+pub fn train_on(
+    data: &Labelled,
+    split: &splits::ConditionSplit,
+    args: &ModelArgs,
+    label: &str,
+) -> Result<Trained, String> {
     let train_rows = splits::rows_of(&data.condition, &split.train);
     let valid_rows = splits::rows_of(&data.condition, &split.valid);
     if train_rows.is_empty() {
@@ -107,7 +119,8 @@ pub fn train_on(data: &Labelled, split: &splits::ConditionSplit, args: &ModelArg
         }
     }
     let mean: Vec<f32> = mean.iter().map(|m| (m / n) as f32).collect();
-    let sd: Vec<f32> = sq.iter().zip(&mean).map(|(s, &m)| ((s / n - (m as f64).powi(2)).max(0.0).sqrt()) as f32).collect();
+    let sd: Vec<f32> =
+        sq.iter().zip(&mean).map(|(s, &m)| ((s / n - (m as f64).powi(2)).max(0.0).sqrt()) as f32).collect();
     let mut typ: Vec<f64> = x_train.chunks(g).map(|r| typicality(r, &mean, &sd)).collect();
     typ.sort_by(|a, b| a.total_cmp(b));
     let p99 = typ[((typ.len() as f64 * 0.99) as usize).min(typ.len() - 1)];
@@ -149,7 +162,7 @@ pub fn train_on(data: &Labelled, split: &splits::ConditionSplit, args: &ModelArg
         candidates,
         targets_masked: args.mask_targets,
         normalization: "scanpy normalize_total(target_sum=1e4) + log1p over all genes of the file (counts); normalised input kept per cell".into(),
-        net: net_config,
+        net: net_config.clone(),
         reference_mean: mean,
         reference_sd: sd,
         weights: WeightsInfo { file: "model.bpk".into(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
@@ -162,6 +175,9 @@ pub fn train_on(data: &Labelled, split: &splits::ConditionSplit, args: &ModelArg
             "validation_exact_top1": last.map(|e| e.valid_top1),
             "validation_conditions": split.valid.len(),
             "seconds_per_train_step": fitted.seconds_per_step,
+            "forward_flops_per_cell": net_config.forward_flops_per_cell(),
+            // A training step costs about 3 forward passes (forward + backward).
+            "achieved_gflops_training": 3.0 * net_config.forward_flops_per_cell() * args.batch as f64 / fitted.seconds_per_step / 1e9,
             "batch": args.batch,
             "history": fitted.history,
         }),

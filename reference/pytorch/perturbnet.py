@@ -1,0 +1,84 @@
+"""PyTorch twin of mambaPerturb's Burn network (src/model/mod.rs), kept as a reference.
+
+Same parameters under the same names (Burn's module tree), same arithmetic: weights saved from this
+module as safetensors load into the Burn model through burn-store's PyTorch adapter
+(`mamba-perturb import-torch`) and give the same logits. Use it to check the Burn model, or to train
+on a GPU cluster and run the result in the browser.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+N_CHROM = 24
+CHROMOSOMES = [str(i) for i in range(1, 23)] + ["X", "Y"]
+LOGIT_BOUND = 12.0
+
+
+def genome_features(loci, n_freqs, extra_zero_rows=0):
+    """loci: list of (chrom name, relative) or None -> (one-hot [n, 24], sin/cos locus [n, 2F])."""
+    n = len(loci) + extra_zero_rows
+    chrom = torch.zeros(n, N_CHROM)
+    locus = torch.zeros(n, 2 * n_freqs)
+    for i, l in enumerate(loci):
+        if l is None:
+            continue
+        name, rel = l
+        chrom[i, CHROMOSOMES.index(name)] = 1.0
+        for k in range(n_freqs):
+            angle = torch.tensor(2 * math.pi * (2 ** k), dtype=torch.float32) * torch.tensor(rel, dtype=torch.float32)
+            locus[i, 2 * k] = torch.sin(angle)
+            locus[i, 2 * k + 1] = torch.cos(angle)
+    return chrom, locus
+
+
+class MultiHeadAttention(nn.Module):
+    """Burn's MultiHeadAttention: separate query/key/value/output projections, no dropout."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads, self.d_k = heads, d // heads
+        self.query, self.key, self.value, self.output = (nn.Linear(d, d) for _ in range(4))
+
+    def forward(self, q, kv):
+        b, lq, d = q.shape
+        lk = kv.shape[1]
+        split = lambda x, n: x.view(b, n, self.heads, self.d_k).transpose(1, 2)
+        qh, kh, vh = split(self.query(q), lq), split(self.key(kv), lk), split(self.value(kv), lk)
+        weights = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(self.d_k), dim=-1)
+        context = (weights @ vh).transpose(1, 2).reshape(b, lq, d)
+        return self.output(context), weights
+
+
+class PerturbNet(nn.Module):
+    def __init__(self, n_genes, n_candidates, d_model=32, n_heads=4, n_freqs=6):
+        super().__init__()
+        d = d_model
+        self.value_in = nn.Linear(1, d)
+        self.value_out = nn.Linear(d, d)
+        self.gene_id = nn.Embedding(n_genes, d)
+        self.chrom = nn.Linear(N_CHROM, d, bias=False)
+        self.locus = nn.Linear(2 * n_freqs, d, bias=False)
+        self.query_id = nn.Embedding(n_candidates + 1, d)
+        self.token_norm = nn.LayerNorm(d, eps=1e-5)
+        self.attention = MultiHeadAttention(d, n_heads)
+        self.head_hidden = nn.Linear(d, d)
+        self.head_gene = nn.Linear(d, 1)
+        self.head_count = nn.Linear(d, 3)
+        self.n_candidates = n_candidates
+
+    def forward(self, x, feats):
+        """x: [B, G] log1p(CP10k); feats: dict of gene_chrom, gene_locus, query_chrom, query_locus, mean, inv_sd."""
+        z = ((x - feats["mean"]) * feats["inv_sd"]).clamp(-5.0, 10.0)
+        value = self.value_out(F.gelu(self.value_in(z.unsqueeze(-1))))
+        place = self.chrom(feats["gene_chrom"]) + self.locus(feats["gene_locus"])
+        tokens = self.token_norm(value + self.gene_id.weight.unsqueeze(0) + place.unsqueeze(0))
+        qplace = self.chrom(feats["query_chrom"]) + self.locus(feats["query_locus"])
+        queries = (self.query_id.weight + qplace).unsqueeze(0).expand(x.shape[0], -1, -1)
+        context, weights = self.attention(queries, tokens)
+        hidden = F.gelu(self.head_hidden(context))
+        c = self.n_candidates
+        gene = LOGIT_BOUND * torch.tanh(self.head_gene(hidden[:, :c]).squeeze(-1) / LOGIT_BOUND)
+        count = self.head_count(hidden[:, c])
+        return gene, count, weights

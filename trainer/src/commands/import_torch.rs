@@ -1,0 +1,45 @@
+//! `import-torch --weights W.safetensors --card card.json --out DIR`: turns weights saved from the
+//! PyTorch twin (reference/pytorch/perturbnet.py) into a Burn model folder the CLI and the web page
+//! load. burn-store reads the safetensors and its PyTorch adapter transposes Linear weights and
+//! renames LayerNorm parameters; every tensor must be used and none may be missing.
+
+use std::path::PathBuf;
+
+use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::Device;
+use mamba_perturb::model::card::ModelCard;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// state_dict of the PyTorch twin saved with safetensors.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Model card describing the panel, candidates and sizes (same format as `train` writes).
+    #[arg(long)]
+    pub card: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    let text = std::fs::read_to_string(&args.card).map_err(|e| format!("{}: {e}", args.card.display()))?;
+    let mut card = ModelCard::from_json(&text).map_err(|e| format!("{}: {e}", args.card.display()))?;
+    let device = Device::flex();
+    let mut net = card.net.init(&device);
+    let mut store = SafetensorsStore::from_file(&args.weights).with_from_adapter(PyTorchToBurnAdapter);
+    let result = net.load_from(&mut store).map_err(|e| format!("{}: {e}", args.weights.display()))?;
+    if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
+        return Err(format!(
+            "{}: weights do not match the card's architecture (missing: {:?}; unused: {:?}; errors: {:?})",
+            args.weights.display(),
+            result.missing,
+            result.unused,
+            result.errors
+        ));
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    card.command = std::env::args().collect::<Vec<_>>().join(" ");
+    super::train::write_model(&args.out, &mut card, net)?;
+    eprintln!("imported {} tensors into {}/model.bpk", result.applied.len(), args.out.display());
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `speed`: times the network's training step and inference on given shapes with random inputs,
+//! for benches/torch_vs_burn.py, which times the PyTorch twin on the same shapes in the same run.
+
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Tensor};
+use mamba_perturb::model::sets::set_nll;
+use mamba_perturb::model::{GenomeFeatures, NetConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 233)]
+    pub genes: usize,
+    #[arg(long, default_value_t = 105)]
+    pub candidates: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 32)]
+    pub d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    let config = NetConfig {
+        n_genes: args.genes,
+        n_candidates: args.candidates,
+        d_model: args.d_model,
+        n_heads: args.heads,
+        n_freqs: 6,
+    };
+    let plain = Device::flex();
+    plain.seed(0);
+    let device = plain.clone().autodiff();
+    let loci = vec![None; args.genes];
+    let cands = vec![None; args.candidates];
+    let (mean, sd) = (vec![0.5f32; args.genes], vec![1.0f32; args.genes]);
+    let feats = GenomeFeatures::new(&loci, &cands, 6, &mean, &sd, &device);
+    let mut net = config.init(&device);
+    let mut optim = AdamWConfig::new().init();
+    let b = args.batch;
+    let x = Tensor::<2>::random([b, args.genes], Distribution::Uniform(0.0, 3.0), &device);
+    let mut y = vec![0f32; b * args.candidates];
+    let mut k = vec![0f32; b * 3];
+    for r in 0..b {
+        y[r * args.candidates + r % args.candidates] = 1.0;
+        y[r * args.candidates + (r + 1) % args.candidates] = 1.0;
+        k[r * 3 + 2] = 1.0;
+    }
+    let y = Tensor::<2>::from_data(burn::tensor::TensorData::new(y, [b, args.candidates]), &device);
+    let kk = Tensor::<2>::from_data(burn::tensor::TensorData::new(k, [b, 3]), &device);
+    let mut train = Vec::new();
+    for i in 0..args.steps + 2 {
+        let t = std::time::Instant::now();
+        let out = net.forward(x.clone(), &feats, false);
+        let loss = set_nll(out.gene_logits, out.count_logits, y.clone(), kk.clone());
+        let _: Vec<f32> = loss.clone().into_data().try_to_vec().unwrap_or_default();
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        net = optim.step(1e-3, net, grads);
+        if i >= 2 {
+            train.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let valid = burn::module::Module::valid(&net);
+    let plain_feats = GenomeFeatures::new(&loci, &cands, 6, &mean, &sd, &plain);
+    let xp = Tensor::<2>::random([b, args.genes], Distribution::Uniform(0.0, 3.0), &plain);
+    let mut infer = Vec::new();
+    for i in 0..args.steps + 2 {
+        let t = std::time::Instant::now();
+        let out = valid.forward(xp.clone(), &plain_feats, false);
+        let _: Vec<f32> = out.gene_logits.into_data().try_to_vec().unwrap_or_default();
+        if i >= 2 {
+            infer.push(t.elapsed().as_secs_f64());
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({"backend": "burn flex (rayon, simd)", "train_step_s": median(train), "inference_batch_s": median(infer),
+            "forward_flops_per_cell": config.forward_flops_per_cell()})
+    );
+    Ok(())
+}
