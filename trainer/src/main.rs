@@ -33,6 +33,8 @@ enum Command {
     Train(commands::train::Args),
     /// Predict the perturbation(s) of each cell (and pseudobulks) with a trained model.
     Predict(commands::predict::Args),
+    /// Score a trained model on a labelled file (cell, pseudobulk and 10-cell pseudobulk metrics).
+    Eval(commands::eval::Args),
     /// Honest held-out benchmark: the model and baselines on whole held-out conditions, several seeds.
     Bench(commands::bench::Args),
     /// Convert weights saved from the PyTorch twin (safetensors) into a model folder.
@@ -49,6 +51,7 @@ fn main() {
         Command::Train(a) => commands::train::run(a),
         Command::Predict(a) => commands::predict::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Eval(a) => commands::eval::run(a),
         Command::ImportTorch(a) => commands::import_torch::run(a),
         Command::Speed(a) => commands::speed::run(a),
     };

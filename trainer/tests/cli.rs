@@ -160,6 +160,14 @@ fn train_then_predict_round_trip() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("kind,id,rank,perturbation,probability\ncell,"), "{}", &text[..80.min(text.len())]);
 
+    let out = bin().args(["eval", "--model"]).arg(&model).arg("--data").arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["levels"]["cell"]["n"], 1000);
+    assert_eq!(v["levels"]["pseudobulk"]["n"], 237);
+    let top1 = v["levels"]["cell"]["metrics"]["exact_pair_top1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&top1));
+
     // A file sharing no gene with the panel is refused with the counts.
     let out = bin()
         .args(["predict", "--model"])

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod eval;
 pub mod import_torch;
 pub mod inspect;
 pub mod predict;
