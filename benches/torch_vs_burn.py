@@ -46,7 +46,9 @@ def main():
     net = PerturbNet(g, c, a.d_model, a.heads, 6)
     gc, gl = genome_features([None] * g, 6)
     qc, ql = genome_features([None] * c, 6, extra_zero_rows=1)
-    feats = dict(gene_chrom=gc, gene_locus=gl, query_chrom=qc, query_locus=ql, mean=torch.full((g,), 0.5), inv_sd=torch.ones(g))
+    own = torch.tensor([i % g for i in range(c)] + [g], dtype=torch.long)  # as `mamba-perturb speed`
+    feats = dict(gene_chrom=gc, gene_locus=gl, query_chrom=qc, query_locus=ql, mean=torch.full((g,), 0.5), inv_sd=torch.ones(g),
+                 own_token=own)
     x = torch.rand(b, g) * 3
     y = torch.zeros(b, c)
     k = torch.zeros(b, 3)

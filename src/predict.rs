@@ -93,6 +93,7 @@ impl Predictor {
             &gene_loci,
             &cand_loci,
             card.net.n_freqs,
+            &card.own_genes(),
             &card.reference_mean,
             &card.reference_sd,
             device,

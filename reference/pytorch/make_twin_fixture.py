@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(__file__))
-from perturbnet import PerturbNet, genome_features  # noqa: E402
+from perturbnet import PerturbNet, genome_features, own_tokens  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "torch_twin")
 G, C, D, H, F_ = 24, 6, 16, 4, 4
@@ -31,8 +31,12 @@ def main():
     sd = (torch.rand(G) * 0.8 + 0.2).tolist()
     gene_chrom, gene_locus = genome_features(gene_loci, F_)
     query_chrom, query_locus = genome_features(cand_loci, F_, extra_zero_rows=1)
+    panel_symbols = [f"G{i}" for i in range(G)]
+    # Candidates T0..T2 are measured panel genes (their own token is read), T3.. are not.
+    cand_symbols = [f"G{3 * i + 1}" if i < 3 else f"T{i}" for i in range(C)]
     feats = dict(gene_chrom=gene_chrom, gene_locus=gene_locus, query_chrom=query_chrom, query_locus=query_locus,
-                 mean=torch.tensor(mean), inv_sd=1.0 / torch.tensor(sd).clamp(min=0.05))
+                 mean=torch.tensor(mean), inv_sd=1.0 / torch.tensor(sd).clamp(min=0.05),
+                 own_token=own_tokens(panel_symbols, cand_symbols))
     x = (torch.rand(5, G) * 4.0).float()
     x[0, :] = 0.0  # an empty cell
     with torch.no_grad():
@@ -49,8 +53,8 @@ def main():
         "format": "mamba-perturb-model/1", "name": "torch-twin-fixture",
         "description": "Random-weight PyTorch twin used to check the Burn model (not a trained model)",
         "training_data": {"name": "none", "kind": "simulated", "sha256": "", "cells": 0, "conditions": 0, "label_column": ""},
-        "panel": [card_gene(i, f"G{i}", l) for i, l in enumerate(gene_loci)],
-        "candidates": [card_gene(i, f"T{i}", l) for i, l in enumerate(cand_loci)],
+        "panel": [card_gene(i, panel_symbols[i], l) for i, l in enumerate(gene_loci)],
+        "candidates": [card_gene(i, cand_symbols[i], l) for i, l in enumerate(cand_loci)],
         "targets_masked": False, "normalization": "log1p(CP10k)",
         "net": {"n_genes": G, "n_candidates": C, "d_model": D, "n_heads": H, "n_freqs": F_},
         "reference_mean": mean, "reference_sd": sd,

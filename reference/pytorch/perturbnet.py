@@ -16,6 +16,14 @@ CHROMOSOMES = [str(i) for i in range(1, 23)] + ["X", "Y"]
 LOGIT_BOUND = 12.0
 
 
+def own_tokens(panel_symbols, candidate_symbols):
+    """Each candidate's index in the panel (same symbol), else len(panel); plus the control query's."""
+    g = len(panel_symbols)
+    upper = [p.upper() for p in panel_symbols]
+    idx = [upper.index(c.upper()) if c.upper() in upper else g for c in candidate_symbols]
+    return torch.tensor(idx + [g], dtype=torch.long)
+
+
 def genome_features(loci, n_freqs, extra_zero_rows=0):
     """loci: list of (chrom name, relative) or None -> (one-hot [n, 24], sin/cos locus [n, 2F])."""
     n = len(loci) + extra_zero_rows
@@ -63,21 +71,24 @@ class PerturbNet(nn.Module):
         self.query_id = nn.Embedding(n_candidates + 1, d)
         self.token_norm = nn.LayerNorm(d, eps=1e-5)
         self.attention = MultiHeadAttention(d, n_heads)
-        self.head_hidden = nn.Linear(d, d)
+        self.head_hidden = nn.Linear(2 * d, d)  # [attention context ; own-gene token]
         self.head_gene = nn.Linear(d, 1)
         self.head_count = nn.Linear(d, 3)
         self.n_candidates = n_candidates
 
     def forward(self, x, feats):
-        """x: [B, G] log1p(CP10k); feats: dict of gene_chrom, gene_locus, query_chrom, query_locus, mean, inv_sd."""
+        """x: [B, G] log1p(CP10k); feats: dict of gene_chrom, gene_locus, query_chrom, query_locus, mean, inv_sd,
+        own_token ([C + 1] long: each query's own gene index, or G for none)."""
         z = ((x - feats["mean"]) * feats["inv_sd"]).clamp(-5.0, 10.0)
         value = self.value_out(F.gelu(self.value_in(z.unsqueeze(-1))))
         place = self.chrom(feats["gene_chrom"]) + self.locus(feats["gene_locus"])
         tokens = self.token_norm(value + self.gene_id.weight.unsqueeze(0) + place.unsqueeze(0))
         qplace = self.chrom(feats["query_chrom"]) + self.locus(feats["query_locus"])
         queries = (self.query_id.weight + qplace).unsqueeze(0).expand(x.shape[0], -1, -1)
+        padded = torch.cat([tokens, torch.zeros_like(tokens[:, :1])], 1)
+        own = padded[:, feats["own_token"]]
         context, weights = self.attention(queries, tokens)
-        hidden = F.gelu(self.head_hidden(context))
+        hidden = F.gelu(self.head_hidden(torch.cat([context, own], 2)))
         c = self.n_candidates
         gene = LOGIT_BOUND * torch.tanh(self.head_gene(hidden[:, :c]).squeeze(-1) / LOGIT_BOUND)
         count = self.head_count(hidden[:, c])

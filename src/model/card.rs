@@ -44,6 +44,21 @@ impl CardGene {
     }
 }
 
+/// Each candidate's position in the panel, if measured: same symbol (labels and panel come from the
+/// same file), else same Ensembl ID.
+pub fn own_genes(panel: &[CardGene], candidates: &[CardGene]) -> Vec<Option<usize>> {
+    let id = |g: &CardGene| g.gene_id.as_deref().map(crate::genome::strip_version).map(str::to_string);
+    candidates
+        .iter()
+        .map(|c| {
+            panel
+                .iter()
+                .position(|p| p.symbol.eq_ignore_ascii_case(&c.symbol))
+                .or_else(|| panel.iter().position(|p| id(p).is_some() && id(p) == id(c)))
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainingData {
     /// File name of the training data.
@@ -118,6 +133,10 @@ impl ModelCard {
             return Err(CardError::Inconsistent("reference profile length differs from the panel".into()));
         }
         Ok(card)
+    }
+
+    pub fn own_genes(&self) -> Vec<Option<usize>> {
+        own_genes(&self.panel, &self.candidates)
     }
 
     pub fn is_simulated(&self) -> bool {

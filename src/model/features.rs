@@ -2,7 +2,7 @@
 //! features of the relative locus, and each gene's training mean/sd. They are rebuilt from the
 //! model card, not stored as weights; an unplaced gene gets zeros (no position, not a wrong one).
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::genome::Locus;
 
@@ -23,6 +23,9 @@ pub struct GenomeFeatures {
     /// unusual a gene's level is in this cell, on one scale for every gene.
     pub gene_mean: Tensor<2>,
     pub gene_inv_sd: Tensor<2>,
+    /// [candidates + 1]: each query's own gene among the tokens, or `genes` (a zero token) when
+    /// the panel does not measure it; the control query always gets the zero token.
+    pub own_token: Tensor<1, Int>,
 }
 
 /// sin/cos of 2π·2^k·position for k < freqs: coarse to fine position along the chromosome.
@@ -59,6 +62,7 @@ impl GenomeFeatures {
         gene_loci: &[Option<Locus>],
         candidate_loci: &[Option<Locus>],
         n_freqs: usize,
+        own_gene: &[Option<usize>],
         mean: &[f32],
         sd: &[f32],
         device: &Device,
@@ -69,6 +73,10 @@ impl GenomeFeatures {
         let inv: Vec<f32> = sd.iter().map(|s| 1.0 / s.max(0.05)).collect();
         let gene_mean = Tensor::from_data(TensorData::new(mean.to_vec(), [1, g]), device);
         let gene_inv_sd = Tensor::from_data(TensorData::new(inv, [1, g]), device);
-        GenomeFeatures { gene_chrom, gene_locus, query_chrom, query_locus, gene_mean, gene_inv_sd }
+        let mut own: Vec<i64> = own_gene.iter().map(|o| o.map(|j| j as i64).unwrap_or(g as i64)).collect();
+        own.resize(candidate_loci.len(), g as i64);
+        own.push(g as i64);
+        let own_token = Tensor::from_data(TensorData::new(own, [candidate_loci.len() + 1]), device);
+        GenomeFeatures { gene_chrom, gene_locus, query_chrom, query_locus, gene_mean, gene_inv_sd, own_token }
     }
 }

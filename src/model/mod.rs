@@ -3,6 +3,10 @@
 //! along the genome. Inputs are the cell's normalised expression over the model's gene panel; gene
 //! positions come from the genome table (properties of the measured genes), never from labels.
 //!
+//! Each candidate's query also reads its own gene's token directly (when the panel measures that
+//! gene): the cis evidence of CRISPRa, next to what attention gathers from the rest of the genome.
+//! With the candidates' expression masked there is no own token and only attention speaks.
+//!
 //! Output: one logit per candidate target gene and a 3-way cardinality (0, 1 or 2 genes perturbed).
 //! Together they define a distribution over control, every single and every pair (`sets.rs`).
 
@@ -36,7 +40,7 @@ impl NetConfig {
     /// key/value/query/output projections, attention scores and context, and the heads.
     pub fn forward_flops_per_cell(&self) -> f64 {
         let (g, q, d) = (self.n_genes as f64, (self.n_candidates + 1) as f64, self.d_model as f64);
-        let macs = g * (d + d * d) + 2.0 * g * d * d + 2.0 * q * g * d + 2.0 * q * d * d + q * (d * d + d) + 3.0 * d;
+        let macs = g * (d + d * d) + 2.0 * g * d * d + 2.0 * q * g * d + 2.0 * q * d * d + q * (2.0 * d * d + d) + 3.0 * d;
         2.0 * macs
     }
 }
@@ -56,6 +60,7 @@ pub struct PerturbNet {
     query_id: Embedding,
     token_norm: LayerNorm,
     attention: MultiHeadAttention,
+    /// [attention context ; own-gene token] → hidden.
     head_hidden: Linear,
     head_gene: Linear,
     head_count: Linear,
@@ -83,7 +88,7 @@ impl NetConfig {
             query_id: EmbeddingConfig::new(self.n_candidates + 1, d).init(device),
             token_norm: LayerNormConfig::new(d).init(device),
             attention: MultiHeadAttentionConfig::new(d, self.n_heads).with_dropout(0.0).init(device),
-            head_hidden: LinearConfig::new(d, d).init(device),
+            head_hidden: LinearConfig::new(2 * d, d).init(device),
             head_gene: LinearConfig::new(d, 1).init(device),
             head_count: LinearConfig::new(d, 3).init(device),
         }
@@ -112,8 +117,13 @@ impl PerturbNet {
             self.chrom.forward(genome.query_chrom.clone()) + self.locus.forward(genome.query_locus.clone());
         let queries = (self.query_id.forward(qids) + query_place.unsqueeze::<3>()).repeat_dim(0, batch); // [B, Q, d]
 
+        // Each candidate's own gene token (a zero token when the panel lacks that gene; zeros for control).
+        let d = self.gene_id.weight.dims()[1];
+        let padded = Tensor::cat(vec![tokens.clone(), Tensor::zeros([batch, 1, d], &device)], 1); // [B, G+1, d]
+        let own = padded.select(1, genome.own_token.clone()); // [B, Q, d]
+
         let out = self.attention.forward(MhaInput::new(queries, tokens.clone(), tokens));
-        let hidden = gelu(self.head_hidden.forward(out.context)); // [B, Q, d]
+        let hidden = gelu(self.head_hidden.forward(Tensor::cat(vec![out.context, own], 2))); // [B, Q, d]
         let n_candidates = n_queries - 1;
         let gene_logits =
             sets::bound(self.head_gene.forward(hidden.clone().narrow(1, 0, n_candidates)).squeeze_dim::<2>(2));

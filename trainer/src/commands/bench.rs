@@ -119,7 +119,7 @@ pub fn run(args: Args) -> Result<(), String> {
                     let (g, c) = (panel.len(), data.candidates.len());
                     let gene_loci: Vec<_> = vec![None; g];
                     let cand_loci: Vec<_> = vec![None; c];
-                    let feats = |d: &Device| GenomeFeatures::new(&gene_loci, &cand_loci, 1, &mean, &sd, d);
+                    let feats = |d: &Device| GenomeFeatures::new(&gene_loci, &cand_loci, 1, &[], &mean, &sd, d);
                     let valid_rows = splits::rows_of(&data.condition, &split.valid);
                     let (xv, tv) = (data.dense(&valid_rows, &panel), data.targets(&valid_rows));
                     let only_train = splits::rows_of(&data.condition, &split.train);

@@ -41,7 +41,9 @@ pub fn run(args: Args) -> Result<(), String> {
     let loci = vec![None; args.genes];
     let cands = vec![None; args.candidates];
     let (mean, sd) = (vec![0.5f32; args.genes], vec![1.0f32; args.genes]);
-    let feats = GenomeFeatures::new(&loci, &cands, 6, &mean, &sd, &device);
+    // As in a visible-target panel: every candidate's own gene is measured.
+    let own: Vec<Option<usize>> = (0..args.candidates).map(|c| Some(c % args.genes)).collect();
+    let feats = GenomeFeatures::new(&loci, &cands, 6, &own, &mean, &sd, &device);
     let mut net = config.init(&device);
     let mut optim = AdamWConfig::new().init();
     let b = args.batch;
@@ -68,7 +70,7 @@ pub fn run(args: Args) -> Result<(), String> {
         }
     }
     let valid = burn::module::Module::valid(&net);
-    let plain_feats = GenomeFeatures::new(&loci, &cands, 6, &mean, &sd, &plain);
+    let plain_feats = GenomeFeatures::new(&loci, &cands, 6, &own, &mean, &sd, &plain);
     let xp = Tensor::<2>::random([b, args.genes], Distribution::Uniform(0.0, 3.0), &plain);
     let mut infer = Vec::new();
     for i in 0..args.steps + 2 {

@@ -127,7 +127,8 @@ pub fn train_on(
 
     let gene_loci: Vec<_> = panel_genes.iter().map(|g| g.locus()).collect();
     let cand_loci: Vec<_> = candidates.iter().map(|g| g.locus()).collect();
-    let features = |d: &Device| GenomeFeatures::new(&gene_loci, &cand_loci, args.freqs, &mean, &sd, d);
+    let own = mamba_perturb::model::card::own_genes(&panel_genes, &candidates);
+    let features = |d: &Device| GenomeFeatures::new(&gene_loci, &cand_loci, args.freqs, &own, &mean, &sd, d);
     let fitted = training::fit(
         &|d: &Device| net_config.init(d),
         (net_config.n_genes, net_config.n_candidates),
