@@ -16,3 +16,5 @@ pub mod model;
 pub mod normalize;
 pub mod predict;
 pub mod simulate;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;

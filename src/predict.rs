@@ -181,6 +181,46 @@ impl Predictor {
         Ok((read(out.gene_logits)?, read(out.count_logits)?))
     }
 
+    /// The same as `logits`, reading results asynchronously (required in the browser).
+    pub async fn logits_async(&self, x: &[f32], rows: usize) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
+        let input = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, self.card.net.n_genes]), &self.device);
+        let out = self.net.forward(input, &self.features, false);
+        let read = |d: Result<TensorData, _>| {
+            d.map_err(|e| PredictError::Output(format!("{e:?}")))?.try_to_vec::<f32>().map_err(|e| PredictError::Output(format!("{e:?}")))
+        };
+        let gene = read(out.gene_logits.into_data_async().await)?;
+        let count = read(out.count_logits.into_data_async().await)?;
+        Ok((gene, count))
+    }
+
+    /// Attention of one query over the panel genes (mean over heads), read asynchronously.
+    pub async fn attention_async(&self, profile: &[f32], query: usize) -> Result<Vec<f32>, PredictError> {
+        let g = self.card.net.n_genes;
+        let input = Tensor::<2>::from_data(TensorData::new(profile.to_vec(), [1, g]), &self.device);
+        let out = self.net.forward(input, &self.features, true);
+        let w = out.attention.ok_or_else(|| PredictError::Output("no attention returned".into()))?;
+        let [_, heads, _, _] = w.dims();
+        let row = w.narrow(2, query, 1).sum_dim(1).div_scalar(heads as f32);
+        row.into_data_async()
+            .await
+            .map_err(|e| PredictError::Output(format!("{e:?}")))?
+            .try_to_vec::<f32>()
+            .map_err(|e| PredictError::Output(format!("{e:?}")))
+    }
+
+    /// Mean normalised profile of the given cells.
+    pub fn mean_profile(prepared: &Prepared, members: &[usize]) -> Vec<f32> {
+        let g = prepared.n_genes;
+        let mut m = vec![0f32; g];
+        for &i in members {
+            for j in 0..g {
+                m[j] += prepared.x[i * g + j];
+            }
+        }
+        m.iter_mut().for_each(|v| *v /= members.len().max(1) as f32);
+        m
+    }
+
     /// Scores every cell, `batch` cells at a time.
     pub fn score_cells(
         &self,

@@ -1,0 +1,232 @@
+//! Browser bindings: a thin face that turns JS values into calls on the same readers and the same
+//! `Predictor` as the CLI, and results back into JS objects. Runs in a Web Worker; tensors are read
+//! asynchronously. (CPU backend; WebGPU comes next.)
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::inspect;
+use crate::io::{self, ExpressionData, ReadOptions};
+use crate::model::card::CardGene;
+use crate::model::sets::SetScores;
+use crate::predict::{Predictor, Prepared, Ranked, top_k};
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
+}
+
+/// One browser session: a model, a file, its prepared cells and the logits computed so far.
+#[wasm_bindgen]
+pub struct Session {
+    predictor: Option<Predictor>,
+    file: Option<(String, Vec<u8>)>,
+    data: Option<ExpressionData>,
+    prepared: Option<Prepared>,
+    /// Per cell: gene logits then count logits (candidates + 3 floats).
+    logits: Vec<Vec<f32>>,
+}
+
+#[derive(Serialize)]
+struct ModelInfo<'a> {
+    name: &'a str,
+    description: &'a str,
+    kind: &'a str,
+    training_data: &'a str,
+    panel: &'a [CardGene],
+    candidates: &'a [CardGene],
+    targets_masked: bool,
+    validation_exact_top1: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct CellOut {
+    index: usize,
+    cell: String,
+    top: Vec<Ranked>,
+    label: Option<String>,
+}
+
+#[wasm_bindgen]
+impl Session {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Session {
+        console_error_panic_hook::set_once();
+        Session { predictor: None, file: None, data: None, prepared: None, logits: Vec::new() }
+    }
+
+    /// Loads a model from its card (JSON text) and burnpack weights; returns what the page shows.
+    pub fn load_model(&mut self, card_json: &str, weights: Vec<u8>) -> Result<JsValue, JsError> {
+        let p = Predictor::load(card_json, weights, &burn::tensor::Device::flex()).map_err(js_err)?;
+        self.predictor = Some(p);
+        self.logits.clear();
+        self.prepared = None;
+        if let Some(data) = &self.data {
+            self.prepared = Some(self.predictor.as_ref().map(|p| p.prepare(data)).transpose().map_err(js_err)?.ok_or_else(|| js_err("no model"))?);
+        }
+        self.model_info()
+    }
+
+    pub fn model_info(&self) -> Result<JsValue, JsError> {
+        let p = self.predictor.as_ref().ok_or_else(|| js_err("no model is loaded"))?;
+        let c = &p.card;
+        to_js(&ModelInfo {
+            name: &c.name,
+            description: &c.description,
+            kind: &c.training_data.kind,
+            training_data: &c.training_data.name,
+            panel: &c.panel,
+            candidates: &c.candidates,
+            targets_masked: c.targets_masked,
+            validation_exact_top1: c.metrics.get("validation_exact_top1").and_then(|v| v.as_f64()),
+        })
+    }
+
+    /// Reads a dropped file (h5ad, CSV, TSV, .gz) and matches it to the model's panel.
+    /// Returns the input report: the `inspect` summary plus the gene match report.
+    pub fn read_file(&mut self, name: &str, bytes: Vec<u8>, group_by: Option<String>) -> Result<JsValue, JsError> {
+        let options = ReadOptions { extra_obs: group_by.into_iter().collect(), ..Default::default() };
+        let data = io::read_bytes(name, bytes.clone(), &options).map_err(js_err)?;
+        let summary = inspect::summarize(name, &data).map_err(js_err)?;
+        let p = self.predictor.as_ref().ok_or_else(|| js_err("load a model first"))?;
+        let prepared = p.prepare(&data).map_err(|e| js_err(format!("{name}: {e}")))?;
+        let report = serde_json::json!({ "summary": summary, "genes": prepared.report });
+        self.file = Some((name.to_string(), bytes));
+        self.data = Some(data);
+        self.prepared = Some(prepared);
+        self.logits.clear();
+        to_js(&report)
+    }
+
+    /// Re-reads the current file with an obs column for grouping (kept separate so the first read
+    /// stays minimal).
+    pub fn set_group_column(&mut self, column: Option<String>) -> Result<(), JsError> {
+        let (name, bytes) = self.file.clone().ok_or_else(|| js_err("no file is loaded"))?;
+        let options = ReadOptions { extra_obs: column.into_iter().collect(), ..Default::default() };
+        self.data = Some(io::read_bytes(&name, bytes, &options).map_err(js_err)?);
+        Ok(())
+    }
+
+    pub fn cell_count(&self) -> usize {
+        self.prepared.as_ref().map(|p| p.cells.len()).unwrap_or(0)
+    }
+
+    /// Predicts cells [start, start + count) and returns their top answers.
+    pub async fn predict_batch(&mut self, start: usize, count: usize, top: usize) -> Result<JsValue, JsError> {
+        let p = self.predictor.as_ref().ok_or_else(|| js_err("no model is loaded"))?;
+        let prepared = self.prepared.as_ref().ok_or_else(|| js_err("no file is loaded"))?;
+        let n = prepared.cells.len();
+        let end = (start + count).min(n);
+        if start >= end {
+            return to_js(&Vec::<CellOut>::new());
+        }
+        let g = prepared.n_genes;
+        let c = p.card.net.n_candidates;
+        let (gene, cnt) = p.logits_async(&prepared.x[start * g..end * g], end - start).await.map_err(js_err)?;
+        let candidates = p.candidates();
+        let labels = self.data.as_ref().and_then(|d| d.labels.as_ref());
+        let mut out = Vec::with_capacity(end - start);
+        for (k, (gl, cl)) in gene.chunks(c).zip(cnt.chunks(3)).enumerate() {
+            let i = start + k;
+            let scores = SetScores::from_logits(gl, cl);
+            if self.logits.len() < i + 1 {
+                self.logits.resize(i + 1, Vec::new());
+            }
+            self.logits[i] = gl.iter().chain(cl).cloned().collect();
+            out.push(CellOut {
+                index: i,
+                cell: prepared.cells[i].clone(),
+                top: top_k(&scores, &candidates, top),
+                label: labels.map(|l| crate::labels::Perturbation::parse(&l.values[i]).map(|p| p.to_string()).unwrap_or_default()),
+            });
+        }
+        to_js(&out)
+    }
+
+    /// Pseudobulk predictions: all cells, then each group of `column` when given.
+    pub async fn pseudobulk(&mut self, column: Option<String>, top: usize) -> Result<JsValue, JsError> {
+        if column.is_some() {
+            self.set_group_column(column.clone())?;
+        }
+        let p = self.predictor.as_ref().ok_or_else(|| js_err("no model is loaded"))?;
+        let prepared = self.prepared.as_ref().ok_or_else(|| js_err("no file is loaded"))?;
+        let groups = self.groups(column.as_deref());
+        let g = prepared.n_genes;
+        let mut x = Vec::with_capacity(groups.len() * g);
+        for (_, members) in &groups {
+            x.extend(Predictor::mean_profile(prepared, members));
+        }
+        let (gene, cnt) = p.logits_async(&x, groups.len()).await.map_err(js_err)?;
+        let c = p.card.net.n_candidates;
+        let candidates = p.candidates();
+        let out: Vec<serde_json::Value> = groups
+            .iter()
+            .zip(gene.chunks(c).zip(cnt.chunks(3)))
+            .map(|((name, m), (gl, cl))| serde_json::json!({"group": name, "cells": m.len(), "top": top_k(&SetScores::from_logits(gl, cl), &candidates, top)}))
+            .collect();
+        to_js(&out)
+    }
+
+    fn groups(&self, column: Option<&str>) -> Vec<(String, Vec<usize>)> {
+        let n = self.cell_count();
+        let mut groups = vec![("all cells".to_string(), (0..n).collect::<Vec<_>>())];
+        if let Some(col) = column.and_then(|c| self.data.as_ref()?.obs.iter().find(|o| o.name == c)) {
+            let mut names: Vec<&String> = col.values.iter().collect();
+            names.sort();
+            names.dedup();
+            for name in names {
+                groups.push((name.clone(), (0..col.values.len()).filter(|&i| &col.values[i] == name).collect()));
+            }
+        }
+        groups
+    }
+
+    /// Attention of the query of `gene` (a candidate symbol, or "control") over the panel genes,
+    /// for one cell (`cell` index) or the mean profile of a group of the last pseudobulk column.
+    pub async fn attention(&self, cell: Option<usize>, group: Option<String>, gene: &str) -> Result<JsValue, JsError> {
+        let p = self.predictor.as_ref().ok_or_else(|| js_err("no model is loaded"))?;
+        let prepared = self.prepared.as_ref().ok_or_else(|| js_err("no file is loaded"))?;
+        let candidates = p.candidates();
+        let query = if gene == "control" {
+            candidates.len()
+        } else {
+            candidates.iter().position(|c| c == gene).ok_or_else(|| js_err(format!("'{gene}' is not a candidate gene of this model")))?
+        };
+        let g = prepared.n_genes;
+        let profile = match (cell, group) {
+            (Some(i), _) if i < self.cell_count() => prepared.x[i * g..(i + 1) * g].to_vec(),
+            (_, Some(name)) => {
+                let groups = self.groups(self.data.as_ref().and_then(|d| d.obs.first()).map(|o| o.name.as_str()));
+                let members = groups.iter().find(|(n, _)| *n == name).map(|(_, m)| m.clone()).ok_or_else(|| js_err(format!("no group '{name}'")))?;
+                Predictor::mean_profile(prepared, &members)
+            }
+            _ => return Err(js_err("choose a cell or a group")),
+        };
+        let weights = p.attention_async(&profile, query).await.map_err(js_err)?;
+        to_js(&serde_json::json!({"gene": gene, "weights": weights}))
+    }
+
+    /// All computed predictions as CSV (`cell,rank,perturbation,probability`).
+    pub fn export_csv(&self, top: usize) -> Result<String, JsError> {
+        let p = self.predictor.as_ref().ok_or_else(|| js_err("no model is loaded"))?;
+        let prepared = self.prepared.as_ref().ok_or_else(|| js_err("no file is loaded"))?;
+        let c = p.card.net.n_candidates;
+        let candidates = p.candidates();
+        let mut s = String::from("cell,rank,perturbation,probability\n");
+        for (i, l) in self.logits.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
+            for (r, t) in top_k(&SetScores::from_logits(&l[..c], &l[c..]), &candidates, top).iter().enumerate() {
+                s += &format!("{},{},{},{:.6}\n", prepared.cells[i], r + 1, t.perturbation, t.probability);
+            }
+        }
+        Ok(s)
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
