@@ -186,7 +186,9 @@ impl Predictor {
         let input = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, self.card.net.n_genes]), &self.device);
         let out = self.net.forward(input, &self.features, false);
         let read = |d: Result<TensorData, _>| {
-            d.map_err(|e| PredictError::Output(format!("{e:?}")))?.try_to_vec::<f32>().map_err(|e| PredictError::Output(format!("{e:?}")))
+            d.map_err(|e| PredictError::Output(format!("{e:?}")))?
+                .try_to_vec::<f32>()
+                .map_err(|e| PredictError::Output(format!("{e:?}")))
         };
         let gene = read(out.gene_logits.into_data_async().await)?;
         let count = read(out.count_logits.into_data_async().await)?;

@@ -65,7 +65,14 @@ impl Session {
         self.logits.clear();
         self.prepared = None;
         if let Some(data) = &self.data {
-            self.prepared = Some(self.predictor.as_ref().map(|p| p.prepare(data)).transpose().map_err(js_err)?.ok_or_else(|| js_err("no model"))?);
+            self.prepared = Some(
+                self.predictor
+                    .as_ref()
+                    .map(|p| p.prepare(data))
+                    .transpose()
+                    .map_err(js_err)?
+                    .ok_or_else(|| js_err("no model"))?,
+            );
         }
         self.model_info()
     }
@@ -140,7 +147,9 @@ impl Session {
                 index: i,
                 cell: prepared.cells[i].clone(),
                 top: top_k(&scores, &candidates, top),
-                label: labels.map(|l| crate::labels::Perturbation::parse(&l.values[i]).map(|p| p.to_string()).unwrap_or_default()),
+                label: labels.map(|l| {
+                    crate::labels::Perturbation::parse(&l.values[i]).map(|p| p.to_string()).unwrap_or_default()
+                }),
             });
         }
         to_js(&out)
@@ -193,14 +202,21 @@ impl Session {
         let query = if gene == "control" {
             candidates.len()
         } else {
-            candidates.iter().position(|c| c == gene).ok_or_else(|| js_err(format!("'{gene}' is not a candidate gene of this model")))?
+            candidates
+                .iter()
+                .position(|c| c == gene)
+                .ok_or_else(|| js_err(format!("'{gene}' is not a candidate gene of this model")))?
         };
         let g = prepared.n_genes;
         let profile = match (cell, group) {
             (Some(i), _) if i < self.cell_count() => prepared.x[i * g..(i + 1) * g].to_vec(),
             (_, Some(name)) => {
                 let groups = self.groups(self.data.as_ref().and_then(|d| d.obs.first()).map(|o| o.name.as_str()));
-                let members = groups.iter().find(|(n, _)| *n == name).map(|(_, m)| m.clone()).ok_or_else(|| js_err(format!("no group '{name}'")))?;
+                let members = groups
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, m)| m.clone())
+                    .ok_or_else(|| js_err(format!("no group '{name}'")))?;
                 Predictor::mean_profile(prepared, &members)
             }
             _ => return Err(js_err("choose a cell or a group")),

@@ -27,13 +27,16 @@ pub fn run(args: Args) -> Result<(), String> {
     let predictor = super::predict::load_model(&args.model, &device)?;
     let file = args.data.display().to_string();
     let data = io::read_path(&args.data, &args.read.options()?).map_err(|e| e.to_string())?;
-    let labels = data.labels.as_ref().ok_or_else(|| format!("{file}: no perturbation label column (use --label-column)"))?;
+    let labels =
+        data.labels.as_ref().ok_or_else(|| format!("{file}: no perturbation label column (use --label-column)"))?;
     let truth: Vec<Perturbation> = mamba_perturb::labels::parse_column(&labels.values)
         .map_err(|(i, e)| format!("{file}: obs column '{}', cell {}: {e}", labels.name, data.cells[i]))?;
     let candidates = predictor.candidates();
     // Cells whose genes the model cannot name are scored too (they count as misses) but reported.
-    let targets: Vec<Vec<usize>> =
-        truth.iter().map(|p| p.genes().iter().filter_map(|g| candidates.iter().position(|c| c == g)).collect()).collect();
+    let targets: Vec<Vec<usize>> = truth
+        .iter()
+        .map(|p| p.genes().iter().filter_map(|g| candidates.iter().position(|c| c == g)).collect())
+        .collect();
     let unknown = truth.iter().filter(|p| p.genes().iter().any(|g| !candidates.contains(g))).count();
     let prepared = predictor.prepare(&data).map_err(|e| format!("{file}: {e}"))?;
     let scores = predictor.score_cells(&prepared, 256, |_, _| {}).map_err(|e| e.to_string())?;
@@ -44,14 +47,21 @@ pub fn run(args: Args) -> Result<(), String> {
     let bulk_groups: Vec<(String, Vec<usize>)> = groups.iter().map(|(p, m)| (p.to_string(), m.clone())).collect();
     let bulk_scores = predictor.score_pseudobulk(&prepared, &bulk_groups).map_err(|e| e.to_string())?;
     let bulk_truth: Vec<Vec<usize>> = bulk_groups.iter().map(|(_, m)| targets[m[0]].clone()).collect();
-    let ten: Vec<(String, Vec<usize>)> =
-        bulk_groups.iter().flat_map(|(n, m)| m.chunks(10).filter(|c| c.len() == 10).map(|c| (n.clone(), c.to_vec())).collect::<Vec<_>>()).collect();
+    let ten: Vec<(String, Vec<usize>)> = bulk_groups
+        .iter()
+        .flat_map(|(n, m)| m.chunks(10).filter(|c| c.len() == 10).map(|c| (n.clone(), c.to_vec())).collect::<Vec<_>>())
+        .collect();
     let ten_scores = predictor.score_pseudobulk(&prepared, &ten).map_err(|e| e.to_string())?;
     let ten_truth: Vec<Vec<usize>> = ten.iter().map(|(_, m)| targets[m[0]].clone()).collect();
     let mut levels = serde_json::Map::new();
-    for (level, s, t) in [("cell", &scores, &targets), ("pseudobulk", &bulk_scores, &bulk_truth), ("pseudobulk10", &ten_scores, &ten_truth)] {
+    for (level, s, t) in [
+        ("cell", &scores, &targets),
+        ("pseudobulk", &bulk_scores, &bulk_truth),
+        ("pseudobulk10", &ten_scores, &ten_truth),
+    ] {
         let sc = metrics::score(s, t);
-        let m: serde_json::Map<String, serde_json::Value> = METRIC_NAMES.iter().zip(sc.values()).map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let m: serde_json::Map<String, serde_json::Value> =
+            METRIC_NAMES.iter().zip(sc.values()).map(|(k, v)| (k.to_string(), json!(v))).collect();
         levels.insert(level.into(), json!({"n": sc.n, "metrics": m}));
     }
     let card = &predictor.card;
