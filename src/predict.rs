@@ -8,7 +8,7 @@ use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::genome::strip_version;
-use crate::io::ExpressionData;
+use crate::io::{ExpressionData, LabelColumn};
 use crate::model::card::{CardError, ModelCard};
 use crate::model::sets::{SetScores, pair_at};
 use crate::model::{GenomeFeatures, PerturbNet};
@@ -173,109 +173,107 @@ impl Predictor {
         far as f64 / n as f64
     }
 
+    fn run(&self, x: &[f32], rows: usize, with_attention: bool) -> crate::model::NetOutput {
+        let input = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, self.card.net.n_genes]), &self.device);
+        self.net.forward(input, &self.features, with_attention)
+    }
+
     /// Runs the network on `rows` cells (row-major `x`) and returns their gene and count logits.
     pub fn logits(&self, x: &[f32], rows: usize) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
-        let input = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, self.card.net.n_genes]), &self.device);
-        let out = self.net.forward(input, &self.features, false);
-        let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(|e| PredictError::Output(format!("{e:?}")));
-        Ok((read(out.gene_logits)?, read(out.count_logits)?))
+        let out = self.run(x, rows, false);
+        Ok((read(out.gene_logits.try_into_data())?, read(out.count_logits.try_into_data())?))
     }
 
     /// The same as `logits`, reading results asynchronously (required in the browser).
     pub async fn logits_async(&self, x: &[f32], rows: usize) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
-        let input = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, self.card.net.n_genes]), &self.device);
-        let out = self.net.forward(input, &self.features, false);
-        let read = |d: Result<TensorData, _>| {
-            d.map_err(|e| PredictError::Output(format!("{e:?}")))?
-                .try_to_vec::<f32>()
-                .map_err(|e| PredictError::Output(format!("{e:?}")))
-        };
-        let gene = read(out.gene_logits.into_data_async().await)?;
-        let count = read(out.count_logits.into_data_async().await)?;
-        Ok((gene, count))
+        let out = self.run(x, rows, false);
+        Ok((read(out.gene_logits.into_data_async().await)?, read(out.count_logits.into_data_async().await)?))
     }
 
-    /// Attention of one query over the panel genes (mean over heads), read asynchronously.
+    /// Attention of one query (a candidate's index, or `n_candidates` for "no perturbation") over
+    /// the panel genes for one profile, averaged over heads; read asynchronously for the browser.
     pub async fn attention_async(&self, profile: &[f32], query: usize) -> Result<Vec<f32>, PredictError> {
-        let g = self.card.net.n_genes;
-        let input = Tensor::<2>::from_data(TensorData::new(profile.to_vec(), [1, g]), &self.device);
-        let out = self.net.forward(input, &self.features, true);
-        let w = out.attention.ok_or_else(|| PredictError::Output("no attention returned".into()))?;
+        let w =
+            self.run(profile, 1, true).attention.ok_or_else(|| PredictError::Output("no attention returned".into()))?;
         let [_, heads, _, _] = w.dims();
-        let row = w.narrow(2, query, 1).sum_dim(1).div_scalar(heads as f32);
-        row.into_data_async()
-            .await
-            .map_err(|e| PredictError::Output(format!("{e:?}")))?
-            .try_to_vec::<f32>()
-            .map_err(|e| PredictError::Output(format!("{e:?}")))
+        let row = w.narrow(2, query, 1).sum_dim(1).div_scalar(heads as f32); // [1, 1, 1, G]
+        read(row.into_data_async().await)
     }
 
-    /// Mean normalised profile of the given cells.
-    pub fn mean_profile(prepared: &Prepared, members: &[usize]) -> Vec<f32> {
-        let g = prepared.n_genes;
-        let mut m = vec![0f32; g];
-        for &i in members {
-            for j in 0..g {
-                m[j] += prepared.x[i * g + j];
-            }
+    /// Scores rows of normalised panel values (row-major), `batch` rows per forward pass.
+    pub fn score_rows(&self, x: &[f32], batch: usize) -> Result<Vec<SetScores>, PredictError> {
+        let g = self.card.net.n_genes;
+        let mut out = Vec::with_capacity(x.len() / g.max(1));
+        for chunk in x.chunks(batch.max(1) * g) {
+            let (gl, cl) = self.logits(chunk, chunk.len() / g)?;
+            out.extend(set_scores(&gl, &cl, self.card.net.n_candidates));
         }
-        m.iter_mut().for_each(|v| *v /= members.len().max(1) as f32);
-        m
+        Ok(out)
     }
 
-    /// Scores every cell, `batch` cells at a time.
+    /// Scores every cell, `batch` cells at a time, reporting (done, total) after each batch.
     pub fn score_cells(
         &self,
         prepared: &Prepared,
         batch: usize,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<SetScores>, PredictError> {
-        let g = prepared.n_genes;
-        let n = prepared.cells.len();
-        let c = self.card.net.n_candidates;
+        let (g, n, batch) = (prepared.n_genes, prepared.cells.len(), batch.max(1));
         let mut out = Vec::with_capacity(n);
-        for start in (0..n).step_by(batch.max(1)) {
-            let rows = batch.min(n - start);
-            let (gl, cl) = self.logits(&prepared.x[start * g..(start + rows) * g], rows)?;
-            out.extend(gl.chunks(c).zip(cl.chunks(3)).map(|(a, b)| SetScores::from_logits(a, b)));
-            progress(start + rows, n);
+        for start in (0..n).step_by(batch) {
+            let end = (start + batch).min(n);
+            out.extend(self.score_rows(&prepared.x[start * g..end * g], batch)?);
+            progress(end, n);
         }
         Ok(out)
     }
 
-    /// Mean normalised profile of each group (all cells when `groups` is None), then scored.
+    /// The mean normalised profile of each group of cells, scored.
     pub fn score_pseudobulk(
         &self,
         prepared: &Prepared,
         groups: &[(String, Vec<usize>)],
     ) -> Result<Vec<SetScores>, PredictError> {
-        let g = prepared.n_genes;
-        let mut x = vec![0f32; groups.len() * g];
-        for (k, (_, members)) in groups.iter().enumerate() {
-            for &i in members {
-                for j in 0..g {
-                    x[k * g + j] += prepared.x[i * g + j];
-                }
-            }
-            let n = members.len().max(1) as f32;
-            x[k * g..(k + 1) * g].iter_mut().for_each(|v| *v /= n);
-        }
-        let (gl, cl) = self.logits(&x, groups.len())?;
-        let c = self.card.net.n_candidates;
-        Ok(gl.chunks(c).zip(cl.chunks(3)).map(|(a, b)| SetScores::from_logits(a, b)).collect())
+        let x: Vec<f32> =
+            groups.iter().flat_map(|(_, members)| mean_profile(&prepared.x, prepared.n_genes, members)).collect();
+        self.score_rows(&x, 256)
     }
+}
 
-    /// Attention of one query (a candidate's index, or `n_candidates` for "no perturbation") over
-    /// the panel genes for one profile, averaged over heads.
-    pub fn attention(&self, profile: &[f32], query: usize) -> Result<Vec<f32>, PredictError> {
-        let g = self.card.net.n_genes;
-        let input = Tensor::<2>::from_data(TensorData::new(profile.to_vec(), [1, g]), &self.device);
-        let out = self.net.forward(input, &self.features, true);
-        let w = out.attention.ok_or_else(|| PredictError::Output("no attention returned".into()))?;
-        let [_, heads, _, _] = w.dims();
-        let row = w.narrow(2, query, 1).sum_dim(1).div_scalar(heads as f32); // [1, 1, 1, G]
-        row.into_data().try_to_vec::<f32>().map_err(|e| PredictError::Output(format!("{e:?}")))
+fn read<E: std::fmt::Debug>(data: Result<TensorData, E>) -> Result<Vec<f32>, PredictError> {
+    data.map_err(|e| PredictError::Output(format!("{e:?}")))?
+        .try_to_vec::<f32>()
+        .map_err(|e| PredictError::Output(format!("{e:?}")))
+}
+
+/// Per-row answer distributions from gene logits ([rows × candidates]) and count logits ([rows × 3]).
+pub fn set_scores(gene: &[f32], count: &[f32], n_candidates: usize) -> Vec<SetScores> {
+    gene.chunks(n_candidates).zip(count.chunks(3)).map(|(g, c)| SetScores::from_logits(g, c)).collect()
+}
+
+/// Mean of the given rows of a row-major matrix with `g` columns (a pseudobulk profile).
+pub fn mean_profile(x: &[f32], g: usize, members: &[usize]) -> Vec<f32> {
+    let mut m = vec![0f32; g];
+    for &i in members {
+        for (acc, v) in m.iter_mut().zip(&x[i * g..(i + 1) * g]) {
+            *acc += v;
+        }
     }
+    m.iter_mut().for_each(|v| *v /= members.len().max(1) as f32);
+    m
+}
+
+/// Pseudobulk groups: "all cells", then one group per value of `column` (sorted), if given.
+pub fn groups_by(n_cells: usize, column: Option<&LabelColumn>) -> Vec<(String, Vec<usize>)> {
+    let mut groups = vec![("all cells".to_string(), (0..n_cells).collect::<Vec<_>>())];
+    if let Some(col) = column {
+        let mut by_value: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+        for (i, v) in col.values.iter().enumerate() {
+            by_value.entry(v.as_str()).or_default().push(i);
+        }
+        groups.extend(by_value.into_iter().map(|(v, m)| (v.to_string(), m)));
+    }
+    groups
 }
 
 /// Mean squared z-score of a normalised profile against the training reference (clipped per gene).

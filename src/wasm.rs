@@ -9,7 +9,7 @@ use crate::inspect;
 use crate::io::{self, ExpressionData, ReadOptions};
 use crate::model::card::CardGene;
 use crate::model::sets::SetScores;
-use crate::predict::{Predictor, Prepared, Ranked, top_k};
+use crate::predict::{Predictor, Prepared, Ranked, groups_by, mean_profile, set_scores, top_k};
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
@@ -163,34 +163,21 @@ impl Session {
         let p = self.predictor.as_ref().ok_or_else(|| js_err("no model is loaded"))?;
         let prepared = self.prepared.as_ref().ok_or_else(|| js_err("no file is loaded"))?;
         let groups = self.groups(column.as_deref());
-        let g = prepared.n_genes;
-        let mut x = Vec::with_capacity(groups.len() * g);
-        for (_, members) in &groups {
-            x.extend(Predictor::mean_profile(prepared, members));
-        }
+        let x: Vec<f32> =
+            groups.iter().flat_map(|(_, members)| mean_profile(&prepared.x, prepared.n_genes, members)).collect();
         let (gene, cnt) = p.logits_async(&x, groups.len()).await.map_err(js_err)?;
-        let c = p.card.net.n_candidates;
         let candidates = p.candidates();
         let out: Vec<serde_json::Value> = groups
             .iter()
-            .zip(gene.chunks(c).zip(cnt.chunks(3)))
-            .map(|((name, m), (gl, cl))| serde_json::json!({"group": name, "cells": m.len(), "top": top_k(&SetScores::from_logits(gl, cl), &candidates, top)}))
+            .zip(set_scores(&gene, &cnt, p.card.net.n_candidates))
+            .map(|((name, m), s)| serde_json::json!({"group": name, "cells": m.len(), "top": top_k(&s, &candidates, top)}))
             .collect();
         to_js(&out)
     }
 
     fn groups(&self, column: Option<&str>) -> Vec<(String, Vec<usize>)> {
-        let n = self.cell_count();
-        let mut groups = vec![("all cells".to_string(), (0..n).collect::<Vec<_>>())];
-        if let Some(col) = column.and_then(|c| self.data.as_ref()?.obs.iter().find(|o| o.name == c)) {
-            let mut names: Vec<&String> = col.values.iter().collect();
-            names.sort();
-            names.dedup();
-            for name in names {
-                groups.push((name.clone(), (0..col.values.len()).filter(|&i| &col.values[i] == name).collect()));
-            }
-        }
-        groups
+        let col = column.and_then(|c| self.data.as_ref()?.obs.iter().find(|o| o.name == c));
+        groups_by(self.cell_count(), col)
     }
 
     /// Attention of the query of `gene` (a candidate symbol, or "control") over the panel genes,
@@ -217,7 +204,7 @@ impl Session {
                     .find(|(n, _)| *n == name)
                     .map(|(_, m)| m.clone())
                     .ok_or_else(|| js_err(format!("no group '{name}'")))?;
-                Predictor::mean_profile(prepared, &members)
+                mean_profile(&prepared.x, prepared.n_genes, &members)
             }
             _ => return Err(js_err("choose a cell or a group")),
         };

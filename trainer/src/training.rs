@@ -110,13 +110,8 @@ pub fn evaluate<M: SetModel>(
         let cl: Vec<f32> = count_logits.clone().into_data().try_to_vec().unwrap_or_default();
         let l: f32 = set_nll(gene_logits, count_logits, y, k).into_data().try_to_vec().unwrap_or_default()[0];
         loss += l as f64 * chunk.len() as f64;
-        for (r, &i) in chunk.iter().enumerate() {
-            let s =
-                mamba_perturb::model::sets::SetScores::from_logits(&gl[r * c..(r + 1) * c], &cl[r * 3..(r + 1) * 3]);
-            if crate::metrics::rank_of(&s, &split.targets[i]) == 0 {
-                hits += 1;
-            }
-        }
+        let scores = mamba_perturb::predict::set_scores(&gl, &cl, c);
+        hits += chunk.iter().zip(&scores).filter(|(i, s)| crate::metrics::rank_of(s, &split.targets[**i]) == 0).count();
     }
     (loss / n as f64, hits as f64 / n as f64)
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use mamba_perturb::model::GenomeFeatures;
 use mamba_perturb::model::sets::SetScores;
-use mamba_perturb::predict::Predictor;
+use mamba_perturb::predict::{Predictor, mean_profile, set_scores};
 use mamba_perturb::simulate::design;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -139,7 +139,7 @@ pub fn run(args: Args) -> Result<(), String> {
                 for level in &levels {
                     let z = baselines::zscore(&level.x, &mean, &sd);
                     let mut methods: Vec<(&str, Vec<SetScores>)> = Vec::new();
-                    let model_scores = score_rows(&predictor, &level.x, panel.len())?;
+                    let model_scores = predictor.score_rows(&level.x, 256).map_err(|e| e.to_string())?;
                     methods.push(("mamba-perturb", model_scores));
                     methods.push(("target-upregulation", baselines::upregulation(&view, &z)));
                     methods.push(("logistic-regression", score_linear(&lr, &level.x)));
@@ -250,16 +250,7 @@ fn make_levels(
     for (k, &i) in rows.iter().enumerate() {
         by_cond.entry(condition[i]).or_default().push(k);
     }
-    let mean_of = |members: &[usize]| {
-        let mut m = vec![0f32; g];
-        for &k in members {
-            for j in 0..g {
-                m[j] += x[k * g + j];
-            }
-        }
-        m.iter_mut().for_each(|v| *v /= members.len() as f32);
-        m
-    };
+    let mean_of = |members: &[usize]| mean_profile(x, g, members);
     let mut bulk = Level { name: "pseudobulk", x: vec![], truths: vec![], conditions: vec![] };
     let mut bulk10 = Level { name: "pseudobulk10", x: vec![], truths: vec![], conditions: vec![] };
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb01c);
@@ -277,16 +268,6 @@ fn make_levels(
     vec![cell, bulk, bulk10]
 }
 
-fn score_rows(p: &Predictor, x: &[f32], g: usize) -> Result<Vec<SetScores>, String> {
-    let c = p.card.net.n_candidates;
-    let mut out = Vec::new();
-    for chunk in x.chunks(256 * g) {
-        let (gl, cl) = p.logits(chunk, chunk.len() / g).map_err(|e| e.to_string())?;
-        out.extend(gl.chunks(c).zip(cl.chunks(3)).map(|(a, b)| SetScores::from_logits(a, b)));
-    }
-    Ok(out)
-}
-
 fn score_linear(lr: &(LinearBaseline, GenomeFeatures, usize, usize), x: &[f32]) -> Vec<SetScores> {
     use crate::training::SetModel;
     use burn::tensor::{Tensor, TensorData};
@@ -298,7 +279,7 @@ fn score_linear(lr: &(LinearBaseline, GenomeFeatures, usize, usize), x: &[f32]) 
         let (gl, cl) = net.logits(t, feats);
         let gl: Vec<f32> = gl.into_data().try_to_vec().unwrap_or_default();
         let cl: Vec<f32> = cl.into_data().try_to_vec().unwrap_or_default();
-        out.extend(gl.chunks(*c).zip(cl.chunks(3)).map(|(a, b)| SetScores::from_logits(a, b)));
+        out.extend(set_scores(&gl, &cl, *c));
     }
     out
 }

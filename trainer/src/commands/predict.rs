@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use mamba_perturb::io;
-use mamba_perturb::predict::{CellPrediction, GroupPrediction, MatchReport, Predictor, top_k};
+use mamba_perturb::predict::{CellPrediction, GroupPrediction, MatchReport, Predictor, groups_by, top_k};
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -102,16 +102,7 @@ pub fn run(args: Args) -> Result<(), String> {
         .map(|(s, c)| CellPrediction { cell: c.clone(), top: top_k(s, &candidates, args.top) })
         .collect();
 
-    let mut groups: Vec<(String, Vec<usize>)> = vec![("all cells".into(), (0..data.cells.len()).collect())];
-    if let Some(col) = data.obs.first() {
-        let mut names: Vec<&String> = col.values.iter().collect();
-        names.sort();
-        names.dedup();
-        for name in names {
-            let members: Vec<usize> = (0..col.values.len()).filter(|&i| &col.values[i] == name).collect();
-            groups.push((format!("{}={}", col.name, name), members));
-        }
-    }
+    let groups = groups_by(data.cells.len(), data.obs.first());
     let bulk = predictor.score_pseudobulk(&prepared, &groups).map_err(|e| e.to_string())?;
     let pseudobulk: Vec<GroupPrediction> = groups
         .iter()
