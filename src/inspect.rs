@@ -26,19 +26,27 @@ pub struct Summary {
     pub conditions: Option<usize>,
     /// Conditions by kind (`control`, `single`, `double`), null without a label column.
     pub condition_kinds: Option<BTreeMap<&'static str, usize>>,
-    pub genes_placed: usize,
-    pub genes_not_placed: usize,
-    pub placement: String,
+    /// Genes found in the GRCh38 table; null when placement was skipped (the web page, whose
+    /// model panel carries its own loci, does not ship the 564 KB table).
+    pub genes_placed: Option<usize>,
+    pub genes_not_placed: Option<usize>,
+    pub placement: Option<String>,
     pub obs_columns: Vec<String>,
     pub warnings: Vec<String>,
 }
 
-/// Summarises what a reader produced. Fails only on unparseable labels (with the row).
+/// Summarises what a reader produced, placing its genes on GRCh38. Fails only on unparseable
+/// labels (with the row).
 pub fn summarize(file: &str, data: &ExpressionData) -> Result<Summary, String> {
+    summarize_with(file, data, Some(GeneTable::grch38()))
+}
+
+/// `summarize`, with gene placement only when a gene table is given.
+pub fn summarize_with(file: &str, data: &ExpressionData, genes: Option<&GeneTable>) -> Result<Summary, String> {
     let kind_of_values = normalize::detect(&data.matrix);
     let mut totals = data.matrix.row_sums();
     totals.sort_by(|a, b| a.total_cmp(b));
-    let placement = GeneTable::grch38().place(&data.genes, data.gene_ids.as_deref());
+    let placement = genes.map(|t| t.place(&data.genes, data.gene_ids.as_deref()));
 
     let (conditions, condition_kinds) = match &data.labels {
         Some(col) => {
@@ -58,7 +66,7 @@ pub fn summarize(file: &str, data: &ExpressionData) -> Result<Summary, String> {
     };
 
     let mut warnings = data.warnings.clone();
-    if placement.placed() == 0 {
+    if placement.as_ref().is_some_and(|p| p.placed() == 0) {
         warnings.push(format!(
             "none of the {} genes matched the GRCh38 gene table (by symbol or Ensembl ID), e.g. '{}': are the gene names in the header?",
             data.genes.len(),
@@ -78,9 +86,9 @@ pub fn summarize(file: &str, data: &ExpressionData) -> Result<Summary, String> {
         label_column: data.labels.as_ref().map(|l| l.name.clone()),
         conditions,
         condition_kinds,
-        genes_placed: placement.placed(),
-        genes_not_placed: placement.loci.len() - placement.placed(),
-        placement: placement.report(),
+        genes_placed: placement.as_ref().map(|p| p.placed()),
+        genes_not_placed: placement.as_ref().map(|p| p.loci.len() - p.placed()),
+        placement: placement.as_ref().map(|p| p.report()),
         obs_columns: data.obs_column_names.clone(),
         warnings,
     })

@@ -1,7 +1,9 @@
 //! Browser bindings: a thin face that turns JS values into calls on the same readers and the same
 //! `Predictor` as the CLI, and results back into JS objects. Runs in a Web Worker; tensors are read
-//! asynchronously. (CPU backend; WebGPU comes next.)
+//! asynchronously. Two backends: Burn's CPU backend compiled to WebAssembly (always there) and
+//! WebGPU (initialised once, on request; the page decides when to ask, see worker.js).
 
+use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -10,6 +12,20 @@ use crate::io::{self, ExpressionData, ReadOptions};
 use crate::model::card::CardGene;
 use crate::model::sets::SetScores;
 use crate::predict::{Predictor, Prepared, Ranked, groups_by, mean_profile, set_scores, top_k};
+
+unsafe extern "C" {
+    /// Synthesised by wasm-ld: runs the module's static constructors (`inventory` registrations in
+    /// the GPU stack).
+    fn __wasm_call_ctors();
+}
+
+/// Runs static constructors once, when the module starts. Without an explicit call, wasm-ld wraps
+/// *every* export with them, and they re-register on each call: measured 5x slower predictions
+/// and 1.2 s more to load a model.
+#[wasm_bindgen(start)]
+fn start() {
+    unsafe { __wasm_call_ctors() }
+}
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
@@ -22,7 +38,12 @@ fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
 /// One browser session: a model, a file, its prepared cells and the logits computed so far.
 #[wasm_bindgen]
 pub struct Session {
+    /// The model's card and weights, kept to rebuild the predictor on another backend.
+    model: Option<(String, Vec<u8>)>,
     predictor: Option<Predictor>,
+    device: Device,
+    /// The WebGPU device once initialised (it can be initialised only once per page).
+    gpu: Option<Device>,
     file: Option<(String, Vec<u8>)>,
     data: Option<ExpressionData>,
     prepared: Option<Prepared>,
@@ -55,12 +76,48 @@ impl Session {
     #[wasm_bindgen(constructor)]
     pub fn new() -> Session {
         console_error_panic_hook::set_once();
-        Session { predictor: None, file: None, data: None, prepared: None, logits: Vec::new() }
+        Session {
+            model: None,
+            predictor: None,
+            device: Device::flex(),
+            gpu: None,
+            file: None,
+            data: None,
+            prepared: None,
+            logits: Vec::new(),
+        }
+    }
+
+    /// Switches the compute backend: "cpu" (WebAssembly) or "webgpu". WebGPU is initialised on
+    /// first use (asynchronously); if that fails, the error says why and the CPU backend stays.
+    pub async fn use_backend(&mut self, name: &str) -> Result<(), JsError> {
+        let device = match name {
+            "cpu" => Device::flex(),
+            "webgpu" => match &self.gpu {
+                Some(d) => d.clone(),
+                None => {
+                    let d = Device::wgpu_options()
+                        .init_async()
+                        .await
+                        .map_err(|e| js_err(format!("WebGPU could not start ({e}); staying on the CPU backend")))?;
+                    self.gpu = Some(d.clone());
+                    d
+                }
+            },
+            other => return Err(js_err(format!("unknown backend '{other}' (use 'cpu' or 'webgpu')"))),
+        };
+        if let Some((card, weights)) = &self.model {
+            self.predictor = Some(Predictor::load(card, weights.clone(), &device).map_err(js_err)?);
+        }
+        self.device = device;
+        self.logits.clear();
+        Ok(())
     }
 
     /// Loads a model from its card (JSON text) and burnpack weights; returns what the page shows.
     pub fn load_model(&mut self, card_json: &str, weights: Vec<u8>) -> Result<JsValue, JsError> {
-        let p = Predictor::load(card_json, weights, &burn::tensor::Device::flex()).map_err(js_err)?;
+        let p = Predictor::load(card_json, weights.clone(), &self.device).map_err(js_err)?;
+        self.model = Some((card_json.to_string(), weights));
         self.predictor = Some(p);
         self.logits.clear();
         self.prepared = None;
@@ -97,7 +154,7 @@ impl Session {
     pub fn read_file(&mut self, name: &str, bytes: Vec<u8>, group_by: Option<String>) -> Result<JsValue, JsError> {
         let options = ReadOptions { extra_obs: group_by.into_iter().collect(), ..Default::default() };
         let data = io::read_bytes(name, bytes.clone(), &options).map_err(js_err)?;
-        let summary = inspect::summarize(name, &data).map_err(js_err)?;
+        let summary = inspect::summarize_with(name, &data, None).map_err(js_err)?;
         let p = self.predictor.as_ref().ok_or_else(|| js_err("load a model first"))?;
         let prepared = p.prepare(&data).map_err(|e| js_err(format!("{name}: {e}")))?;
         let report = serde_json::json!({ "summary": summary, "genes": prepared.report });

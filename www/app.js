@@ -1,6 +1,6 @@
 // The page: file handling, tables and the chromosome-position attention view. All computing happens
 // in worker.js (the Rust core in WebAssembly); this file only shows results and forwards choices.
-// Link parameters: ?model=URL_OF_MODEL_FOLDER&data=URL_OF_FILE&cell=N&gene=SYMBOL
+// Link parameters: ?model=URL_OF_MODEL_FOLDER&data=URL_OF_FILE&cell=NAME_OR_ROW&gene=SYMBOL&backend=auto|webgpu|cpu
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -15,6 +15,9 @@ let cells = [];        // per-cell predictions
 let bulk = [];
 let selected = { cell: null, group: null, gene: null };
 let started = 0;
+let runId = 0;         // the prediction run whose results are shown; older replies are ignored
+let dataUrl = null;    // where the current file came from, when it can be linked to
+let link = { cell: params.get("cell"), gene: params.get("gene") }; // the view a shared link opens, used once
 
 function showError(message) {
   const box = $("error");
@@ -38,29 +41,56 @@ worker.onmessage = (e) => {
   if (m.type === "model") return showModel(m.info);
   if (m.type === "progress") return progress(m.stage + "…", m.done, m.total);
   if (m.type === "report") return showReport(m.report, m.cells);
+  if (m.type === "backend") return showBackend(m);
+  if ((m.type === "cells" || m.type === "predicted" || m.type === "cancelled") && m.run !== runId) return; // superseded
   if (m.type === "cells") {
     cells.push(...m.rows);
-    progress(`predicting: ${m.done} of ${m.total} cells (${(m.done / (m.ms / 1000)).toFixed(0)} cells/s)`, m.done, m.total);
+    progress(`predicting: ${m.done} of ${m.total} cells (${(m.done / (m.ms / 1000)).toFixed(0)} cells/s, ${backendName(m.backend)})`, m.done, m.total);
+    const linked = link.cell !== null && m.rows.find((c) => c.cell === link.cell || String(c.index + 1) === link.cell);
     if (cells.length === m.rows.length) { // first batch: show it at once
+      document.body.dataset.firstRowsMs = String(performance.now() - started);
       renderCells();
-      if (selected.cell === null && cells.length) selectCell(0);
+      if (!linked && selected.cell === null && cells.length) selectCell(0);
     }
+    if (linked) { link.cell = null; selectCell(linked.index, link.gene); link.gene = null; }
     return;
   }
   if (m.type === "predicted" || m.type === "cancelled") {
     $("progress").hidden = true;
     document.body.dataset.predicted = String(cells.length);
-    document.body.dataset.firstPredictionMs = String(performance.now() - started);
+    document.body.dataset.backendUsed = m.backend || "";
+    document.body.dataset.allCellsMs = String(performance.now() - started);
+    if (m.type === "predicted" && link.cell !== null) { showError(`The link asks for cell '${link.cell}', which this file does not have.`); link.cell = null; }
     renderCells();
     showAccuracy();
     worker.postMessage({ type: "pseudobulk", column: $("group-by").value, top: 3 });
     return;
   }
   if (m.type === "bulk") { bulk = m.rows; renderBulk(); return; }
-  if (m.type === "attention") { drawGenome(m); return; }
+  if (m.type === "attention") { // only the latest request's answer is drawn
+    if (m.gene === selected.gene && (m.cell ?? null) === selected.cell) drawGenome(m);
+    return;
+  }
   if (m.type === "csv") { download("predictions.csv", m.text, "text/csv"); }
 };
 worker.onerror = (e) => showError("The analysis worker failed: " + e.message);
+
+// ---------- backend: WebGPU or the CPU (WebAssembly); the worker picks for "auto" ----------
+const backendName = (b) => (b === "webgpu" ? "WebGPU" : "CPU (WebAssembly)");
+function showBackend(m) {
+  const gpu = m.active === "webgpu" && m.gpu.name ? ` on ${m.gpu.name}` : "";
+  $("backend").textContent = backendName(m.active) + gpu + (m.note ? ` — ${m.note}` : "");
+  $("backend-choice").value = m.choice;
+  document.body.dataset.backend = m.active;
+  if (report) predict(); // same file, new backend: predict again
+}
+function chooseBackend(choice) {
+  $("backend").textContent = "switching…";
+  delete document.body.dataset.backend;
+  worker.postMessage({ type: "cancel" });
+  worker.postMessage({ type: "backend", choice });
+}
+$("backend-choice").onchange = (e) => chooseBackend(e.target.value);
 
 // ---------- model ----------
 async function fetchBytes(url) {
@@ -68,20 +98,24 @@ async function fetchBytes(url) {
   if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
   return r.arrayBuffer();
 }
-async function cachedFetch(url) {
-  // Weights are cached under a version key so repeat visits start at once.
-  if (!("caches" in self)) return fetchBytes(url);
+async function cachedFetch(url, version) {
+  // Weights are cached under a version key (the format version and a hash of the model card, which
+  // changes with every training run), so repeat visits start at once and a retrained model at the
+  // same address is never paired with stale weights.
+  if (!("caches" in self) || !crypto.subtle) return fetchBytes(url);
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(version)));
+  const key = `${new URL(url, location.href).href}?card=${[...hash.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
   const cache = await caches.open(CACHE);
-  const hit = await cache.match(url);
+  const hit = await cache.match(key);
   if (hit) return hit.arrayBuffer();
   const bytes = await fetchBytes(url);
-  await cache.put(url, new Response(bytes.slice(0)));
+  await cache.put(key, new Response(bytes.slice(0)));
   return bytes;
 }
 async function loadModelFrom(folder) {
   const base = folder.endsWith("/") ? folder : folder + "/";
-  const card = await (await fetch(base + "card.json")).text();
-  const weights = await cachedFetch(base + "model.bpk");
+  const card = new TextDecoder().decode(await fetchBytes(base + "card.json"));
+  const weights = await cachedFetch(base + "model.bpk", card);
   worker.postMessage({ type: "load-model", card, weights }, [weights]);
 }
 function showModel(info) {
@@ -104,13 +138,21 @@ $("model-files").onchange = async (e) => {
 };
 
 // ---------- input ----------
-async function analyse(name, bytes) {
+async function analyse(name, bytes, url = null) {
   clearError();
-  cells = []; bulk = []; selected = { cell: null, group: null, gene: null };
+  report = null; dataUrl = url;
   $("results").hidden = true; $("genome").hidden = true;
   started = performance.now();
+  delete document.body.dataset.predicted;
   progress("reading " + name + "…", 0, 1);
   worker.postMessage({ type: "read", name, bytes }, [bytes]);
+}
+function predict() {
+  cells = []; bulk = []; selected = { cell: null, group: null, gene: null };
+  started = performance.now();
+  delete document.body.dataset.predicted;
+  renderCells(); renderBulk();
+  worker.postMessage({ type: "predict", top: TOP, batch: BATCH, run: ++runId });
 }
 function showReport(r, n) {
   report = r;
@@ -127,7 +169,7 @@ function showReport(r, n) {
   $("ood").hidden = !(g.atypical_cells > 0.2);
   $("ood").textContent = `${fmt(g.atypical_cells)} of cells look unlike the model's training cells: predictions may not be reliable.`;
   $("results").hidden = false;
-  worker.postMessage({ type: "predict", top: TOP, batch: BATCH });
+  predict();
 }
 $("file").onchange = async (e) => { const f = e.target.files[0]; if (f) analyse(f.name, await f.arrayBuffer()); };
 const drop = $("drop");
@@ -139,9 +181,21 @@ drop.ondrop = async (e) => {
   if (f) analyse(f.name, await f.arrayBuffer());
 };
 $("sample").onclick = async () => {
-  try { analyse("sample.csv", await fetchBytes("sample/sample.csv")); } catch (err) { showError(String(err)); }
+  try { analyse("sample.h5ad", await fetchBytes("sample/sample.h5ad"), "sample/sample.h5ad"); } catch (err) { showError(String(err)); }
 };
 $("cancel").onclick = () => worker.postMessage({ type: "cancel" });
+$("share").onclick = async () => {
+  // A link that opens this model, this file and this view (only for files that have a URL).
+  const u = new URL(location.href.split("?")[0]);
+  if (params.get("model")) u.searchParams.set("model", params.get("model"));
+  u.searchParams.set("data", dataUrl);
+  const c = cells.find((x) => x.index === selected.cell);
+  if (c) u.searchParams.set("cell", c.cell);
+  if (selected.gene) u.searchParams.set("gene", selected.gene);
+  $("share-link").value = u.href;
+  $("share-link").hidden = false;
+  try { await navigator.clipboard.writeText(u.href); $("share").textContent = "Link copied"; } catch { $("share-link").select(); }
+};
 
 // ---------- tables ----------
 let sortKey = "index", sortDir = 1;
@@ -188,16 +242,31 @@ async function loadBands() {
   for (const b of bands) lengths[b.c] = Math.max(lengths[b.c] || 0, b.e);
 }
 const firstGene = (t) => (t && t.perturbation !== "control" ? t.perturbation.split("+")[0] : "control");
-function selectCell(i) {
+function selectCell(i, gene = null) {
   const c = cells.find((x) => x.index === i); if (!c) return;
-  selected = { cell: i, group: null, gene: params.get("gene") || firstGene(c.top[0]) };
+  selected = { cell: i, group: null, gene: gene || firstGene(c.top[0]) };
   renderCells();
   requestAttention();
 }
 function requestAttention() {
   if (!selected.gene) return;
+  fillQueryGenes();
   worker.postMessage({ type: "attention", cell: selected.cell, group: selected.cell === null ? selected.group : null, gene: selected.gene });
 }
+// The genes whose query can be shown: those of the selection's top answers first, then control
+// and every other candidate.
+function topAnswers() {
+  const row = selected.cell !== null ? cells.find((c) => c.index === selected.cell) : bulk.find((b) => b.group === selected.group);
+  return row ? row.top : [];
+}
+function fillQueryGenes() {
+  const top = [...new Set(topAnswers().flatMap((t) => (t.perturbation === "control" ? [] : t.perturbation.split("+"))))];
+  const rest = model.candidates.map((c) => c.symbol).filter((g) => !top.includes(g)).sort();
+  const opt = (g, label) => `<option value="${esc(g)}"${g === selected.gene ? " selected" : ""}>${esc(label || g)}</option>`;
+  $("query-gene").innerHTML = `<optgroup label="in the top answers">${top.map((g) => opt(g)).join("")}</optgroup>` +
+    `<optgroup label="other">${opt("control", "control (no perturbation)")}${rest.map((g) => opt(g)).join("")}</optgroup>`;
+}
+$("query-gene").onchange = (e) => { selected.gene = e.target.value; requestAttention(); };
 // One drawing, two targets: canvas on screen, SVG for export.
 function scene(out, W, H) {
   const a = lastAttention, panel = model.panel;
@@ -220,7 +289,9 @@ function scene(out, W, H) {
     out.line(x, barBottom, x, barBottom - Math.max(h, 0.5), "#1f77b4", 1.5);
     hoverPoints.push({ x, g, w: a.weights[i] });
   });
-  const targets = a.gene === "control" ? [] : [a.gene];
+  // Red marks: the queried gene and the genes of the top answer, at their own loci.
+  const best = topAnswers()[0];
+  const targets = [...new Set([a.gene, ...(best ? best.perturbation.split("+") : [])])].filter((g) => g !== "control");
   for (const t of targets) {
     const g = model.candidates.find((c) => c.symbol === t);
     if (g && g.chrom && offs[g.chrom] !== undefined) { const x = X(g.chrom, g.start); out.line(x, ideoY - 6, x, ideoY + ideoH + 6, "#d62728", 2); out.text(x + 3, ideoY - 8, t, "#d62728", 11); }
@@ -248,9 +319,11 @@ async function drawGenome(a) {
   $("genome").hidden = false;
   const cv = $("genome-canvas");
   layout = scene(canvasOut(cv.getContext("2d")), cv.width, cv.height);
-  $("genome-caption").textContent = `Blue bars: attention weight of each panel gene (mean over heads), placed at its GRCh38 locus. Red mark: the queried gene's own locus. ` +
+  $("genome-caption").textContent = `Blue bars: attention weight of each panel gene (mean over heads), placed at its GRCh38 locus. Red marks: the loci of the queried gene and of the top answer's genes. ` +
     (model.kind === "simulated" ? "Model trained on SIMULATED data." : "");
   $("zoom-out").hidden = !zoom;
+  $("share").hidden = !dataUrl; // a dropped file has no address to link to
+  $("share").textContent = "Copy link to this view";
   document.body.dataset.genomeDrawn = String(a.weights.length);
 }
 $("genome-canvas").onmousemove = (e) => {
@@ -282,13 +355,14 @@ $("export-csv").onclick = () => worker.postMessage({ type: "export-csv", top: TO
 $("export-json").onclick = () => download("predictions.json", JSON.stringify({ model: model?.name, model_kind: model?.kind, cells, pseudobulk: bulk }, null, 1), "application/json");
 
 // Read-only view for tests and for people poking around in the console.
-window.__mambaPerturb = { cells: () => cells, bulk: () => bulk, model: () => model };
+window.__mambaPerturb = { cells: () => cells, bulk: () => bulk, model: () => model, selected: () => selected };
 
 // ---------- start: default model (or ?model=), then ?data= if given ----------
 (async () => {
   try {
+    chooseBackend(params.get("backend") || "auto");
     await loadModelFrom(params.get("model") || "models/default/");
     const data = params.get("data");
-    if (data) analyse(data.split("/").pop(), await fetchBytes(data));
+    if (data) analyse(data.split("/").pop().split("?")[0], await fetchBytes(data), data);
   } catch (err) { showError("Could not load: " + err.message); }
 })();
