@@ -2,7 +2,7 @@
 // the forced CPU backend (1e-4) and on WebGPU (SwiftShader's software adapter, 1e-3), the automatic
 // choice refuses a software adapter, a shared link opens its cell and gene, the genome attention
 // view renders (screenshot saved), a malformed file shows a readable error, and no request leaves
-// localhost or carries file contents.
+// localhost or carries file contents. The page is served under a sub-path (/www/), as on a project site.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
@@ -16,13 +16,14 @@ const www = path.join(root, "www");
 const bin = path.join(process.env.CARGO_TARGET_DIR || path.join(root, "target"), "release", "mamba-perturb");
 const shots = path.join(process.env.CARGO_TARGET_DIR || path.join(root, "target"), "browser-screenshots");
 const port = 18000 + Math.floor(Math.random() * 1000);
-const base = `http://127.0.0.1:${port}/`;
+// The repository root is served, so the page runs under a sub-path (/www/), as on a project site.
+const base = `http://127.0.0.1:${port}/www/`;
 let server, browser, gpuBrowser;
 const requests = [];
 
 before(async () => {
   mkdirSync(shots, { recursive: true });
-  server = spawn("python3", ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", www], { stdio: "ignore" });
+  server = spawn("python3", ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", root], { stdio: "ignore" });
   for (let i = 0; i < 50; i++) {
     try { await fetch(base); break; } catch { await new Promise((r) => setTimeout(r, 100)); }
   }
@@ -142,6 +143,9 @@ test("a shared link opens its model, file, cell and gene", async () => {
   await page.click("#share");
   const href = await page.inputValue("#share-link");
   assert.ok(href.includes(`cell=${encodeURIComponent(target.cell)}`) && href.includes("data=sample%2Fsample.csv"), href);
+  // The weights were cached under a key that carries the model card's hash.
+  const cached = await page.evaluate(async () => (await (await caches.open("mamba-perturb-models-v1")).keys()).map((r) => r.url));
+  assert.ok(cached.some((u) => /\/www\/models\/default\/model\.bpk\?card=[0-9a-f]{16}$/.test(u)), cached.join(" "));
   await page.close();
 });
 
