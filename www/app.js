@@ -294,7 +294,7 @@ function scene(out, W, H) {
   const targets = [...new Set([a.gene, ...(best ? best.perturbation.split("+") : [])])].filter((g) => g !== "control");
   for (const t of targets) {
     const g = model.candidates.find((c) => c.symbol === t);
-    if (g && g.chrom && offs[g.chrom] !== undefined) { const x = X(g.chrom, g.start); out.line(x, ideoY - 6, x, ideoY + ideoH + 6, "#d62728", 2); out.text(x + 3, ideoY - 8, t, "#d62728", 11); }
+    if (g && g.chrom && offs[g.chrom] !== undefined) { const x = X(g.chrom, g.start); out.line(x, ideoY - 6, x, ideoY + ideoH + 6, "#d62728", 2); out.rect(x + 2, ideoY - 19, t.length * 7 + 2, 13, "#ffffff"); out.text(x + 3, ideoY - 8, t, "#d62728", 11); }
   }
   return { offs, X, x0, scale, chroms, gap };
 }

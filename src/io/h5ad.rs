@@ -205,10 +205,9 @@ fn column_names(file: &File, df: &str) -> Vec<String> {
     let index_name = group.attrs().ok().and_then(|a| attr_string(&a, "_index")).unwrap_or_else(|| "_index".into());
     if let Some(order) =
         group.attrs().ok().and_then(|a| a.get("column-order").and_then(|v| v.as_strings().map(|s| s.to_vec())))
+        && !order.is_empty()
     {
-        if !order.is_empty() {
-            return order;
-        }
+        return order;
     }
     let mut names: Vec<String> = group.datasets().unwrap_or_default();
     names.extend(group.groups().unwrap_or_default());

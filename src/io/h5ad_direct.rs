@@ -101,9 +101,12 @@ impl Elem {
     }
 }
 
-/// (first element, file address, element count) of each stored piece, in order, covering the
-/// whole dataset; `None` when the bytes cannot be taken as they are.
-fn extents(ds: &Dataset, n: u64) -> Option<Vec<(u64, u64, u64)>> {
+/// One stored piece of a 1-D dataset: (first element, file address, element count).
+type Piece = (u64, u64, u64);
+
+/// Every stored piece, in order, covering the whole dataset; `None` when the bytes cannot be
+/// taken as they are.
+fn extents(ds: &Dataset, n: u64) -> Option<Vec<Piece>> {
     if !ds.filters().is_empty() {
         return None;
     }
@@ -111,7 +114,7 @@ fn extents(ds: &Dataset, n: u64) -> Option<Vec<(u64, u64, u64)>> {
         Layout::Contiguous { address: Some(a), .. } => Some(vec![(0, a, n)]),
         Layout::Chunked { chunk_shape, .. } if chunk_shape.len() == 1 => {
             let len = chunk_shape[0];
-            let mut pieces: Vec<(u64, u64, u64)> = ds
+            let mut pieces: Vec<Piece> = ds
                 .chunks()
                 .ok()?
                 .into_iter()
@@ -133,12 +136,7 @@ fn extents(ds: &Dataset, n: u64) -> Option<Vec<(u64, u64, u64)>> {
 
 /// Reads pieces whose stored bytes already are the output's in-memory form (little-endian f32 or
 /// 32-bit integers on a little-endian machine) straight into the output: no second pass.
-fn read_in_place<T: bytemuck::Pod>(
-    file: &File,
-    source: &RawSource,
-    pieces: &[(u64, u64, u64)],
-    n: u64,
-) -> Option<Vec<T>> {
+fn read_in_place<T: bytemuck::Pod>(file: &File, source: &RawSource, pieces: &[Piece], n: u64) -> Option<Vec<T>> {
     if cfg!(target_endian = "big") {
         return None;
     }
@@ -223,7 +221,7 @@ fn read_pieces<T>(
 }
 
 /// Element count, stored type and pieces of a 1-D dataset that can be read directly.
-fn describe(ds: &Dataset) -> Option<(u64, Elem, Vec<(u64, u64, u64)>)> {
+fn describe(ds: &Dataset) -> Option<(u64, Elem, Vec<Piece>)> {
     let shape = ds.shape().ok()?;
     if shape.len() != 1 {
         return None;

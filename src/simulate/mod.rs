@@ -331,10 +331,10 @@ fn simulate_cell(
     // Which guides work in this cell (CRISPRa leaves some cells unperturbed).
     let mut working: Vec<&(String, Option<usize>, f32, f64, usize)> = Vec::new();
     for gene in genes {
-        if let Some(t) = effects.targets.iter().find(|t| &t.0 == gene) {
-            if rng.random::<f64>() < t.3 {
-                working.push(t);
-            }
+        if let Some(t) = effects.targets.iter().find(|t| &t.0 == gene)
+            && rng.random::<f64>() < t.3
+        {
+            working.push(t);
         }
     }
     let effect: Option<&Vec<f32>> = match working.len() {
@@ -366,8 +366,8 @@ fn simulate_cell(
     let total: f64 = weights.iter().sum();
     let depth = mean_depth * LogNormal::new(0.0, 0.3).expect("valid lognormal").sample(rng);
     let (mut cols, mut vals) = (Vec::new(), Vec::new());
-    for j in 0..g {
-        let mu = depth * weights[j] / total;
+    for (j, &w) in weights.iter().enumerate().take(g) {
+        let mu = depth * w / total;
         if mu < 1e-6 {
             continue;
         }

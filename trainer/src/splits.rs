@@ -1,8 +1,10 @@
 //! Honest splits: whole conditions are held out, never random cells.
+//!
 //! - `heldout-pairs`: control + every single + half of the pairs train; the other pairs test.
 //! - `unseen-genes`: additionally, a fifth of the target genes are never seen as singles (their
 //!   singles and every pair containing them move to the test side).
 //! - `all`: every condition trains (the default model).
+//!
 //! In each, a tenth of the training pairs (at least one) is held out as validation conditions for
 //! early stopping.
 
@@ -64,8 +66,8 @@ pub fn split_conditions(conditions: &[Perturbation], kind: SplitKind, seed: u64)
         unseen_genes.sort();
     }
     let touches_unseen = |k: usize| conditions[k].genes().iter().any(|g| unseen_genes.contains(g));
-    for k in 0..conditions.len() {
-        if conditions[k].genes().len() < 2 {
+    for (k, c) in conditions.iter().enumerate() {
+        if c.genes().len() < 2 {
             if touches_unseen(k) { test.push(k) } else { train.push(k) }
         }
     }

@@ -30,10 +30,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), String> {
     let layout: Layout = args.layout.parse()?;
-    if let Some(level) = args.compression {
-        if !(1..=9).contains(&level) {
-            return Err(format!("--compression {level}: use a gzip level from 1 to 9"));
-        }
+    if let Some(level) = args.compression
+        && !(1..=9).contains(&level)
+    {
+        return Err(format!("--compression {level}: use a gzip level from 1 to 9"));
     }
     let config =
         SimConfig { seed: args.seed, cells: args.cells, genes: args.genes, control_fraction: args.control_fraction };

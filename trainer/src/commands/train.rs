@@ -101,7 +101,7 @@ pub fn train_on(
         n_heads: args.heads,
         n_freqs: args.freqs,
     };
-    if args.d_model % args.heads != 0 {
+    if !args.d_model.is_multiple_of(args.heads) {
         return Err(format!("--d-model {} must be a multiple of --heads {}", args.d_model, args.heads));
     }
     let x_train = data.dense(&train_rows, &panel);
