@@ -120,18 +120,23 @@ impl Session {
         self.model = Some((card_json.to_string(), weights));
         self.predictor = Some(p);
         self.logits.clear();
-        self.prepared = None;
-        if let Some(data) = &self.data {
-            self.prepared = Some(
-                self.predictor
-                    .as_ref()
-                    .map(|p| p.prepare(data))
-                    .transpose()
-                    .map_err(js_err)?
-                    .ok_or_else(|| js_err("no model"))?,
-            );
-        }
+        self.prepared = None; // an open file is matched to the new panel by `rematch`
         self.model_info()
+    }
+
+    pub fn has_file(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// Matches the open file to the current model's panel (after a new model is loaded) and
+    /// returns its input report.
+    pub fn rematch(&mut self) -> Result<JsValue, JsError> {
+        let (Some((name, _)), Some(data)) = (&self.file, &self.data) else {
+            return Err(js_err("no file is loaded"));
+        };
+        let p = self.predictor.as_ref().ok_or_else(|| js_err("no model is loaded"))?;
+        self.prepared = Some(p.prepare(data).map_err(|e| js_err(format!("{name}: {e}")))?);
+        self.input_report()
     }
 
     pub fn model_info(&self) -> Result<JsValue, JsError> {
@@ -154,15 +159,24 @@ impl Session {
     pub fn read_file(&mut self, name: &str, bytes: Vec<u8>, group_by: Option<String>) -> Result<JsValue, JsError> {
         let options = ReadOptions { extra_obs: group_by.into_iter().collect(), ..Default::default() };
         let data = io::read_bytes(name, bytes.clone(), &options).map_err(js_err)?;
-        let summary = inspect::summarize_with(name, &data, None).map_err(js_err)?;
+        inspect::summarize_with(name, &data, None).map_err(js_err)?; // labels parse, before anything changes
         let p = self.predictor.as_ref().ok_or_else(|| js_err("load a model first"))?;
         let prepared = p.prepare(&data).map_err(|e| js_err(format!("{name}: {e}")))?;
-        let report = serde_json::json!({ "summary": summary, "genes": prepared.report });
         self.file = Some((name.to_string(), bytes));
         self.data = Some(data);
         self.prepared = Some(prepared);
         self.logits.clear();
-        to_js(&report)
+        self.input_report()
+    }
+
+    /// The input report of the current file against the current model (after a new model is
+    /// loaded, its gene match differs).
+    pub fn input_report(&self) -> Result<JsValue, JsError> {
+        let (Some((name, _)), Some(data), Some(prepared)) = (&self.file, &self.data, &self.prepared) else {
+            return Err(js_err("no file is loaded"));
+        };
+        let summary = inspect::summarize_with(name, data, None).map_err(js_err)?;
+        to_js(&serde_json::json!({ "summary": summary, "genes": prepared.report }))
     }
 
     /// Re-reads the current file with an obs column for grouping (kept separate so the first read

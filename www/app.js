@@ -153,6 +153,7 @@ function predict() {
   delete document.body.dataset.predicted;
   renderCells(); renderBulk();
   worker.postMessage({ type: "predict", top: TOP, batch: BATCH, run: ++runId });
+  document.body.dataset.run = String(runId);
 }
 function showReport(r, n) {
   report = r;

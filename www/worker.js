@@ -35,8 +35,12 @@ async function probeGpu() {
 
 async function setBackend(choice) {
   const gpu = choice === "cpu" ? { usable: false, name: null, why: "" } : await probeGpu(); // no probe needed
-  const want = choice === "auto" ? (gpu.usable ? "webgpu" : "cpu") : choice;
+  let want = choice === "auto" ? (gpu.usable ? "webgpu" : "cpu") : choice;
   let note = choice === "auto" && !gpu.usable ? gpu.why : "";
+  if (want === "webgpu" && !gpu.name) { // asked for WebGPU where there is none: say so, use the CPU
+    want = "cpu";
+    note = `WebGPU could not start: ${gpu.why}`;
+  }
   try {
     await call(() => session.use_backend(want));
     backend = want;
@@ -57,6 +61,8 @@ self.onmessage = async (e) => {
       await setBackend(m.choice);
     } else if (m.type === "load-model") {
       reply({ type: "model", info: await call(() => session.load_model(m.card, new Uint8Array(m.weights))) });
+      // A file already open is matched to the new model's panel and predicted again.
+      if (session.has_file()) reply({ type: "report", report: await call(() => session.rematch()), cells: session.cell_count() });
     } else if (m.type === "read") {
       reply({ type: "progress", stage: "reading and normalising", done: 0, total: 1 });
       await pause();

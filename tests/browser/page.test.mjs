@@ -6,7 +6,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { readFileSync, mkdirSync } from "node:fs";
+import { readFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -54,8 +55,8 @@ async function dropFile(page, file, type = "text/csv") {
   }, [path.basename(file), [...readFileSync(file)], type]);
 }
 
-function cliPredictions(file) {
-  const out = execFileSync(bin, ["predict", "--model", path.join(root, "models/default"), file, "--top", "3", "--format", "json"], { maxBuffer: 1 << 28 });
+function cliPredictions(file, model = path.join(root, "models/default")) {
+  const out = execFileSync(bin, ["predict", "--model", model, file, "--top", "3", "--format", "json"], { maxBuffer: 1 << 28 });
   return JSON.parse(out.toString()).cells;
 }
 
@@ -128,6 +129,33 @@ test("WebGPU (software adapter): automatic choice stays on the CPU; switching to
   const ms = await page.evaluate(() => Number(document.body.dataset.allCellsMs));
   await page.waitForSelector("body[data-genome-drawn]", { timeout: 120_000 });
   console.log(`WebGPU (SwiftShader): 1000 cells in ${ms.toFixed(0)} ms; largest probability difference from the CLI ${diff.toExponential(1)}`);
+  await page.close();
+});
+
+test("'Load your own model' takes what mamba-perturb train wrote, and the open file is predicted again with it", async () => {
+  // A small model trained here, on the sample, so its panel and weights differ from the default's.
+  const dir = mkdtempSync(path.join(tmpdir(), "mamba-model-"));
+  execFileSync(bin, ["train", "--data", path.join(www, "sample/sample.h5ad"), "--split", "all", "--hvg", "32", "--epochs", "1",
+    "--d-model", "16", "--heads", "2", "--seed", "1", "--out", dir], { stdio: "ignore" });
+  const page = await openPage("?backend=cpu");
+  await dropFile(page, path.join(www, "sample/sample.csv"));
+  await page.waitForSelector("body[data-predicted='1000']", { timeout: 120_000 });
+  const before = await page.evaluate(() => ({ run: Number(document.body.dataset.run), panel: window.__mambaPerturb.model().panel.length }));
+  await page.setInputFiles("#model-files", [path.join(dir, "card.json"), path.join(dir, "model.bpk")]);
+  await page.waitForFunction((run) => Number(document.body.dataset.run) > run && document.body.dataset.predicted === "1000", before.run, { timeout: 120_000 });
+  const after = await page.evaluate(() => window.__mambaPerturb.model().panel.length);
+  assert.notEqual(after, before.panel, "the new model's panel is in use");
+  assert.match(await page.textContent("#report"), new RegExp(`of the model's ${after} panel genes found`));
+  const cells = await page.evaluate(() => window.__mambaPerturb.cells());
+  assertSame(cells, cliPredictions(path.join(www, "sample/sample.csv"), dir), 1e-4);
+  await page.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("asking for WebGPU where the browser has none gives the CPU backend and says why", async () => {
+  const page = await openPage("?backend=webgpu");
+  assert.equal(await page.evaluate(() => document.body.dataset.backend), "cpu");
+  assert.match(await page.textContent("#backend"), /CPU \(WebAssembly\) — WebGPU could not start: (no WebGPU adapter is available|this browser has no WebGPU)/);
   await page.close();
 });
 
