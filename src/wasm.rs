@@ -238,10 +238,20 @@ impl Session {
             groups.iter().flat_map(|(_, members)| mean_profile(&prepared.x, prepared.n_genes, members)).collect();
         let (gene, cnt) = p.logits_async(&x, groups.len()).await.map_err(js_err)?;
         let candidates = p.candidates();
+        // Grouped by the label column, each group's label in canonical form ("A+B"), to score it.
+        let by_labels = column.is_some()
+            && self.data.as_ref().and_then(|d| d.labels.as_ref()).map(|l| l.name.as_str()) == column.as_deref();
+        let label = |name: &str| {
+            by_labels.then(|| crate::labels::Perturbation::parse(name).ok().map(|p| p.to_string())).flatten()
+        };
         let out: Vec<serde_json::Value> = groups
             .iter()
             .zip(set_scores(&gene, &cnt, p.card.net.n_candidates))
-            .map(|((name, m), s)| serde_json::json!({"group": name, "cells": m.len(), "top": top_k(&s, &candidates, top)}))
+            .enumerate()
+            .map(|(i, ((name, m), s))| {
+                serde_json::json!({"group": name, "cells": m.len(), "top": top_k(&s, &candidates, top),
+                    "label": if i == 0 { None } else { label(name) }})
+            })
             .collect();
         to_js(&out)
     }

@@ -176,6 +176,7 @@ $("file").onchange = async (e) => { const f = e.target.files[0]; if (f) analyse(
 const drop = $("drop");
 drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
 drop.ondragleave = () => drop.classList.remove("over");
+drop.onkeydown = (e) => { if (e.target === drop && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); $("file").click(); } };
 drop.ondrop = async (e) => {
   e.preventDefault(); drop.classList.remove("over");
   const f = e.dataTransfer.files[0];
@@ -217,7 +218,10 @@ $("cells").tHead.onclick = (e) => { const k = e.target.dataset.sort; if (!k) ret
 $("search").oninput = renderCells;
 function renderBulk() {
   $("bulk").tBodies[0].innerHTML = bulk.map((b, i) => `<tr data-g="${i}"><td>${esc(b.group)}</td><td>${b.cells}</td>
-    <td>${answerCell(b.top[0], b.group)}</td><td>${answerCell(b.top[1], b.group)}</td><td>${answerCell(b.top[2], b.group)}</td></tr>`).join("");
+    <td>${answerCell(b.top[0], b.label)}</td><td>${answerCell(b.top[1], b.label)}</td><td>${answerCell(b.top[2], b.label)}</td></tr>`).join("");
+  const labelled = bulk.filter((b) => b.label);
+  const hits = labelled.filter((b) => b.top[0] && b.top[0].perturbation === b.label).length;
+  $("bulk-accuracy").textContent = labelled.length ? `Pseudobulk exact top-1 against the labels: ${fmt(hits / labelled.length)} of ${labelled.length} groups.` : "";
 }
 $("bulk").tBodies[0].onclick = (e) => {
   const tr = e.target.closest("tr"); if (!tr) return;

@@ -152,6 +152,26 @@ test("'Load your own model' takes what mamba-perturb train wrote, and the open f
   rmSync(dir, { recursive: true, force: true });
 });
 
+test("the sample button opens the labelled sample; Cancel stops part-way and keeps what was predicted", async () => {
+  const page = await openPage("?backend=cpu");
+  await page.click("#sample");
+  await page.waitForSelector("body[data-first-rows-ms]", { timeout: 120_000 });
+  await page.click("#cancel");
+  await page.waitForSelector("body[data-predicted]", { timeout: 120_000 });
+  const done = Number(await page.evaluate(() => document.body.dataset.predicted));
+  assert.ok(done > 0 && done < 1000, `cancelled after ${done} of 1000 cells`);
+  assert.ok(await page.locator("#progress").isHidden());
+  // The sample carries labels: accuracy against them is shown for the cells predicted.
+  assert.match(await page.textContent("#accuracy"), new RegExp(`exact top-1 [0-9.]+% of ${done} cells`));
+  assert.match(await page.textContent("#report"), /simulated data/);
+  // Pseudobulk by the label column (chosen by default), scored against the canonical labels.
+  await page.waitForFunction(() => window.__mambaPerturb.bulk().length > 200, null, { timeout: 60_000 });
+  const bulk = await page.evaluate(() => window.__mambaPerturb.bulk());
+  assert.ok(bulk.some((b) => b.label && b.label.includes("+")), "pair groups carry canonical A+B labels");
+  assert.match(await page.textContent("#bulk-accuracy"), /Pseudobulk exact top-1 against the labels: [0-9.]+% of 23[0-9] groups/);
+  await page.close();
+});
+
 test("asking for WebGPU where the browser has none gives the CPU backend and says why", async () => {
   const page = await openPage("?backend=webgpu");
   assert.equal(await page.evaluate(() => document.body.dataset.backend), "cpu");
