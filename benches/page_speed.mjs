@@ -18,7 +18,7 @@ const { chromium } = require("playwright-core");
 const www = path.join(root, "www");
 const bin = path.join(process.env.CARGO_TARGET_DIR || path.join(root, "target"), "release", "mamba-perturb");
 const big = path.join(www, "sample", "bench_10k.csv");
-if (!existsSync(big)) execFileSync(bin, ["simulate", "--out", big, "--cells", "10000", "--genes", "1000", "--seed", "0"], { stdio: "ignore" });
+if (!existsSync(big)) execFileSync(bin, ["simulate", "--out", big, "--cells", "10000", "--genes", "1000", "--seed", "0", "--cell-seed", "2"], { stdio: "ignore" });
 const skipGpu10k = process.argv.includes("--no-webgpu-10k");
 
 console.log("download (what a first visit fetches)   raw KB   gzip KB");

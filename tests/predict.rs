@@ -18,9 +18,13 @@ fn default_model() -> Predictor {
 }
 
 /// The default model's simulated world (seed 0 fixes the gene panel, baselines and effects) with
-/// cells it did not see: a different cell count gives a different allocation of conditions.
+/// cells it did not see: another cell seed (with the training file's, cell i can repeat exactly).
 fn sample() -> simulate::Simulation {
-    simulate::simulate(&SimConfig { seed: 0, cells: 800, genes: 1000, control_fraction: 0.1 }, |_, _| {}).unwrap()
+    simulate::simulate(
+        &SimConfig { seed: 0, cells: 800, genes: 1000, control_fraction: 0.1, cell_seed: Some(1) },
+        |_, _| {},
+    )
+    .unwrap()
 }
 
 fn scores(p: &Predictor, data: &io::ExpressionData) -> Vec<SetScores> {

@@ -28,8 +28,11 @@ fn out_dir() -> PathBuf {
 #[test]
 fn every_layout_opens_in_anndata_and_reads_back_identically() {
     let py = python();
-    let sim =
-        simulate::simulate(&SimConfig { seed: 11, cells: 1200, genes: 300, control_fraction: 0.1 }, |_, _| {}).unwrap();
+    let sim = simulate::simulate(
+        &SimConfig { seed: 11, cells: 1200, genes: 300, control_fraction: 0.1, cell_seed: None },
+        |_, _| {},
+    )
+    .unwrap();
     let truth: Vec<Perturbation> = sim.cell_condition.iter().map(|&k| sim.conditions[k].perturbation.clone()).collect();
     for (layout, compression) in [(Layout::Pertpy, None), (Layout::Gears, Some(4)), (Layout::Scperturb, None)] {
         let path = out_dir().join(format!("{layout:?}.h5ad"));
@@ -76,8 +79,11 @@ fn every_layout_opens_in_anndata_and_reads_back_identically() {
 
 #[test]
 fn csv_output_reads_back_and_keeps_its_simulated_mark() {
-    let sim =
-        simulate::simulate(&SimConfig { seed: 5, cells: 900, genes: 200, control_fraction: 0.1 }, |_, _| {}).unwrap();
+    let sim = simulate::simulate(
+        &SimConfig { seed: 5, cells: 900, genes: 200, control_fraction: 0.1, cell_seed: None },
+        |_, _| {},
+    )
+    .unwrap();
     let mut bytes = Vec::new();
     layouts::to_csv(&sim, &mut bytes).unwrap();
     let d = io::read_bytes("sim.csv", bytes, &ReadOptions::default()).unwrap();

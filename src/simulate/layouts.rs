@@ -52,10 +52,11 @@ impl Layout {
 fn provenance(sim: &Simulation) -> String {
     let c = &sim.config;
     format!(
-        "SIMULATED data (not real measurements): mamba-perturb {} simulate --seed {} --cells {} --genes {} --control-fraction {}; \
+        "SIMULATED data (not real measurements): mamba-perturb {} simulate --seed {}{} --cells {} --genes {} --control-fraction {}; \
          Norman 2019 design (237 conditions), real GEO gene list, authors' UMI depth, DE counts, GI fits and clusters; see docs/simulation.md",
         env!("CARGO_PKG_VERSION"),
         c.seed,
+        c.cell_seed.map(|s| format!(" --cell-seed {s}")).unwrap_or_default(),
         c.cells,
         c.genes,
         c.control_fraction

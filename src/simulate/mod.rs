@@ -27,11 +27,15 @@ pub struct SimConfig {
     pub genes: usize,
     /// Share of control cells (Norman: 11,835 of ~111k ≈ 0.106).
     pub control_fraction: f64,
+    /// Seed of each cell's own random stream (default: `seed`). Another value draws new cells from
+    /// the same simulated world (same genes, effects and design): with the same seed, cell i of a
+    /// smaller file can be an exact copy of cell i of a training file.
+    pub cell_seed: Option<u64>,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { seed: 0, cells: 20_000, genes: 2_000, control_fraction: 0.106 }
+        SimConfig { seed: 0, cells: 20_000, genes: 2_000, control_fraction: 0.106, cell_seed: None }
     }
 }
 
@@ -119,7 +123,7 @@ pub fn simulate(config: &SimConfig, mut progress: impl FnMut(usize, usize)) -> R
     while start < n {
         let end = (start + block).min(n);
         let rows: Vec<(Vec<u32>, Vec<f32>)> = map_cells(start, end, |i| {
-            let mut crng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_ce11);
+            let mut crng = ChaCha8Rng::seed_from_u64(config.cell_seed.unwrap_or(config.seed) ^ 0x5eed_ce11);
             crng.set_stream(i as u64 + 1);
             simulate_cell(
                 &mut crng,
@@ -404,7 +408,8 @@ mod tests {
     use super::*;
 
     fn small(seed: u64) -> Simulation {
-        simulate(&SimConfig { seed, cells: 1500, genes: 300, control_fraction: 0.1 }, |_, _| {}).unwrap()
+        simulate(&SimConfig { seed, cells: 1500, genes: 300, control_fraction: 0.1, cell_seed: None }, |_, _| {})
+            .unwrap()
     }
 
     #[test]
@@ -413,6 +418,23 @@ mod tests {
         assert_eq!(a.data.matrix, b.data.matrix);
         assert_eq!(a.data.cells, b.data.cells);
         assert_ne!(a.data.matrix, c.data.matrix);
+    }
+
+    #[test]
+    fn another_cell_seed_draws_new_cells_from_the_same_world() {
+        let config = |cells, cell_seed| SimConfig { seed: 1, cells, genes: 300, control_fraction: 0.1, cell_seed };
+        let train = simulate(&config(1500, None), |_, _| {}).unwrap();
+        let rows = |s: &Simulation| (0..s.data.cells.len()).map(|i| s.data.matrix.dense_row(i)).collect::<Vec<_>>();
+        let train_rows = rows(&train);
+        let shared = |s: &Simulation| rows(s).iter().filter(|r| train_rows.contains(r)).count();
+        // Same seeds, fewer cells: cells whose condition coincides repeat training cells exactly.
+        let same = simulate(&config(1000, None), |_, _| {}).unwrap();
+        assert!(shared(&same) > 0);
+        // Another cell seed: the same genes and design, and no repeated cell.
+        let fresh = simulate(&config(1000, Some(7)), |_, _| {}).unwrap();
+        assert_eq!(fresh.data.genes, train.data.genes);
+        assert_eq!(fresh.conditions.len(), train.conditions.len());
+        assert_eq!(shared(&fresh), 0);
     }
 
     #[test]

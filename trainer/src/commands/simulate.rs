@@ -10,8 +10,14 @@ pub struct Args {
     /// Output file: .h5ad, or .csv / .csv.gz (counts; labels go to <stem>.labels.csv).
     #[arg(long, short)]
     pub out: PathBuf,
+    /// Seed of the simulated world (gene panel, effects, design) and, by default, of the cells.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Seed of the cells alone: new cells from the same world as `--seed` (e.g. a test file for a
+    /// model trained on a file with the same `--seed`; with the same cell seed, cell i of both
+    /// files can be identical).
+    #[arg(long)]
+    pub cell_seed: Option<u64>,
     /// Total cells (Norman-sized: 100000).
     #[arg(long, default_value_t = 20_000)]
     pub cells: usize,
@@ -35,8 +41,13 @@ pub fn run(args: Args) -> Result<(), String> {
     {
         return Err(format!("--compression {level}: use a gzip level from 1 to 9"));
     }
-    let config =
-        SimConfig { seed: args.seed, cells: args.cells, genes: args.genes, control_fraction: args.control_fraction };
+    let config = SimConfig {
+        seed: args.seed,
+        cells: args.cells,
+        genes: args.genes,
+        control_fraction: args.control_fraction,
+        cell_seed: args.cell_seed,
+    };
     let bar = ProgressBar::new(args.cells as u64);
     bar.set_style(
         ProgressStyle::with_template("[simulated] {msg} {bar:30} {pos}/{len} cells ({elapsed}, eta {eta})")
@@ -68,13 +79,14 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     let d = &sim.data;
     eprintln!(
-        "[simulated] wrote {name}: {} cells x {} genes, {} conditions, layout {:?} (label column '{}'), seed {}. SIMULATED data, not real measurements.",
+        "[simulated] wrote {name}: {} cells x {} genes, {} conditions, layout {:?} (label column '{}'), seed {}{}. SIMULATED data, not real measurements.",
         d.cells.len(),
         d.genes.len(),
         sim.conditions.len(),
         layout,
         layout.label_column(),
-        args.seed
+        args.seed,
+        args.cell_seed.map(|s| format!(", cell seed {s}")).unwrap_or_default()
     );
     Ok(())
 }
