@@ -15,7 +15,7 @@ rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 cargo build --profile web --target wasm32-unknown-unknown -p mamba-perturb
 wasm-bindgen --target web --no-typescript --out-dir www/pkg "$target/wasm32-unknown-unknown/web/mamba_perturb.wasm"
 # No wasm-opt: npm's binaryen 132 (-Oz) took 3m51s and shrank the wasm from 12.98 to 8.44 MB raw but
-# grew it gzipped (2.77 to 2.90 MB), which is what the page downloads. (Debian's binaryen 108 even
+# grew it gzipped (2.77 to 2.90 MB, measured on an earlier build), which is what the page downloads. (Debian's binaryen 108 even
 # breaks the module.)
 mkdir -p www/models www/sample
 rm -rf www/models/default && cp -r models/default www/models/default

@@ -11,7 +11,7 @@ use crate::inspect;
 use crate::io::{self, ExpressionData, ReadOptions};
 use crate::model::card::CardGene;
 use crate::model::sets::SetScores;
-use crate::predict::{Predictor, Prepared, Ranked, groups_by, mean_profile, set_scores, top_k};
+use crate::predict::{MatchReport, Predictor, Prepared, Ranked, groups_by, mean_profile, set_scores, top_k};
 
 unsafe extern "C" {
     /// Synthesised by wasm-ld: runs the module's static constructors (`inventory` registrations in
@@ -25,6 +25,11 @@ unsafe extern "C" {
 #[wasm_bindgen(start)]
 fn start() {
     unsafe { __wasm_call_ctors() }
+}
+
+/// What the page shows about an input file: the `inspect` summary and the match to the panel.
+fn input_report(summary: inspect::Summary, genes: &MatchReport) -> Result<JsValue, JsError> {
+    to_js(&serde_json::json!({ "summary": summary, "genes": genes }))
 }
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
@@ -135,8 +140,10 @@ impl Session {
             return Err(js_err("no file is loaded"));
         };
         let p = self.predictor.as_ref().ok_or_else(|| js_err("no model is loaded"))?;
-        self.prepared = Some(p.prepare(data).map_err(|e| js_err(format!("{name}: {e}")))?);
-        self.input_report()
+        let prepared = p.prepare(data).map_err(|e| js_err(format!("{name}: {e}")))?;
+        let report = input_report(inspect::summarize_with(name, data, None).map_err(js_err)?, &prepared.report);
+        self.prepared = Some(prepared);
+        report
     }
 
     pub fn model_info(&self) -> Result<JsValue, JsError> {
@@ -159,24 +166,16 @@ impl Session {
     pub fn read_file(&mut self, name: &str, bytes: Vec<u8>, group_by: Option<String>) -> Result<JsValue, JsError> {
         let options = ReadOptions { extra_obs: group_by.into_iter().collect(), ..Default::default() };
         let data = io::read_bytes(name, bytes.clone(), &options).map_err(js_err)?;
-        inspect::summarize_with(name, &data, None).map_err(js_err)?; // labels parse, before anything changes
+        // Everything that can fail runs before the session changes, so a bad file loses nothing.
+        let summary = inspect::summarize_with(name, &data, None).map_err(js_err)?;
         let p = self.predictor.as_ref().ok_or_else(|| js_err("load a model first"))?;
         let prepared = p.prepare(&data).map_err(|e| js_err(format!("{name}: {e}")))?;
+        let report = input_report(summary, &prepared.report);
         self.file = Some((name.to_string(), bytes));
         self.data = Some(data);
         self.prepared = Some(prepared);
         self.logits.clear();
-        self.input_report()
-    }
-
-    /// The input report of the current file against the current model (after a new model is
-    /// loaded, its gene match differs).
-    pub fn input_report(&self) -> Result<JsValue, JsError> {
-        let (Some((name, _)), Some(data), Some(prepared)) = (&self.file, &self.data, &self.prepared) else {
-            return Err(js_err("no file is loaded"));
-        };
-        let summary = inspect::summarize_with(name, data, None).map_err(js_err)?;
-        to_js(&serde_json::json!({ "summary": summary, "genes": prepared.report }))
+        report
     }
 
     /// Re-reads the current file with an obs column for grouping (kept separate so the first read
@@ -250,7 +249,7 @@ impl Session {
             .enumerate()
             .map(|(i, ((name, m), s))| {
                 serde_json::json!({"group": name, "cells": m.len(), "top": top_k(&s, &candidates, top),
-                    "label": if i == 0 { None } else { label(name) }})
+                    "label": if i == 0 { None } else { label(name) }}) // group 0 is "all cells"
             })
             .collect();
         to_js(&out)
