@@ -10,7 +10,7 @@ use crate::io::ExpressionData;
 use crate::labels::Perturbation;
 use crate::normalize::{self, ValueKind};
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub file: String,
     pub kind: &'static str,

@@ -1,6 +1,6 @@
-//! Prediction, shared by the CLI and the web page: match a file's genes to the model's panel,
-//! normalise as in training, run the network in batches, and rank control, every single and every
-//! pair per cell and per pseudobulk (mean normalised profile of a group of cells).
+//! The model at work: match a file's genes to the model's panel, normalise as in training, run the
+//! network, and rank control, every single and every pair (`top_k`, one pure function for every
+//! face). `analysis` drives it for an opened file.
 
 use burn::module::Module;
 use burn::store::ModuleRecord;
@@ -8,7 +8,7 @@ use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::genome::strip_version;
-use crate::io::{ExpressionData, LabelColumn};
+use crate::io::ExpressionData;
 use crate::model::card::{CardError, ModelCard};
 use crate::model::sets::{SetScores, pair_at};
 use crate::model::{GenomeFeatures, PerturbNet};
@@ -40,7 +40,7 @@ pub struct Predictor {
 pub struct Prepared {
     pub cells: Vec<String>,
     /// cells × panel genes, row-major, log1p(CP10k).
-    pub x: Vec<f32>,
+    pub values: Vec<f32>,
     pub n_genes: usize,
     pub report: MatchReport,
 }
@@ -61,19 +61,6 @@ pub struct MatchReport {
 pub struct Ranked {
     pub perturbation: String,
     pub probability: f64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct CellPrediction {
-    pub cell: String,
-    pub top: Vec<Ranked>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct GroupPrediction {
-    pub group: String,
-    pub cells: usize,
-    pub top: Vec<Ranked>,
 }
 
 impl Predictor {
@@ -99,6 +86,10 @@ impl Predictor {
             device,
         );
         Predictor { card, net, features, device: device.clone() }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     pub fn net(&self) -> &PerturbNet {
@@ -153,7 +144,7 @@ impl Predictor {
         }
         Ok(Prepared {
             cells: data.cells.clone(),
-            x,
+            values: x,
             n_genes: g,
             report: MatchReport { panel_genes: g, matched, missing, values, atypical_cells, warnings },
         })
@@ -191,13 +182,21 @@ impl Predictor {
     }
 
     /// Attention of one query (a candidate's index, or `n_candidates` for "no perturbation") over
-    /// the panel genes for one profile, averaged over heads; read asynchronously for the browser.
+    /// the panel genes for one profile, averaged over heads.
+    pub fn attention(&self, profile: &[f32], query: usize) -> Result<Vec<f32>, PredictError> {
+        read(self.attention_row(profile, query)?.try_into_data())
+    }
+
+    /// The same as `attention`, read asynchronously for the browser.
     pub async fn attention_async(&self, profile: &[f32], query: usize) -> Result<Vec<f32>, PredictError> {
+        read(self.attention_row(profile, query)?.into_data_async().await)
+    }
+
+    fn attention_row(&self, profile: &[f32], query: usize) -> Result<Tensor<4>, PredictError> {
         let w =
             self.run(profile, 1, true).attention.ok_or_else(|| PredictError::Output("no attention returned".into()))?;
         let [_, heads, _, _] = w.dims();
-        let row = w.narrow(2, query, 1).sum_dim(1).div_scalar(heads as f32); // [1, 1, 1, G]
-        read(row.into_data_async().await)
+        Ok(w.narrow(2, query, 1).sum_dim(1).div_scalar(heads as f32)) // [1, 1, 1, G]
     }
 
     /// Scores rows of normalised panel values (row-major), `batch` rows per forward pass.
@@ -222,7 +221,7 @@ impl Predictor {
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(batch) {
             let end = (start + batch).min(n);
-            out.extend(self.score_rows(&prepared.x[start * g..end * g], batch)?);
+            out.extend(self.score_rows(&prepared.values[start * g..end * g], batch)?);
             progress(end, n);
         }
         Ok(out)
@@ -235,7 +234,7 @@ impl Predictor {
         groups: &[(String, Vec<usize>)],
     ) -> Result<Vec<SetScores>, PredictError> {
         let x: Vec<f32> =
-            groups.iter().flat_map(|(_, members)| mean_profile(&prepared.x, prepared.n_genes, members)).collect();
+            groups.iter().flat_map(|(_, members)| mean_profile(&prepared.values, prepared.n_genes, members)).collect();
         self.score_rows(&x, 256)
     }
 }
@@ -261,19 +260,6 @@ pub fn mean_profile(x: &[f32], g: usize, members: &[usize]) -> Vec<f32> {
     }
     m.iter_mut().for_each(|v| *v /= members.len().max(1) as f32);
     m
-}
-
-/// Pseudobulk groups: "all cells", then one group per value of `column` (sorted), if given.
-pub fn groups_by(n_cells: usize, column: Option<&LabelColumn>) -> Vec<(String, Vec<usize>)> {
-    let mut groups = vec![("all cells".to_string(), (0..n_cells).collect::<Vec<_>>())];
-    if let Some(col) = column {
-        let mut by_value: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
-        for (i, v) in col.values.iter().enumerate() {
-            by_value.entry(v.as_str()).or_default().push(i);
-        }
-        groups.extend(by_value.into_iter().map(|(v, m)| (v.to_string(), m)));
-    }
-    groups
 }
 
 /// Mean squared z-score of a normalised profile against the training reference (clipped per gene).

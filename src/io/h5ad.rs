@@ -6,6 +6,7 @@
 use hdf5_pure::{AttrValue, Dataset, File, FormatError, Group};
 
 use super::h5ad_direct::{self, RawSource};
+use super::source::SharedSource;
 use super::{
     ExpressionData, LabelColumn, MatrixChoice, ReadError, ReadOptions, choose_label_column, sparse::CsrMatrix,
 };
@@ -21,6 +22,50 @@ pub fn read_h5ad_path(path: &std::path::Path, options: &ReadOptions) -> Result<E
     let name = path.display().to_string();
     let file = File::open_streaming(path).map_err(|e| open_error(&name, e))?;
     read_h5ad(&name, &file, &RawSource::Path(path.to_path_buf()), options)
+}
+
+/// Opens from a random-access source (a browser `File`): datasets are fetched on demand.
+pub fn read_h5ad_source(name: &str, source: SharedSource, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
+    let file = File::from_source(source.clone()).map_err(|e| open_error(name, e))?;
+    read_h5ad(name, &file, &RawSource::Shared(source), options)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_obs_column_path(
+    name: &str,
+    path: &std::path::Path,
+    column: &str,
+    cells: usize,
+) -> Result<Vec<String>, ReadError> {
+    let file = File::open_streaming(path).map_err(|e| open_error(name, e))?;
+    read_obs_column(name, &file, column, cells)
+}
+
+pub fn read_obs_column_source(
+    name: &str,
+    source: SharedSource,
+    column: &str,
+    cells: usize,
+) -> Result<Vec<String>, ReadError> {
+    let file = File::from_source(source).map_err(|e| open_error(name, e))?;
+    read_obs_column(name, &file, column, cells)
+}
+
+/// One obs column, checked to hold one value per cell.
+fn read_obs_column(name: &str, file: &File, column: &str, cells: usize) -> Result<Vec<String>, ReadError> {
+    let available = column_names(file, "obs");
+    if !available.iter().any(|c| c == column) {
+        return Err(missing_obs_column(name, column, &available));
+    }
+    read_text_column(name, file, "obs", column, cells)
+}
+
+fn missing_obs_column(name: &str, column: &str, available: &[String]) -> ReadError {
+    ReadError::Missing {
+        file: name.to_string(),
+        what: format!("obs column '{column}'"),
+        hint: format!("the file has: {}", available.join(", ")),
+    }
 }
 
 pub fn read_h5ad_bytes(name: &str, bytes: Vec<u8>, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
@@ -115,11 +160,7 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
     let mut obs = Vec::new();
     for col in &options.extra_obs {
         if !obs_column_names.contains(col) {
-            return Err(ReadError::Missing {
-                file: name.to_string(),
-                what: format!("obs column '{col}'"),
-                hint: format!("the file has: {}", obs_column_names.join(", ")),
-            });
+            return Err(missing_obs_column(name, col, &obs_column_names));
         }
         obs.push(LabelColumn { name: col.clone(), values: read_text_column(name, file, "obs", col, cells.len())? });
     }

@@ -4,7 +4,9 @@
 //! Anything else (compression, big-endian, missing chunks) returns `None` and the caller falls back
 //! to `hdf5-pure`'s general reader.
 
-use hdf5_pure::{Dataset, Datatype, DatatypeByteOrder, File, Layout};
+use hdf5_pure::{Dataset, Datatype, DatatypeByteOrder, File, Layout, Source};
+
+use super::source::SharedSource;
 
 /// Where the file's bytes can be read from directly.
 pub enum RawSource {
@@ -12,7 +14,12 @@ pub enum RawSource {
     Path(std::path::PathBuf),
     /// The file is in memory (`File::from_bytes`): slices of `File::as_bytes`.
     InMemory,
+    /// Any random-access source (a browser `File`), read in windows.
+    Shared(SharedSource),
 }
+
+/// Bytes per read from a random-access source (a browser `File` slice).
+const WINDOW: usize = 8 << 20;
 
 #[derive(Clone, Copy)]
 enum Elem {
@@ -152,6 +159,11 @@ fn read_in_place<T: bytemuck::Pod>(file: &File, source: &RawSource, pieces: &[Pi
                 let start = address as usize;
                 dst.copy_from_slice(file.as_bytes().get(start..start + count as usize * size)?);
             }
+            RawSource::Shared(s) => {
+                for (k, window) in dst.chunks_mut(WINDOW).enumerate() {
+                    s.read_at(address + (k * WINDOW) as u64, window).ok()?;
+                }
+            }
         }
     }
     Some(out)
@@ -205,6 +217,20 @@ fn read_pieces<T>(
                     f.read_exact(bytes).ok()?;
                     decode(elem, bytes, &mut out);
                     left -= take;
+                }
+            }
+        }
+        RawSource::Shared(s) => {
+            let window_elems = WINDOW / elem.size();
+            let mut buf = vec![0u8; window_elems * elem.size()];
+            for (_, address, count) in pieces {
+                let (mut at, mut left) = (address, count as usize);
+                while left > 0 {
+                    let take = left.min(window_elems);
+                    let bytes = &mut buf[..take * elem.size()];
+                    s.read_at(at, bytes).ok()?;
+                    decode(elem, bytes, &mut out);
+                    (at, left) = (at + bytes.len() as u64, left - take);
                 }
             }
         }

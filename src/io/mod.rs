@@ -6,8 +6,10 @@ pub mod csv;
 pub mod h5ad;
 mod h5ad_direct;
 pub mod h5ad_write;
+pub mod source;
 pub mod sparse;
 
+pub use source::{FileSource, SharedSource};
 pub use sparse::CsrMatrix;
 
 /// What a reader produced: the matrix, its row and column names, and the metadata the model needs.
@@ -145,13 +147,9 @@ fn sniff(name: &str, head: &[u8]) -> FileKind {
 /// Reads a file from disk. h5ad files are opened lazily, so only the datasets needed are read.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read_path(path: &std::path::Path, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
-    use std::io::Read;
     let file = path.display().to_string();
-    let mut head = [0u8; 8];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(|source| ReadError::Io { file: file.clone(), source })?;
-    let data = match sniff(&file, &head[..n]) {
+    let head = FileSource::Path(path.to_path_buf()).head(&file)?;
+    let data = match sniff(&file, &head) {
         FileKind::H5ad => h5ad::read_h5ad_path(path, options)?,
         FileKind::Csv => {
             let f = std::fs::File::open(path).map_err(|source| ReadError::Io { file: file.clone(), source })?;
@@ -161,13 +159,45 @@ pub fn read_path(path: &std::path::Path, options: &ReadOptions) -> Result<Expres
     validate(&file, data)
 }
 
-/// Reads a file held in memory (the browser's dropped files).
+/// Reads a file held in memory.
 pub fn read_bytes(name: &str, bytes: Vec<u8>, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     let data = match sniff(name, &bytes[..bytes.len().min(8)]) {
         FileKind::H5ad => h5ad::read_h5ad_bytes(name, bytes, options)?,
         FileKind::Csv => csv::read_csv(name, std::io::Cursor::new(bytes), options)?,
     };
     validate(name, data)
+}
+
+/// Reads a file from wherever it is: h5ad datasets are fetched on demand (only what is needed), a
+/// CSV streams through; nothing keeps a copy of the whole file.
+pub fn read_source(name: &str, source: &FileSource, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
+    let random = match source {
+        #[cfg(not(target_arch = "wasm32"))]
+        FileSource::Path(path) => return read_path(path, options),
+        FileSource::RandomAccess(s) => s,
+    };
+    let data = match sniff(name, &source.head(name)?) {
+        FileKind::H5ad => h5ad::read_h5ad_source(name, random.clone(), options)?,
+        FileKind::Csv => csv::read_csv(name, source::SequentialReader::new(random.clone()), options)?,
+    };
+    validate(name, data)
+}
+
+/// Reads one obs column of `cells` values as text, and nothing else (no matrix, no other column).
+pub fn read_obs_column(name: &str, source: &FileSource, column: &str, cells: usize) -> Result<LabelColumn, ReadError> {
+    if sniff(name, &source.head(name)?) == FileKind::Csv {
+        return Err(ReadError::Missing {
+            file: name.to_string(),
+            what: format!("obs column '{column}'"),
+            hint: "a CSV/TSV expression file has no obs columns; use an .h5ad to group cells".to_string(),
+        });
+    }
+    let values = match source {
+        #[cfg(not(target_arch = "wasm32"))]
+        FileSource::Path(path) => h5ad::read_obs_column_path(name, path, column, cells)?,
+        FileSource::RandomAccess(s) => h5ad::read_obs_column_source(name, s.clone(), column, cells)?,
+    };
+    Ok(LabelColumn { name: column.to_string(), values })
 }
 
 /// Checks every reader's output the same way: non-empty, finite, non-negative, unique genes.

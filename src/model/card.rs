@@ -142,4 +142,31 @@ impl ModelCard {
     pub fn is_simulated(&self) -> bool {
         self.training_data.kind == "simulated"
     }
+
+    /// What a person is shown about the model (the page's model box).
+    pub fn overview(&self) -> ModelOverview<'_> {
+        ModelOverview {
+            name: &self.name,
+            description: &self.description,
+            kind: &self.training_data.kind,
+            training_data: &self.training_data.name,
+            panel: &self.panel,
+            candidates: &self.candidates,
+            targets_masked: self.targets_masked,
+            validation_exact_top1: self.metrics.get("validation_exact_top1").and_then(|v| v.as_f64()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelOverview<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    /// `simulated` or `real`.
+    pub kind: &'a str,
+    pub training_data: &'a str,
+    pub panel: &'a [CardGene],
+    pub candidates: &'a [CardGene],
+    pub targets_masked: bool,
+    pub validation_exact_top1: Option<f64>,
 }

@@ -4,7 +4,6 @@
 mod baselines;
 mod commands;
 mod dataset;
-mod metrics;
 mod plot;
 mod report;
 mod splits;

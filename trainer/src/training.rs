@@ -111,7 +111,11 @@ pub fn evaluate<M: SetModel>(
         let l: f32 = set_nll(gene_logits, count_logits, y, k).into_data().try_to_vec().unwrap_or_default()[0];
         loss += l as f64 * chunk.len() as f64;
         let scores = mamba_perturb::predict::set_scores(&gl, &cl, c);
-        hits += chunk.iter().zip(&scores).filter(|(i, s)| crate::metrics::rank_of(s, &split.targets[**i]) == 0).count();
+        hits += chunk
+            .iter()
+            .zip(&scores)
+            .filter(|(i, s)| mamba_perturb::metrics::rank_of(s, &split.targets[**i]) == 0)
+            .count();
     }
     (loss / n as f64, hits as f64 / n as f64)
 }

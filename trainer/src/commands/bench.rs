@@ -19,9 +19,9 @@ use serde_json::json;
 
 use crate::baselines::{self, LinearBaseline, TrainView};
 use crate::dataset;
-use crate::metrics::{self, METRIC_NAMES};
 use crate::splits::{self, SplitKind};
 use crate::training::{self, Split};
+use mamba_perturb::metrics::{self, METRIC_NAMES};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -37,9 +37,8 @@ pub fn run(args: Args) -> Result<(), String> {
             result.errors
         ));
     }
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     card.command = std::env::args().collect::<Vec<_>>().join(" ");
-    super::train::write_model(&args.out, &mut card, net)?;
+    mamba_perturb::model_folder::write(&args.out, &mut card, net).map_err(|e| e.to_string())?;
     eprintln!("imported {} tensors into {}/model.bpk", result.applied.len(), args.out.display());
     Ok(())
 }

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
 use burn::tensor::Device;
 use mamba_perturb::model::card::{CARD_FORMAT, ModelCard, TrainingData, WeightsInfo};
 use mamba_perturb::model::{GenomeFeatures, NetConfig};
+use mamba_perturb::model_folder;
 use mamba_perturb::predict::typicality;
 
 use crate::dataset::{self, Labelled};
@@ -166,7 +166,7 @@ pub fn train_on(
         net: net_config.clone(),
         reference_mean: mean,
         reference_sd: sd,
-        weights: WeightsInfo { file: "model.bpk".into(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
+        weights: WeightsInfo { file: model_folder::WEIGHTS_FILE.into(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
         command: String::new(),
         seed: args.seed,
         metrics: serde_json::json!({
@@ -201,13 +201,13 @@ pub fn run(args: Args) -> Result<(), String> {
     );
     let split = splits::split_conditions(&data.conditions, kind, args.model.seed);
     let trained = train_on(&data, &split, &args.model, &format!("{tag}train"))?;
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let mut card = trained.card;
     card.name = args.out.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
     card.command = std::env::args().collect::<Vec<_>>().join(" ");
-    write_model(&args.out, &mut card, trained.net)?;
+    model_folder::write(&args.out, &mut card, trained.net).map_err(|e| e.to_string())?;
     let svg = crate::plot::training_curve(&trained.fitted_history, &card.name, data.data.simulated);
-    std::fs::write(args.out.join("training.svg"), svg).map_err(|e| e.to_string())?;
+    let curve = args.out.join(model_folder::CURVE_FILE);
+    std::fs::write(&curve, svg).map_err(|e| format!("{}: {e}", curve.display()))?;
     eprintln!(
         "{tag}wrote {}: model.bpk ({} bytes), card.json, training.svg; validation exact top-1 {} at epoch {}",
         args.out.display(),
@@ -216,16 +216,4 @@ pub fn run(args: Args) -> Result<(), String> {
         card.metrics["best_epoch"]
     );
     Ok(())
-}
-
-/// Writes weights (burnpack) and the card with the weights' checksum.
-pub fn write_model(dir: &Path, card: &mut ModelCard, net: mamba_perturb::model::PerturbNet) -> Result<(), String> {
-    use sha2::{Digest, Sha256};
-    let bytes = net.into_record().into_bytes().map_err(|e| format!("serialising weights: {e:?}"))?;
-    let bytes: &[u8] = &bytes;
-    card.weights.sha256 = format!("{:x}", Sha256::digest(bytes));
-    card.weights.bytes = bytes.len() as u64;
-    std::fs::write(dir.join("model.bpk"), bytes).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let json = serde_json::to_string_pretty(card).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("card.json"), json).map_err(|e| format!("{}: {e}", dir.display()))
 }

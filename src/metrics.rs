@@ -1,7 +1,7 @@
-//! Scoring predictions against true gene sets. Every method (the model and each baseline) produces
-//! `SetScores` — a probability for control, each single and each pair — and is scored the same way.
+//! Scoring predictions against true gene sets, the same way everywhere: the benchmark, `eval`, and
+//! the accuracy the page shows. Every method produces `SetScores` (control, each single, each pair).
 
-use mamba_perturb::model::sets::{SetScores, pair_index};
+use crate::model::sets::{SetScores, pair_index};
 
 /// 0-based rank of the true answer among all 1 + C + C(C−1)/2 answers (ties count against it).
 pub fn rank_of(s: &SetScores, truth: &[usize]) -> usize {

@@ -1,0 +1,519 @@
+//! One opened file analysed with one model: the single pipeline behind the CLI (`predict`, `eval`)
+//! and the page. It owns the decoded data (decoded once per file; no copy of the file's bytes), the
+//! input matched to the model's panel, and the network's outputs so far, and it offers per-cell and
+//! pseudobulk predictions, attention, accuracy against the labels and the export layouts.
+//!
+//! Running the network is the one step that differs between faces (synchronous natively,
+//! asynchronous with WebGPU in the browser), so each step that runs it comes as a pair
+//! (`predict_cells` / `predict_cells_async`, ...) around the same input and ranking code.
+
+use burn::tensor::Device;
+use serde::Serialize;
+
+use crate::export::PredictionReport;
+use crate::inspect::{self, Summary};
+use crate::io::{self, ExpressionData, FileSource, LabelColumn, ReadError, ReadOptions};
+use crate::labels::Perturbation;
+use crate::metrics::{self, Scores};
+use crate::model::sets::SetScores;
+use crate::model_folder::ModelFiles;
+use crate::predict::{MatchReport, PredictError, Predictor, Prepared, Ranked, mean_profile, top_k};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{file}: {source}")]
+    Predict { file: String, source: PredictError },
+    #[error("the model: {0}")]
+    Model(PredictError),
+    #[error("{0}")]
+    Labels(String),
+    #[error("no file is open")]
+    NoFile,
+    #[error("no group '{0}' in the current grouping")]
+    NoGroup(String),
+    #[error("'{0}' is not a candidate gene of this model (nor 'control')")]
+    NotACandidate(String),
+    #[error("cell {index} is out of range (the file has {cells} cells)")]
+    NoCell { index: usize, cells: usize },
+}
+
+/// One cell's answers; `label` is the file's label for it in canonical form (`A+B`), if any.
+#[derive(Clone, Debug, Serialize)]
+pub struct CellPrediction {
+    pub index: usize,
+    pub cell: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub top: Vec<Ranked>,
+}
+
+/// One pseudobulk group's answers; grouped by the label column, `label` is the group's canonical label.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupPrediction {
+    pub group: String,
+    pub cells: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub top: Vec<Ranked>,
+}
+
+/// Pseudobulk of every group of one obs column (and of all cells), with accuracy when the column
+/// holds the labels.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pseudobulk {
+    pub column: Option<String>,
+    pub groups: Vec<GroupPrediction>,
+    pub accuracy: Option<Scores>,
+}
+
+/// Accuracy of the predicted cells against the file's labels.
+#[derive(Clone, Debug, Serialize)]
+pub struct CellAccuracy {
+    pub scores: Scores,
+    /// Labelled cells whose genes the model cannot name: left out of `scores`.
+    pub outside_the_model: usize,
+}
+
+/// What the page shows about an input file: the `inspect` summary and the match to the panel.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputReport {
+    pub summary: Summary,
+    pub genes: MatchReport,
+    pub cells: usize,
+}
+
+/// Attention is shown for one cell or for the mean profile of one group of the current grouping.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    Cell(usize),
+    Group(String),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Attention {
+    pub gene: String,
+    /// One weight per panel gene (mean over heads).
+    pub weights: Vec<f32>,
+}
+
+/// The network input of one step, and what to do with its output.
+pub struct Pending {
+    input: Vec<f32>,
+    rows: usize,
+}
+
+pub struct Analysis {
+    model: ModelFiles,
+    predictor: Predictor,
+    file: Option<OpenFile>,
+}
+
+struct OpenFile {
+    name: String,
+    source: FileSource,
+    data: ExpressionData,
+    report: InputReport,
+    prepared: Prepared,
+    /// Canonical label of each cell, when the file has a label column.
+    labels: Option<Vec<Perturbation>>,
+    /// Rows of the network's output (gene logits then count logits) per cell, once computed.
+    outputs: Vec<Option<Box<[f32]>>>,
+    /// The current pseudobulk grouping: its column (None: all cells only) and groups.
+    grouping: Grouping,
+    /// Network outputs for the groups of `grouping`, once computed.
+    group_outputs: Option<Vec<Box<[f32]>>>,
+}
+
+struct Grouping {
+    column: Option<String>,
+    by_labels: bool,
+    groups: Vec<(String, Vec<usize>)>,
+}
+
+impl Analysis {
+    pub fn new(model: ModelFiles, device: &Device) -> Result<Analysis, AnalysisError> {
+        let predictor = model.predictor(device).map_err(AnalysisError::Model)?;
+        Ok(Analysis { model, predictor, file: None })
+    }
+
+    pub fn predictor(&self) -> &Predictor {
+        &self.predictor
+    }
+
+    /// Another model: the open file is matched to its panel again (not re-read) and its outputs dropped.
+    pub fn set_model(&mut self, model: ModelFiles) -> Result<(), AnalysisError> {
+        let predictor = model.predictor(&self.predictor.device()).map_err(AnalysisError::Model)?;
+        let prepared = match &self.file {
+            Some(f) => Some(predictor.prepare(&f.data).map_err(|e| predict_error(&f.name, e))?),
+            None => None,
+        };
+        (self.model, self.predictor) = (model, predictor);
+        if let (Some(f), Some(p)) = (&mut self.file, prepared) {
+            f.prepared = p;
+            f.clear_outputs();
+        }
+        Ok(())
+    }
+
+    /// The same model on another device (the page's CPU / WebGPU switch); outputs are dropped.
+    pub fn set_device(&mut self, device: &Device) -> Result<(), AnalysisError> {
+        self.predictor = self.model.predictor(device).map_err(AnalysisError::Model)?;
+        if let Some(f) = &mut self.file {
+            f.clear_outputs();
+        }
+        Ok(())
+    }
+
+    /// Opens a file: reads it (the matrix is decoded here, once), summarises it and matches it to the
+    /// model's panel. A file that fails leaves no file open, so nothing of an earlier file lingers.
+    pub fn open(
+        &mut self,
+        name: &str,
+        source: FileSource,
+        options: &ReadOptions,
+    ) -> Result<&InputReport, AnalysisError> {
+        self.file = None;
+        let data = io::read_source(name, &source, options)?;
+        let summary = inspect::summarize_with(name, &data, None).map_err(AnalysisError::Labels)?;
+        let labels = match &data.labels {
+            Some(col) => Some(crate::labels::parse_column(&col.values).map_err(|(i, e)| {
+                AnalysisError::Labels(format!("{name}: obs column '{}', cell {}: {e}", col.name, data.cells[i]))
+            })?),
+            None => None,
+        };
+        let prepared = self.predictor.prepare(&data).map_err(|e| predict_error(name, e))?;
+        let n = prepared.cells.len();
+        let mut file = OpenFile {
+            name: name.to_string(),
+            source,
+            report: InputReport { summary, genes: prepared.report.clone(), cells: n },
+            data,
+            prepared,
+            labels,
+            outputs: vec![None; n],
+            grouping: Grouping { column: None, by_labels: false, groups: Vec::new() },
+            group_outputs: None,
+        };
+        let label_column = file.data.labels.as_ref().map(|l| l.name.clone());
+        file.grouping = file.grouping_by(label_column.as_deref(), None);
+        Ok(&self.file.insert(file).report)
+    }
+
+    pub fn report(&self) -> Result<&InputReport, AnalysisError> {
+        Ok(&self.open_file()?.report)
+    }
+
+    pub fn cell_count(&self) -> usize {
+        self.file.as_ref().map_or(0, |f| f.prepared.cells.len())
+    }
+
+    fn open_file(&self) -> Result<&OpenFile, AnalysisError> {
+        self.file.as_ref().ok_or(AnalysisError::NoFile)
+    }
+
+    fn open_file_mut(&mut self) -> Result<&mut OpenFile, AnalysisError> {
+        self.file.as_mut().ok_or(AnalysisError::NoFile)
+    }
+
+    /// Groups pseudobulks by an obs column (None: all cells only). Only that column is read from the
+    /// file, and only when it is neither the label column nor the current one.
+    pub fn set_group_column(&mut self, column: Option<&str>) -> Result<(), AnalysisError> {
+        let f = self.open_file_mut()?;
+        if f.grouping.column.as_deref() == column {
+            return Ok(());
+        }
+        let values = match column {
+            Some(c) if f.data.labels.as_ref().is_some_and(|l| l.name == c) => None,
+            Some(c) => Some(io::read_obs_column(&f.name, &f.source, c, f.prepared.cells.len())?),
+            None => None,
+        };
+        f.grouping = f.grouping_by(column, values);
+        f.group_outputs = None;
+        Ok(())
+    }
+
+    // ---- per-cell predictions ----
+
+    fn cells_pending(&self, start: usize, count: usize) -> Result<(std::ops::Range<usize>, Pending), AnalysisError> {
+        let f = self.open_file()?;
+        let g = f.prepared.n_genes;
+        let range = start.min(f.prepared.cells.len())..(start + count).min(f.prepared.cells.len());
+        let input = f.prepared.values[range.start * g..range.end * g].to_vec();
+        Ok((range.clone(), Pending { input, rows: range.len() }))
+    }
+
+    fn accept_cells(
+        &mut self,
+        range: std::ops::Range<usize>,
+        output: (Vec<f32>, Vec<f32>),
+        top: usize,
+    ) -> Result<Vec<CellPrediction>, AnalysisError> {
+        let rows = output_rows(output, self.predictor.card.net.n_candidates);
+        let f = self.open_file_mut()?;
+        for (i, row) in range.clone().zip(rows) {
+            f.outputs[i] = Some(row);
+        }
+        Ok(self.cell_predictions(range, top))
+    }
+
+    /// Runs the network on cells [start, start + count) and returns their top answers.
+    pub fn predict_cells(
+        &mut self,
+        start: usize,
+        count: usize,
+        top: usize,
+    ) -> Result<Vec<CellPrediction>, AnalysisError> {
+        let (range, p) = self.cells_pending(start, count)?;
+        let output = self.predictor.logits(&p.input, p.rows).map_err(|e| self.output_error(e))?;
+        self.accept_cells(range, output, top)
+    }
+
+    pub async fn predict_cells_async(
+        &mut self,
+        start: usize,
+        count: usize,
+        top: usize,
+    ) -> Result<Vec<CellPrediction>, AnalysisError> {
+        let (range, p) = self.cells_pending(start, count)?;
+        let output = self.predictor.logits_async(&p.input, p.rows).await.map_err(|e| self.output_error(e))?;
+        self.accept_cells(range, output, top)
+    }
+
+    /// Runs every cell, `batch` at a time, reporting (done, total) after each batch.
+    pub fn predict_all_cells(
+        &mut self,
+        batch: usize,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(), AnalysisError> {
+        let n = self.cell_count();
+        for start in (0..n).step_by(batch.max(1)) {
+            self.predict_cells(start, batch, 0)?;
+            progress((start + batch).min(n), n);
+        }
+        Ok(())
+    }
+
+    /// The answers of the cells of `range` predicted so far.
+    pub fn cell_predictions(&self, range: std::ops::Range<usize>, top: usize) -> Vec<CellPrediction> {
+        let Some(f) = &self.file else { return Vec::new() };
+        let candidates = self.predictor.candidates();
+        let c = self.predictor.card.net.n_candidates;
+        range
+            .filter_map(|i| {
+                let row = f.outputs.get(i)?.as_ref()?;
+                Some(CellPrediction {
+                    index: i,
+                    cell: f.prepared.cells[i].clone(),
+                    label: f.labels.as_ref().map(|l| l[i].to_string()),
+                    top: top_k(&scores_of(row, c), &candidates, top),
+                })
+            })
+            .collect()
+    }
+
+    /// Answer distributions of every cell predicted so far (index, scores).
+    pub fn cell_scores(&self) -> Vec<(usize, SetScores)> {
+        let c = self.predictor.card.net.n_candidates;
+        let Some(f) = &self.file else { return Vec::new() };
+        f.outputs.iter().enumerate().filter_map(|(i, r)| Some((i, scores_of(r.as_ref()?, c)))).collect()
+    }
+
+    /// Accuracy of the cells predicted so far against the file's labels (None without labels).
+    pub fn cell_accuracy(&self) -> Option<CellAccuracy> {
+        let labels = self.file.as_ref()?.labels.as_ref()?;
+        let (mut scored, mut truths, mut outside) = (Vec::new(), Vec::new(), 0);
+        for (i, s) in self.cell_scores() {
+            match self.candidate_indices(&labels[i]) {
+                Some(t) => {
+                    scored.push(s);
+                    truths.push(t);
+                }
+                None => outside += 1,
+            }
+        }
+        Some(CellAccuracy { scores: metrics::score(&scored, &truths), outside_the_model: outside })
+    }
+
+    /// The label's genes as candidate indices; None when the model cannot name one of them.
+    pub fn candidate_indices(&self, label: &Perturbation) -> Option<Vec<usize>> {
+        let candidates = &self.predictor.card.candidates;
+        label.genes().iter().map(|g| candidates.iter().position(|c| &c.symbol == g)).collect()
+    }
+
+    /// The file's canonical labels, if it has a label column.
+    pub fn labels(&self) -> Option<&[Perturbation]> {
+        self.file.as_ref()?.labels.as_deref()
+    }
+
+    // ---- pseudobulk ----
+
+    fn groups_pending(&self) -> Result<Pending, AnalysisError> {
+        let f = self.open_file()?;
+        let (values, g) = (&f.prepared.values, f.prepared.n_genes);
+        let input: Vec<f32> = f.grouping.groups.iter().flat_map(|(_, m)| mean_profile(values, g, m)).collect();
+        Ok(Pending { input, rows: f.grouping.groups.len() })
+    }
+
+    fn accept_groups(&mut self, output: (Vec<f32>, Vec<f32>), top: usize) -> Result<Pseudobulk, AnalysisError> {
+        let rows = output_rows(output, self.predictor.card.net.n_candidates);
+        self.open_file_mut()?.group_outputs = Some(rows);
+        self.pseudobulk_result(top)
+    }
+
+    /// Pseudobulk (mean normalised profile) of all cells and of each group of the current column.
+    pub fn pseudobulk(&mut self, top: usize) -> Result<Pseudobulk, AnalysisError> {
+        let p = self.groups_pending()?;
+        let output = self.predictor.logits(&p.input, p.rows).map_err(|e| self.output_error(e))?;
+        self.accept_groups(output, top)
+    }
+
+    pub async fn pseudobulk_async(&mut self, top: usize) -> Result<Pseudobulk, AnalysisError> {
+        let p = self.groups_pending()?;
+        let output = self.predictor.logits_async(&p.input, p.rows).await.map_err(|e| self.output_error(e))?;
+        self.accept_groups(output, top)
+    }
+
+    /// Answer distributions of the mean profiles of arbitrary groups of cells (e.g. 10-cell pseudobulks).
+    pub fn score_groups(&self, groups: &[Vec<usize>]) -> Result<Vec<SetScores>, AnalysisError> {
+        let f = self.open_file()?;
+        let (values, g) = (&f.prepared.values, f.prepared.n_genes);
+        let input: Vec<f32> = groups.iter().flat_map(|m| mean_profile(values, g, m)).collect();
+        self.predictor.score_rows(&input, 256).map_err(|e| self.output_error(e))
+    }
+
+    /// The last computed pseudobulk of the current grouping (empty groups if none yet).
+    pub fn pseudobulk_result(&self, top: usize) -> Result<Pseudobulk, AnalysisError> {
+        let f = self.open_file()?;
+        let c = self.predictor.card.net.n_candidates;
+        let candidates = self.predictor.candidates();
+        let Some(outputs) = &f.group_outputs else {
+            return Ok(Pseudobulk { column: f.grouping.column.clone(), groups: Vec::new(), accuracy: None });
+        };
+        let mut groups = Vec::new();
+        let (mut scored, mut truths) = (Vec::new(), Vec::new());
+        for (k, ((name, members), row)) in f.grouping.groups.iter().zip(outputs).enumerate() {
+            let scores = scores_of(row, c);
+            // Group 0 is "all cells"; grouped by labels, the others are canonical labels.
+            let label = (f.grouping.by_labels && k > 0).then(|| name.clone());
+            if let Some(t) =
+                label.as_ref().and_then(|l| Perturbation::parse(l).ok()).and_then(|p| self.candidate_indices(&p))
+            {
+                truths.push(t);
+                scored.push(scores.clone());
+            }
+            groups.push(GroupPrediction {
+                group: name.clone(),
+                cells: members.len(),
+                label,
+                top: top_k(&scores, &candidates, top),
+            });
+        }
+        let accuracy = f.grouping.by_labels.then(|| metrics::score(&scored, &truths));
+        Ok(Pseudobulk { column: f.grouping.column.clone(), groups, accuracy })
+    }
+
+    // ---- attention ----
+
+    fn attention_pending(&self, of: &Selection, gene: &str) -> Result<(Pending, usize), AnalysisError> {
+        let f = self.open_file()?;
+        let candidates = self.predictor.candidates();
+        let query = match gene {
+            "control" => candidates.len(),
+            _ => candidates.iter().position(|c| c == gene).ok_or_else(|| AnalysisError::NotACandidate(gene.into()))?,
+        };
+        let (values, g) = (&f.prepared.values, f.prepared.n_genes);
+        let input = match of {
+            Selection::Cell(i) if *i < f.prepared.cells.len() => values[i * g..(i + 1) * g].to_vec(),
+            Selection::Cell(i) => return Err(AnalysisError::NoCell { index: *i, cells: f.prepared.cells.len() }),
+            Selection::Group(name) => {
+                let (_, members) = f
+                    .grouping
+                    .groups
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .ok_or_else(|| AnalysisError::NoGroup(name.clone()))?;
+                mean_profile(values, g, members)
+            }
+        };
+        Ok((Pending { input, rows: 1 }, query))
+    }
+
+    /// Attention of the query of `gene` (a candidate, or "control") over the panel genes.
+    pub fn attention(&self, of: &Selection, gene: &str) -> Result<Attention, AnalysisError> {
+        let (p, query) = self.attention_pending(of, gene)?;
+        let weights = self.predictor.attention(&p.input, query).map_err(|e| self.output_error(e))?;
+        Ok(Attention { gene: gene.to_string(), weights })
+    }
+
+    pub async fn attention_async(&self, of: &Selection, gene: &str) -> Result<Attention, AnalysisError> {
+        let (p, query) = self.attention_pending(of, gene)?;
+        let weights = self.predictor.attention_async(&p.input, query).await.map_err(|e| self.output_error(e))?;
+        Ok(Attention { gene: gene.to_string(), weights })
+    }
+
+    // ---- export ----
+
+    /// Everything predicted so far in the export layout: cells (top `cell_top`) and the last
+    /// pseudobulk (top `group_top`).
+    pub fn prediction_report(&self, cell_top: usize, group_top: usize) -> Result<PredictionReport, AnalysisError> {
+        let f = self.open_file()?;
+        let card = &self.predictor.card;
+        Ok(PredictionReport {
+            model: card.name.clone(),
+            model_trained_on: format!("{} ({})", card.training_data.name, card.training_data.kind),
+            file: f.name.rsplit(['/', '\\']).next().unwrap_or(&f.name).to_string(),
+            genes: f.prepared.report.clone(),
+            group_by: f.grouping.column.clone(),
+            cells: self.cell_predictions(0..f.prepared.cells.len(), cell_top),
+            pseudobulk: self.pseudobulk_result(group_top)?.groups,
+        })
+    }
+
+    fn output_error(&self, e: PredictError) -> AnalysisError {
+        predict_error(self.file.as_ref().map_or("", |f| f.name.as_str()), e)
+    }
+}
+
+impl OpenFile {
+    fn clear_outputs(&mut self) {
+        self.outputs.iter_mut().for_each(|o| *o = None);
+        self.group_outputs = None;
+        self.report.genes = self.prepared.report.clone();
+    }
+
+    /// Groups by `column`: the label column (canonical labels, so `A+ctrl` and `ctrl+A` are one
+    /// group), or another column's raw values.
+    fn grouping_by(&self, column: Option<&str>, values: Option<LabelColumn>) -> Grouping {
+        let n = self.prepared.cells.len();
+        let mut groups = vec![("all cells".to_string(), (0..n).collect::<Vec<_>>())];
+        let by_labels = column.is_some() && values.is_none() && self.labels.is_some();
+        let names: Option<Vec<String>> = if by_labels {
+            self.labels.as_ref().map(|l| l.iter().map(|p| p.to_string()).collect())
+        } else {
+            values.map(|v| v.values)
+        };
+        if let Some(names) = names {
+            let mut by_value: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+            for (i, v) in names.iter().enumerate() {
+                by_value.entry(v.as_str()).or_default().push(i);
+            }
+            groups.extend(by_value.into_iter().map(|(v, m)| (v.to_string(), m)));
+        }
+        Grouping { column: column.map(str::to_string), by_labels, groups }
+    }
+}
+
+fn predict_error(file: &str, source: PredictError) -> AnalysisError {
+    AnalysisError::Predict { file: file.to_string(), source }
+}
+
+/// One row per example: its gene logits then its three count logits.
+fn output_rows((gene, count): (Vec<f32>, Vec<f32>), n_candidates: usize) -> Vec<Box<[f32]>> {
+    gene.chunks(n_candidates).zip(count.chunks(3)).map(|(g, c)| g.iter().chain(c).copied().collect()).collect()
+}
+
+fn scores_of(row: &[f32], n_candidates: usize) -> SetScores {
+    SetScores::from_logits(&row[..n_candidates], &row[n_candidates..])
+}

@@ -1,0 +1,149 @@
+//! The one pipeline both faces drive (`Analysis`): a file is decoded once; another group column reads
+//! only that column; another model re-matches without re-reading; a failed file leaves nothing
+//! behind; predictions, pseudobulk, accuracy and exports agree with the lower-level steps.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::tensor::Device;
+use mamba_perturb::analysis::{Analysis, Selection};
+use mamba_perturb::io::source::{FormatError, Source};
+use mamba_perturb::io::{FileSource, ReadOptions, SharedSource};
+use mamba_perturb::model_folder::ModelFiles;
+use mamba_perturb::simulate::{self, Layout, SimConfig, layouts};
+
+fn default_model() -> ModelFiles {
+    ModelFiles::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default"))
+        .expect("models/default is committed")
+}
+
+/// A file in memory that counts the bytes read from it.
+struct Counted {
+    bytes: Vec<u8>,
+    read: Arc<AtomicU64>,
+}
+
+impl Source for Counted {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), FormatError> {
+        let start = offset as usize;
+        let part = self
+            .bytes
+            .get(start..start + buf.len())
+            .ok_or(FormatError::UnexpectedEof { expected: start + buf.len(), available: self.bytes.len() })?;
+        buf.copy_from_slice(part);
+        self.read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The default model's world, cells it did not see, in the GEARS layout (obs: condition, cell_type, control).
+fn gears_file() -> (Vec<u8>, simulate::Simulation) {
+    let sim = simulate::simulate(
+        &SimConfig { seed: 0, cells: 800, genes: 1000, control_fraction: 0.1, cell_seed: Some(5) },
+        |_, _| {},
+    )
+    .unwrap();
+    (layouts::to_h5ad(&sim, Layout::Gears, None).unwrap(), sim)
+}
+
+#[test]
+fn a_file_is_decoded_once_and_another_group_column_reads_only_that_column() {
+    let (bytes, _) = gears_file();
+    let size = bytes.len() as u64;
+    let read = Arc::new(AtomicU64::new(0));
+    let source = FileSource::RandomAccess(SharedSource::new(Counted { bytes, read: read.clone() }));
+    let mut a = Analysis::new(default_model(), &Device::flex()).unwrap();
+    let report = a.open("cells.h5ad", source, &ReadOptions::default()).unwrap();
+    assert_eq!(report.cells, 800);
+    let opening = read.swap(0, Ordering::Relaxed);
+    assert!(opening >= size / 2, "opening reads the matrix: {opening} of {size} bytes");
+
+    // Another model: matched again from the decoded data, nothing read.
+    a.set_model(default_model()).unwrap();
+    assert_eq!(read.load(Ordering::Relaxed), 0);
+
+    // Grouping by the label column uses the labels already read.
+    a.set_group_column(Some("condition")).unwrap();
+    assert_eq!(read.load(Ordering::Relaxed), 0);
+
+    // Another column: that column alone (plus the file's metadata), a small share of the file.
+    a.set_group_column(Some("cell_type")).unwrap();
+    let column = read.swap(0, Ordering::Relaxed);
+    assert!(column > 0 && column * 20 < size, "grouping by cell_type read {column} of {size} bytes");
+    let bulk = a.pseudobulk(3).unwrap();
+    assert_eq!(bulk.column.as_deref(), Some("cell_type"));
+    let names: Vec<(&str, usize)> = bulk.groups.iter().map(|g| (g.group.as_str(), g.cells)).collect();
+    assert_eq!(names, [("all cells", 800), ("K562", 800)]);
+    assert!(bulk.accuracy.is_none(), "cell_type holds no labels");
+
+    let missing = a.set_group_column(Some("no_such_column")).unwrap_err().to_string();
+    assert!(missing.contains("obs column 'no_such_column'") && missing.contains("cell_type"), "{missing}");
+}
+
+#[test]
+fn cells_pseudobulk_accuracy_and_exports_come_from_one_analysis() {
+    let (bytes, _) = gears_file();
+    let mut a = Analysis::new(default_model(), &Device::flex()).unwrap();
+    a.open("dir/cells.h5ad", FileSource::bytes(bytes), &ReadOptions::default()).unwrap();
+    // In batches, as the page predicts, or all at once, as the CLI does: the same answers.
+    for start in (0..800).step_by(64) {
+        a.predict_cells(start, 64, 5).unwrap();
+    }
+    let batched = a.cell_predictions(0..800, 5);
+    a.predict_all_cells(256, |_, _| {}).unwrap();
+    let whole = a.cell_predictions(0..800, 5);
+    for (x, y) in batched.iter().zip(&whole) {
+        assert_eq!(x.top[0].perturbation, y.top[0].perturbation);
+        assert!((x.top[0].probability - y.top[0].probability).abs() < 1e-5);
+    }
+    // Labels are canonical (the GEARS layout writes `A+ctrl` in the file).
+    assert!(whole.iter().all(|c| c.label.as_deref().is_some_and(|l| !l.contains("ctrl"))));
+
+    let accuracy = a.cell_accuracy().unwrap();
+    assert_eq!(accuracy.scores.n + accuracy.outside_the_model, 800);
+    let hits = whole.iter().filter(|c| c.label.as_deref() == Some(c.top[0].perturbation.as_str())).count();
+    assert!(
+        (accuracy.scores.exact_top1 - hits as f64 / accuracy.scores.n as f64).abs() < 1e-9,
+        "accuracy is exact top-1"
+    );
+    assert!(accuracy.scores.exact_top1 > 0.2, "the default model on its own world: {}", accuracy.scores.exact_top1);
+
+    a.set_group_column(Some("condition")).unwrap();
+    let bulk = a.pseudobulk(3).unwrap();
+    let groups = bulk.groups.len() - 1;
+    assert!(groups > 150, "one group per condition: {groups}");
+    assert_eq!(bulk.accuracy.as_ref().unwrap().n, groups);
+    assert!(bulk.groups[1..].iter().all(|g| g.label.as_deref() == Some(g.group.as_str())));
+
+    let att = a.attention(&Selection::Group(bulk.groups[1].group.clone()), "control").unwrap();
+    assert_eq!(att.weights.len(), a.predictor().card.panel.len());
+    assert!((att.weights.iter().sum::<f32>() - 1.0).abs() < 1e-3, "attention weights sum to 1");
+    assert!(a.attention(&Selection::Cell(800), "control").is_err());
+    assert!(a.attention(&Selection::Cell(0), "NOT_A_GENE").is_err());
+
+    let report = a.prediction_report(5, 3).unwrap();
+    assert_eq!(report.file, "cells.h5ad");
+    assert_eq!(report.group_by.as_deref(), Some("condition"));
+    let csv = report.to_csv();
+    assert_eq!(csv.lines().count(), 1 + 800 * 5 + (groups + 1) * 3);
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["cells"].as_array().unwrap().len(), 800);
+    assert_eq!(json["cells"][7]["top"][0]["perturbation"], whole[7].top[0].perturbation);
+}
+
+#[test]
+fn a_file_that_fails_leaves_no_earlier_file_behind() {
+    let (bytes, _) = gears_file();
+    let mut a = Analysis::new(default_model(), &Device::flex()).unwrap();
+    a.open("good.h5ad", FileSource::bytes(bytes), &ReadOptions::default()).unwrap();
+    a.predict_cells(0, 10, 3).unwrap();
+    let err = a.open("bad.csv", FileSource::bytes(b"gene,a\nKLF1,x\n".to_vec()), &ReadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("bad.csv"), "{err}");
+    assert_eq!(a.cell_count(), 0);
+    assert!(a.report().is_err() && a.prediction_report(5, 3).is_err());
+    assert!(a.cell_predictions(0..10, 3).is_empty());
+}

@@ -1,0 +1,195 @@
+// The page's wiring: what a person does (drop a file, pick a model, click a cell) becomes a request
+// to the analysis worker, and each reply is handed to the view that shows it. Everything computed
+// (predictions, accuracy, warnings, exports) comes from the Rust core; this file only routes.
+import { $, clearError, download, esc, percent, showError, showProgress } from "./dom.js";
+import { on, send, startRun } from "./worker-client.js";
+import { renderBulk, renderCellAccuracy, renderCells, sortBy } from "./tables.js";
+import { drawGenome, hideGenome } from "./genome-view.js";
+import { linkTo, linked } from "./share-link.js";
+import { fetchBytes } from "./model-source.js";
+import { exposeState, mark, unmark } from "./test-hooks.js";
+
+const state = {
+  model: null, report: null, cells: [], bulk: [], bulkAccuracy: null,
+  selected: { cell: null, group: null, gene: null },
+  dataUrl: null,    // where the open file came from, when it can be linked to
+  started: 0,
+  link: { cell: linked.cell, gene: linked.gene }, // the view a shared link opens, used once
+};
+exposeState(state);
+
+// ---------- model and backend ----------
+function showModel(info) {
+  state.model = info;
+  const sim = info.kind === "simulated"
+    ? `<p class="simulated">This model was trained on SIMULATED Norman-design data (${esc(info.training_data)}), not on real measurements. Treat its predictions on real cells as untested.</p>` : "";
+  $("model-info").innerHTML = `${sim}<p><b>${esc(info.name)}</b>: ${esc(info.description)}</p>
+    <p>${info.panel.length} panel genes, ${info.candidates.length} candidate target genes
+    ${info.validation_exact_top1 != null ? `· validation exact top-1 ${percent(info.validation_exact_top1)}` : ""}</p>`;
+  mark("model", info.name);
+}
+const backendName = (b) => (b === "webgpu" ? "WebGPU" : "CPU (WebAssembly)");
+function showBackend(m) {
+  const gpu = m.active === "webgpu" && m.gpu.name ? ` on ${m.gpu.name}` : "";
+  $("backend").textContent = backendName(m.active) + gpu + (m.note ? ` — ${m.note}` : "");
+  $("backend-choice").value = m.choice;
+  mark("backend", m.active);
+  if (state.report) predict(); // same file, new backend: predict again
+}
+function chooseBackend(choice) {
+  $("backend").textContent = "switching…";
+  unmark("backend");
+  send({ type: "cancel" });
+  send({ type: "backend", choice });
+}
+$("backend-choice").onchange = (e) => chooseBackend(e.target.value);
+$("model-files").onchange = (e) => { clearError(); send({ type: "load-model", files: [...e.target.files] }); };
+
+// ---------- input ----------
+/** A new file: everything shown about the previous one goes before reading starts. */
+function openFile(file, url = null) {
+  clearError();
+  Object.assign(state, { report: null, cells: [], bulk: [], bulkAccuracy: null, dataUrl: url, started: performance.now() });
+  state.selected = { cell: null, group: null, gene: null };
+  $("report").textContent = "";
+  $("results").hidden = true;
+  hideGenome();
+  unmark("predicted", "firstRowsMs", "allCellsMs", "genomeDrawn");
+  showProgress(`reading ${file.name}…`, 0, 1);
+  send({ type: "open", file });
+}
+async function openUrl(url) {
+  const name = url.split("/").pop().split("?")[0];
+  openFile(new File([await fetchBytes(url)], name), url);
+}
+function showReport(r) {
+  state.report = r;
+  const s = r.summary, g = r.genes;
+  const missing = g.missing.length ? ` Missing (${g.missing.length}): ${esc(g.missing.slice(0, 15).join(", "))}${g.missing.length > 15 ? ", …" : ""}.` : "";
+  $("report").innerHTML = `<p><b>${esc(s.file)}</b>: ${s.cells} cells × ${s.genes} genes (matrix <code>${esc(s.matrix)}</code>),
+    values: <b>${esc(s.values)}</b>${s.kind === "simulated" ? " · <b>simulated data</b>" : ""}.
+    Label column: ${s.label_column ? `<code>${esc(s.label_column)}</code> (${s.conditions} conditions; accuracy shown below)` : "none"}.</p>
+    <p>${g.matched} of the model's ${g.panel_genes} panel genes found.${missing}</p>
+    ${[...s.warnings, ...g.warnings].map((w) => `<p class="warning">${esc(w)}</p>`).join("")}`;
+  $("group-by").innerHTML = `<option value="">(all cells only)</option>` + s.obs_columns.map((c) => `<option value="${esc(c)}">${esc(c)}</option>`).join("");
+  if (s.label_column) $("group-by").value = s.label_column;
+  $("results").hidden = false;
+  predict();
+}
+function predict() {
+  Object.assign(state, { cells: [], bulk: [], bulkAccuracy: null, started: performance.now() });
+  state.selected = { cell: null, group: null, gene: null };
+  unmark("predicted");
+  renderCells(state); renderBulk(state); renderCellAccuracy(null);
+  mark("run", startRun());
+}
+$("file").onchange = (e) => { const f = e.target.files[0]; if (f) openFile(f); };
+const drop = $("drop");
+drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
+drop.ondragleave = () => drop.classList.remove("over");
+drop.onkeydown = (e) => { if (e.target === drop && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); $("file").click(); } };
+drop.ondrop = (e) => {
+  e.preventDefault(); drop.classList.remove("over");
+  const f = e.dataTransfer.files[0];
+  if (f) openFile(f);
+};
+$("sample").onclick = () => openUrl("sample/sample.h5ad").catch((err) => showError(String(err)));
+$("cancel").onclick = () => send({ type: "cancel" });
+
+// ---------- predictions ----------
+function onCells(m) {
+  state.cells.push(...m.rows);
+  showProgress(`predicting: ${m.done} of ${m.total} cells (${(m.done / (m.ms / 1000)).toFixed(0)} cells/s, ${backendName(m.backend)})`, m.done, m.total);
+  const link = state.link;
+  const linkedRow = link.cell !== null && m.rows.find((c) => c.cell === link.cell || String(c.index + 1) === link.cell);
+  if (state.cells.length === m.rows.length) { // first batch: show it at once
+    mark("firstRowsMs", performance.now() - state.started);
+    renderCells(state);
+    if (!linkedRow && state.selected.cell === null && state.cells.length) selectCell(0);
+  }
+  if (linkedRow) { link.cell = null; selectCell(linkedRow.index, link.gene); link.gene = null; }
+}
+function onPredicted(m) {
+  $("progress").hidden = true;
+  mark("predicted", m.done); mark("backendUsed", m.backend); mark("allCellsMs", performance.now() - state.started);
+  if (!m.cancelled && state.link.cell !== null) { showError(`The link asks for cell '${state.link.cell}', which this file does not have.`); state.link.cell = null; }
+  renderCells(state);
+  renderCellAccuracy(m.accuracy);
+  send({ type: "group-by", column: $("group-by").value || null });
+}
+function onPseudobulk(m) {
+  state.bulk = m.groups; state.bulkAccuracy = m.accuracy;
+  renderBulk(state);
+}
+$("cells").tBodies[0].onclick = (e) => { const tr = e.target.closest("tr"); if (tr) selectCell(Number(tr.dataset.i)); };
+$("cells").tHead.onclick = (e) => sortBy(e.target.dataset.sort, state);
+$("search").oninput = () => renderCells(state);
+$("bulk").tBodies[0].onclick = (e) => {
+  const tr = e.target.closest("tr"); if (!tr) return;
+  const b = state.bulk[Number(tr.dataset.g)];
+  state.selected = { cell: null, group: b.group, gene: firstGene(b.top[0]) };
+  requestAttention();
+};
+$("group-by").onchange = () => send({ type: "group-by", column: $("group-by").value || null });
+$("export-csv").onclick = () => send({ type: "export", format: "csv" });
+$("export-json").onclick = () => send({ type: "export", format: "json" });
+on("export", (m) => download(`predictions.${m.format}`, m.text, m.format === "csv" ? "text/csv" : "application/json"));
+
+// ---------- attention along the genome ----------
+const firstGene = (t) => (t && t.perturbation !== "control" ? t.perturbation.split("+")[0] : "control");
+const selectionRow = () => (state.selected.cell !== null
+  ? state.cells.find((c) => c.index === state.selected.cell) : state.bulk.find((b) => b.group === state.selected.group));
+function selectCell(i, gene = null) {
+  const c = state.cells.find((x) => x.index === i); if (!c) return;
+  state.selected = { cell: i, group: null, gene: gene || firstGene(c.top[0]) };
+  renderCells(state);
+  requestAttention();
+}
+function requestAttention() {
+  if (!state.selected.gene) return;
+  fillQueryGenes();
+  const { cell, group, gene } = state.selected;
+  send({ type: "attention", cell, group: cell === null ? group : null, gene });
+}
+// The genes whose query can be shown: those of the selection's top answers first, then control
+// and every other candidate.
+function fillQueryGenes() {
+  const top = [...new Set((selectionRow()?.top || []).flatMap((t) => (t.perturbation === "control" ? [] : t.perturbation.split("+"))))];
+  const rest = state.model.candidates.map((c) => c.symbol).filter((g) => !top.includes(g)).sort();
+  const opt = (g, label) => `<option value="${esc(g)}"${g === state.selected.gene ? " selected" : ""}>${esc(label || g)}</option>`;
+  $("query-gene").innerHTML = `<optgroup label="in the top answers">${top.map((g) => opt(g)).join("")}</optgroup>`
+    + `<optgroup label="other">${opt("control", "control (no perturbation)")}${rest.map((g) => opt(g)).join("")}</optgroup>`;
+}
+$("query-gene").onchange = (e) => { state.selected.gene = e.target.value; requestAttention(); };
+function onAttention(a) {
+  const s = state.selected;
+  if (a.gene !== s.gene || (a.cell ?? null) !== s.cell) return; // only the latest request's answer is drawn
+  const best = selectionRow()?.top[0];
+  const title = a.cell != null ? `cell ${state.cells.find((c) => c.index === a.cell)?.cell}` : `pseudobulk ${a.group}`;
+  const marked = [...new Set([a.gene, ...(best ? best.perturbation.split("+") : [])])].filter((g) => g !== "control");
+  drawGenome({ attention: a, title, model: state.model, marked });
+  $("share").hidden = !state.dataUrl; // a dropped file has no address to link to
+  $("share").textContent = "Copy link to this view";
+}
+$("share").onclick = async () => {
+  const href = linkTo({ dataUrl: state.dataUrl, cell: state.cells.find((x) => x.index === state.selected.cell)?.cell, gene: state.selected.gene });
+  $("share-link").value = href;
+  $("share-link").hidden = false;
+  try { await navigator.clipboard.writeText(href); $("share").textContent = "Link copied"; } catch { $("share-link").select(); }
+};
+
+// ---------- replies ----------
+on("error", (m) => showError(m.message));
+on("model", (m) => showModel(m.info));
+on("backend", showBackend);
+on("progress", (m) => showProgress(m.stage + "…", 0, 1));
+on("report", (m) => showReport(m.report));
+on("cells", onCells);
+on("predicted", onPredicted);
+on("pseudobulk", onPseudobulk);
+on("attention", onAttention);
+
+// ---------- start: the backend, the default model (or ?model=), then ?data= if given ----------
+chooseBackend(linked.backend || "auto");
+send({ type: "load-model", folder: new URL(linked.model || "models/default/", location.href).href });
+if (linked.data) openUrl(linked.data).catch((err) => showError("Could not load: " + err.message));

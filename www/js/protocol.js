@@ -1,0 +1,47 @@
+// The messages between the page (app.js) and the analysis worker (worker.js), declared once.
+// Results are the core's own types, serialised by the Rust bindings (src/wasm.rs): their fields are
+// named as in src/analysis.rs, src/export.rs and src/model/card.rs.
+
+/** Answers per cell and per pseudobulk group: shown, and written by the exports (as `predict --top 5 --group-top 3`). */
+export const CELL_TOP = 5;
+export const GROUP_TOP = 3;
+/** Cells per forward pass; the first batch is smaller so answers appear sooner. */
+export const BATCH = 256;
+export const FIRST_BATCH = 64;
+
+// ---------- page → worker ----------
+/**
+ * @typedef {{type: "backend", choice: "auto" | "webgpu" | "cpu"}} BackendRequest
+ * @typedef {{type: "load-model", folder: string} | {type: "load-model", files: File[]}} LoadModelRequest
+ *   A model folder's address (fetched and cached by the worker), or the files a person picked.
+ * @typedef {{type: "open", file: File}} OpenRequest  Read in slices by the worker; never copied whole.
+ * @typedef {{type: "predict", run: number}} PredictRequest  Predicts every cell, in batches.
+ * @typedef {{type: "cancel"}} CancelRequest
+ * @typedef {{type: "group-by", column: string | null}} GroupByRequest  Pseudobulk by an obs column.
+ * @typedef {{type: "attention", cell: number | null, group: string | null, gene: string}} AttentionRequest
+ * @typedef {{type: "export", format: "csv" | "json"}} ExportRequest
+ * @typedef {BackendRequest | LoadModelRequest | OpenRequest | PredictRequest | CancelRequest | GroupByRequest | AttentionRequest | ExportRequest} Request
+ */
+
+// ---------- worker → page ----------
+/**
+ * @typedef {{perturbation: string, probability: number}} Ranked
+ * @typedef {{index: number, cell: string, label?: string, top: Ranked[]}} CellPrediction
+ * @typedef {{group: string, cells: number, label?: string, top: Ranked[]}} GroupPrediction
+ * @typedef {{exact_top1: number, any_gene_hit1: number, n: number}} Scores  (and the other metrics of src/metrics.rs)
+ * @typedef {{scores: Scores, outside_the_model: number}} CellAccuracy
+ * @typedef {{summary: object, genes: {panel_genes: number, matched: number, missing: string[], atypical_cells: number, warnings: string[]}, cells: number}} InputReport
+ *
+ * @typedef {{type: "backend", choice: string, active: "cpu" | "webgpu", gpu: {usable: boolean, name: string | null, why: string}, note: string}} BackendReply
+ * @typedef {{type: "model", info: object}} ModelReply  The card's overview (name, description, kind, panel, candidates, ...).
+ * @typedef {{type: "progress", stage: string}} ProgressReply
+ * @typedef {{type: "report", report: InputReport | null}} ReportReply  null: no file is open.
+ * @typedef {{type: "cells", run: number, rows: CellPrediction[], done: number, total: number, ms: number, backend: string}} CellsReply
+ * @typedef {{type: "predicted", run: number, done: number, total: number, cancelled: boolean, ms: number, backend: string, accuracy: CellAccuracy | null}} PredictedReply
+ * @typedef {{type: "pseudobulk", column: string | null, groups: GroupPrediction[], accuracy: Scores | null}} PseudobulkReply
+ * @typedef {{type: "attention", gene: string, weights: number[], cell: number | null, group: string | null}} AttentionReply
+ * @typedef {{type: "export", format: string, text: string}} ExportReply
+ * @typedef {{type: "error", message: string}} ErrorReply
+ * @typedef {BackendReply | ModelReply | ProgressReply | ReportReply | CellsReply | PredictedReply | PseudobulkReply | AttentionReply | ExportReply | ErrorReply} Reply
+ */
+export {};

@@ -1,0 +1,22 @@
+// The page's side of the worker protocol (protocol.js): send requests, route each reply type to
+// its one handler, and drop prediction replies of superseded runs.
+const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+const handlers = {};
+let currentRun = 0;
+
+/** @param {import("./protocol.js").Request} message */
+export const send = (message) => worker.postMessage(message);
+export const on = (type, handler) => { handlers[type] = handler; };
+
+/** Starts a prediction run; replies of earlier runs are ignored from now on. */
+export function startRun() {
+  currentRun += 1;
+  send({ type: "predict", run: currentRun });
+  return currentRun;
+}
+
+worker.onmessage = ({ data: m }) => {
+  if ("run" in m && m.run !== currentRun) return; // superseded
+  (handlers[m.type] || (() => console.warn("unhandled worker reply", m.type)))(m);
+};
+worker.onerror = (e) => handlers.error?.({ message: "The analysis worker failed: " + e.message });

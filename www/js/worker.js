@@ -1,0 +1,107 @@
+// The analysis worker: the Rust core (WebAssembly) off the main thread, so reading and predicting
+// never freeze the page. It only forwards messages (declared in protocol.js) to the core's Session.
+import init, { Session } from "../pkg/mamba_perturb.js";
+import { BATCH, CELL_TOP, FIRST_BATCH, GROUP_TOP } from "./protocol.js";
+import { fromFiles, fromFolder } from "./model-source.js";
+
+let session = null;
+let activeRun = 0; // the prediction run under way; 0 after "cancel", another id when superseded
+let backend = "cpu";
+const ready = init().then(() => { session = new Session(); });
+const reply = (msg) => self.postMessage(msg);
+const pause = () => new Promise((r) => setTimeout(r, 0)); // lets a "cancel" message in
+
+// Session calls run one at a time: an async call (a GPU read-back) must finish before the next
+// starts, or Rust would see the session borrowed twice. Prediction batches queue one by one, so an
+// attention request for a clicked cell slips in between two batches.
+let queue = Promise.resolve();
+function call(f) {
+  const result = queue.then(f);
+  queue = result.catch(() => {});
+  return result;
+}
+
+// WebGPU only with a real GPU: a software adapter (SwiftShader, llvmpipe; `isFallbackAdapter`) is
+// far slower than the CPU backend in WebAssembly, so "auto" treats it as no GPU.
+async function probeGpu() {
+  if (!self.navigator || !navigator.gpu) return { usable: false, name: null, why: "this browser has no WebGPU" };
+  let adapter = null;
+  try { adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" }); } catch { /* none */ }
+  if (!adapter) return { usable: false, name: null, why: "no WebGPU adapter is available" };
+  const info = adapter.info || {};
+  const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "unnamed adapter";
+  const software = adapter.isFallbackAdapter || info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe|software/i.test(name);
+  return { usable: !software, name, why: software ? `the only WebGPU adapter is a software one (${name}), slower than the CPU backend` : "" };
+}
+
+async function predict(run) {
+  activeRun = run;
+  const total = session.cell_count();
+  const t0 = performance.now();
+  let done = 0;
+  for (let size = Math.min(FIRST_BATCH, BATCH); done < total && activeRun === run; size = BATCH) {
+    const rows = await call(() => session.predict_cells(done, size, CELL_TOP));
+    done = Math.min(done + size, total);
+    reply({ type: "cells", run, rows, done, total, ms: performance.now() - t0, backend });
+    await pause();
+  }
+  if (activeRun !== run && activeRun !== 0) return; // superseded by a newer run: it reports
+  const accuracy = await call(() => session.cell_accuracy());
+  reply({ type: "predicted", run, done, total, cancelled: done < total, ms: performance.now() - t0, backend, accuracy });
+}
+
+const handlers = {
+  async backend({ choice }) {
+    const gpu = choice === "cpu" ? { usable: false, name: null, why: "" } : await probeGpu();
+    let want = choice === "auto" ? (gpu.usable ? "webgpu" : "cpu") : choice;
+    let note = choice === "auto" && !gpu.usable ? gpu.why : "";
+    if (want === "webgpu" && !gpu.name) { want = "cpu"; note = `WebGPU could not start: ${gpu.why}`; }
+    try {
+      await call(() => session.use_backend(want));
+    } catch (err) {
+      note = String(err && err.message ? err.message : err);
+      want = "cpu";
+      await call(() => session.use_backend(want));
+    }
+    backend = want;
+    reply({ type: "backend", choice, active: backend, gpu, note });
+  },
+  async "load-model"(m) {
+    const names = Session.model_files();
+    const { card, weights } = m.folder ? await fromFolder(m.folder, names) : await fromFiles(m.files, names);
+    reply({ type: "model", info: await call(() => session.load_model(card, weights)) });
+    // A file already open is matched to the new model's panel (its report says so) and predicted again.
+    const report = await call(() => session.report());
+    if (report) reply({ type: "report", report });
+  },
+  async open({ file }) {
+    activeRun = 0;
+    reply({ type: "progress", stage: `reading ${file.name}` });
+    await pause();
+    reply({ type: "report", report: await call(() => session.open_file(file)) });
+  },
+  predict: ({ run }) => predict(run),
+  cancel() { activeRun = 0; },
+  async "group-by"({ column }) {
+    await call(() => session.set_group_column(column || undefined));
+    reply({ type: "pseudobulk", ...(await call(() => session.pseudobulk(GROUP_TOP))) });
+  },
+  async attention({ cell, group, gene }) {
+    const a = await call(() => session.attention(cell ?? undefined, group ?? undefined, gene));
+    reply({ type: "attention", ...a, cell, group });
+  },
+  async export({ format }) {
+    reply({ type: "export", format, text: await call(() => session.export(format, CELL_TOP, GROUP_TOP)) });
+  },
+};
+
+// Backend, model and file requests take effect in the order sent (a file opened from a link must
+// wait for the model); the others run at once, between prediction batches.
+const ORDERED = new Set(["backend", "load-model", "open"]);
+let order = ready;
+self.onmessage = ({ data: m }) => {
+  const run = () => Promise.resolve().then(() => handlers[m.type](m))
+    .catch((err) => reply({ type: "error", message: String(err && err.message ? err.message : err) }));
+  if (ORDERED.has(m.type)) order = order.then(run);
+  else ready.then(run);
+};
