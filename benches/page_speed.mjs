@@ -6,7 +6,7 @@
 // automatic choice refuses; it is measured here to show why.
 // Run after scripts/build-web.sh:  node benches/page_speed.mjs [--no-webgpu-10k]
 import { spawn, execFileSync } from "node:child_process";
-import { readFileSync, existsSync } from "node:fs";
+import { readFileSync, existsSync, readdirSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -23,7 +23,8 @@ const skipGpu10k = process.argv.includes("--no-webgpu-10k");
 
 console.log("download (what a first visit fetches)   raw KB   gzip KB");
 let total = 0;
-for (const f of ["pkg/mamba_perturb_bg.wasm", "pkg/mamba_perturb.js", "app.js", "worker.js", "index.html", "style.css",
+const scripts = readdirSync(path.join(www, "js")).filter((f) => f.endsWith(".js")).map((f) => `js/${f}`);
+for (const f of ["pkg/mamba_perturb_bg.wasm", "pkg/mamba_perturb.js", ...scripts, "index.html", "style.css",
   "models/default/model.bpk", "models/default/card.json", "cytoband_GRCh38.tsv"]) {
   const bytes = readFileSync(path.join(www, f));
   const gz = gzipSync(bytes, { level: 9 }).length;
@@ -39,7 +40,7 @@ const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || 
   "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-unsafe-webgpu"] });
 
 async function measure(page, file, n) {
-  await page.setInputFiles("#file", path.join(www, file)); // the same path as a drop: analyse(file)
+  await page.setInputFiles("#file", path.join(www, file)); // the same path as a drop: openFile(file)
   await page.waitForSelector(`body[data-predicted='${n}']`, { timeout: 600_000 });
   return page.evaluate(() => [Number(document.body.dataset.firstRowsMs), Number(document.body.dataset.allCellsMs), document.body.dataset.backendUsed]);
 }

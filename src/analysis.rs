@@ -10,7 +10,7 @@
 use burn::tensor::Device;
 use serde::Serialize;
 
-use crate::export::PredictionReport;
+use crate::export::{ExportFormat, PredictionReport};
 use crate::inspect::{self, Summary};
 use crate::io::{self, ExpressionData, FileSource, LabelColumn, ReadError, ReadOptions};
 use crate::labels::Perturbation;
@@ -89,6 +89,13 @@ pub struct InputReport {
 pub enum Selection {
     Cell(usize),
     Group(String),
+}
+
+impl Selection {
+    /// A cell if one is given, else a group.
+    pub fn of(cell: Option<usize>, group: Option<String>) -> Option<Selection> {
+        cell.map(Selection::Cell).or(group.map(Selection::Group))
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -469,6 +476,11 @@ impl Analysis {
             cells: self.cell_predictions(0..f.prepared.cells.len(), cell_top),
             pseudobulk: self.pseudobulk_result(group_top)?.groups,
         })
+    }
+
+    /// Everything predicted so far as export text.
+    pub fn export(&self, format: ExportFormat, cell_top: usize, group_top: usize) -> Result<String, AnalysisError> {
+        Ok(self.prediction_report(cell_top, group_top)?.to_text(format))
     }
 
     fn output_error(&self, e: PredictError) -> AnalysisError {

@@ -6,6 +6,24 @@ use serde::Serialize;
 use crate::analysis::{CellPrediction, GroupPrediction};
 use crate::predict::MatchReport;
 
+/// The two export layouts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ExportFormat {
+    Json,
+    Csv,
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "json" => Ok(ExportFormat::Json),
+            "csv" => Ok(ExportFormat::Csv),
+            other => Err(format!("unknown export format '{other}' (use json or csv)")),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct PredictionReport {
     pub model: String,
@@ -20,6 +38,13 @@ pub struct PredictionReport {
 }
 
 impl PredictionReport {
+    pub fn to_text(&self, format: ExportFormat) -> String {
+        match format {
+            ExportFormat::Json => self.to_json(),
+            ExportFormat::Csv => self.to_csv(),
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
     }

@@ -204,8 +204,8 @@ impl Predictor {
         let g = self.card.net.n_genes;
         let mut out = Vec::with_capacity(x.len() / g.max(1));
         for chunk in x.chunks(batch.max(1) * g) {
-            let (gl, cl) = self.logits(chunk, chunk.len() / g)?;
-            out.extend(set_scores(&gl, &cl, self.card.net.n_candidates));
+            let (gene_logits, count_logits) = self.logits(chunk, chunk.len() / g)?;
+            out.extend(set_scores(&gene_logits, &count_logits, self.card.net.n_candidates));
         }
         Ok(out)
     }

@@ -1,7 +1,6 @@
-//! Browser bindings, a thin face: each method converts JS values, makes one call into `Analysis`
-//! (the same pipeline as the CLI's) and converts the result back. Runs in a Web Worker, where a
-//! dropped `File` is read in slices and never copied whole into memory. Two backends: Burn's CPU
-//! backend in WebAssembly, and WebGPU (initialised once, when the page asks for it).
+//! Browser bindings, a thin face: each method converts JS values, makes one call into `Analysis` (the
+//! CLI's pipeline) and converts the result back. Runs in a Web Worker, where a dropped `File` is read
+//! in slices, never copied whole. Backends: Burn's CPU backend in wasm, and WebGPU (initialised once).
 
 use burn::tensor::Device;
 use serde::Serialize;
@@ -13,12 +12,10 @@ use crate::io::{FileSource, ReadOptions, SharedSource};
 use crate::model_folder::{CARD_FILE, ModelFiles, WEIGHTS_FILE};
 
 unsafe extern "C" {
-    /// Synthesised by wasm-ld: runs the static constructors (`inventory` in the GPU stack).
-    fn __wasm_call_ctors();
+    fn __wasm_call_ctors(); // synthesised by wasm-ld: the static constructors (`inventory`, GPU stack)
 }
 
-/// Runs static constructors once. Without this call wasm-ld wraps *every* export with them, and
-/// they re-register on each call: measured 5x slower predictions, 1.2 s more to load a model.
+/// Runs static constructors once; else wasm-ld wraps *every* export with them (5x slower, measured).
 #[wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();
@@ -44,11 +41,10 @@ impl Source for BrowserFile {
     fn len(&self) -> u64 {
         self.0.size() as u64
     }
-
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), FormatError> {
         let fail = |e: JsValue| FormatError::Source(format!("the browser could not read the file: {e:?}"));
         let blob = self.0.slice_with_f64_and_f64(offset as f64, (offset + buf.len() as u64) as f64).map_err(fail)?;
-        let bytes = js_sys::Uint8Array::new(&self.1.read_as_array_buffer(&blob).map_err(fail)?);
+        let bytes = js_sys::Uint8Array::new(&self.1.read_as_array_buffer(&blob).map_err(fail)?.into());
         if bytes.length() as usize != buf.len() {
             return Err(FormatError::UnexpectedEof { expected: buf.len(), available: bytes.length() as usize });
         }
@@ -66,31 +62,28 @@ pub struct Session {
 }
 
 #[wasm_bindgen]
+#[allow(clippy::new_without_default)] // constructed from JS only
 impl Session {
     #[wasm_bindgen(constructor)]
     pub fn new() -> Session {
         Session { analysis: None, device: Device::flex(), gpu: None }
     }
 
-    /// A model folder's file names: [card, weights].
+    /// [card, weights] file names of a model folder.
     pub fn model_files() -> Vec<String> {
         vec![CARD_FILE.into(), WEIGHTS_FILE.into()]
     }
 
     /// "cpu" (WebAssembly) or "webgpu"; a failure says why and leaves the current backend.
     pub async fn use_backend(&mut self, name: &str) -> Result<(), JsError> {
+        if name == "webgpu" && self.gpu.is_none() {
+            let gpu = Device::wgpu_options().init_async().await;
+            self.gpu =
+                Some(gpu.map_err(|e| js_err(format!("WebGPU could not start ({e}); staying on the CPU backend")))?);
+        }
         self.device = match (name, &self.gpu) {
             ("cpu", _) => Device::flex(),
             ("webgpu", Some(gpu)) => gpu.clone(),
-            ("webgpu", None) => self
-                .gpu
-                .insert(
-                    Device::wgpu_options()
-                        .init_async()
-                        .await
-                        .map_err(|e| js_err(format!("WebGPU could not start ({e}); staying on the CPU backend")))?,
-                )
-                .clone(),
             (other, _) => return Err(js_err(format!("unknown backend '{other}' (use 'cpu' or 'webgpu')"))),
         };
         self.analysis.as_mut().map_or(Ok(()), |a| a.set_device(&self.device)).map_err(js_err)
@@ -109,7 +102,6 @@ impl Session {
     fn analysis(&self) -> Result<&Analysis, JsError> {
         self.analysis.as_ref().ok_or_else(|| js_err("load a model first"))
     }
-
     fn analysis_mut(&mut self) -> Result<&mut Analysis, JsError> {
         self.analysis.as_mut().ok_or_else(|| js_err("load a model first"))
     }
@@ -122,9 +114,9 @@ impl Session {
         to_js(self.analysis_mut()?.open(&name, source, &ReadOptions::default()).map_err(js_err)?)
     }
 
-    /// The open file's input report (after another model, it is matched to that model's panel).
+    /// The open file's input report (matched to the current model); null with no file open.
     pub fn report(&self) -> Result<JsValue, JsError> {
-        to_js(self.analysis()?.report().map_err(js_err)?)
+        to_js(&self.analysis()?.report().ok())
     }
 
     pub fn set_group_column(&mut self, column: Option<String>) -> Result<(), JsError> {
@@ -144,32 +136,13 @@ impl Session {
     }
 
     /// Attention of the query of `gene` for a cell (by index) or else a group of the current grouping.
-    pub async fn attention(
-        &self,
-        cell: Option<usize>,
-        group: Option<String>,
-        gene: String,
-    ) -> Result<JsValue, JsError> {
-        let of = cell
-            .map(Selection::Cell)
-            .or(group.map(Selection::Group))
-            .ok_or_else(|| js_err("choose a cell or a group"))?;
-        to_js(&self.analysis()?.attention_async(&of, &gene).await.map_err(js_err)?)
+    pub async fn attention(&self, cell: Option<usize>, group: Option<String>, gene: &str) -> Result<JsValue, JsError> {
+        let of = Selection::of(cell, group).ok_or_else(|| js_err("choose a cell or a group"))?;
+        to_js(&self.analysis()?.attention_async(&of, gene).await.map_err(js_err)?)
     }
 
     /// Everything predicted so far, as `predict --format json|csv` writes it.
     pub fn export(&self, format: &str, cell_top: usize, group_top: usize) -> Result<String, JsError> {
-        let report = self.analysis()?.prediction_report(cell_top, group_top).map_err(js_err)?;
-        match format {
-            "json" => Ok(report.to_json()),
-            "csv" => Ok(report.to_csv()),
-            other => Err(js_err(format!("unknown export format '{other}' (use json or csv)"))),
-        }
-    }
-}
-
-impl Default for Session {
-    fn default() -> Self {
-        Session::new()
+        self.analysis()?.export(format.parse().map_err(js_err)?, cell_top, group_top).map_err(js_err)
     }
 }

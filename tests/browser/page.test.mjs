@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { readFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -203,6 +203,93 @@ test("a malformed file shows a readable error in the page", async () => {
   await page.waitForSelector("#error:not([hidden])", { timeout: 30_000 });
   const text = await page.textContent("#error");
   assert.match(text, /bad_ragged\.csv: line 5: expected 41 fields/);
+  await page.close();
+});
+
+// Numbers within `tol` (wasm's SIMD kernels sum in another order than the native build), everything
+// else equal; in a ranked list two answers tied within `tol` may swap.
+function assertSameReport(page, cli, tol, where = "") {
+  if (typeof cli === "number") return assert.ok(Math.abs(page - cli) < tol, `${where}: page ${page} vs CLI ${cli}`);
+  if (Array.isArray(cli) && cli.length && cli[0] && "perturbation" in cli[0]) { // a ranked list
+    assert.equal(page.length, cli.length, where);
+    cli.forEach((c, r) => {
+      assert.ok(Math.abs(page[r].probability - c.probability) < tol, `${where}[${r}]: ${page[r].probability} vs ${c.probability}`);
+      const tie = cli.some((o, k) => k !== r && Math.abs(o.probability - c.probability) < tol);
+      if (!tie) assert.equal(page[r].perturbation, c.perturbation, `${where}[${r}]`);
+    });
+    return;
+  }
+  if (cli === null || typeof cli !== "object") return assert.equal(page, cli, where);
+  assert.deepEqual(Object.keys(page).sort(), Object.keys(cli).sort(), where);
+  for (const k of Object.keys(cli)) assertSameReport(page[k], cli[k], tol, `${where}.${k}`);
+}
+
+async function download(page, button) {
+  const [d] = await Promise.all([page.waitForEvent("download"), page.click(button)]);
+  return readFileSync(await d.path(), "utf8");
+}
+
+test("the page's CSV and JSON exports equal the CLI's predict output (same file, model, top 5 / 3, group column)", async () => {
+  const page = await openPage("?backend=cpu");
+  const file = path.join(www, "sample/sample.h5ad");
+  await page.setInputFiles("#file", file);
+  await page.waitForSelector("body[data-predicted='1000']", { timeout: 120_000 });
+  await page.waitForFunction(() => window.__mambaPerturb.bulk().length > 200, null, { timeout: 60_000 });
+  const column = await page.inputValue("#group-by");
+  assert.equal(column, "perturbation", "grouped by the label column");
+  const cli = (format) => execFileSync(bin, ["predict", "--model", path.join(root, "models/default"), file, "--top", "5", "--group-top", "3",
+    "--group-by", column, "--format", format], { maxBuffer: 1 << 28 }).toString();
+  assertSameReport(JSON.parse(await download(page, "#export-json")), JSON.parse(cli("json")), 1e-5, "json");
+  const [pageCsv, cliCsv] = [(await download(page, "#export-csv")).trim().split("\n"), cli("csv").trim().split("\n")];
+  assert.equal(pageCsv.length, cliCsv.length);
+  assert.equal(pageCsv[0], "kind,id,rank,perturbation,probability");
+  let differentText = 0;
+  pageCsv.forEach((line, i) => {
+    const [p, c] = [line.split(","), cliCsv[i].split(",")];
+    assert.deepEqual(p.slice(0, 3), c.slice(0, 3), `csv line ${i + 1}`);
+    assert.ok(Math.abs(Number(p[4]) - Number(c[4])) < 1e-5, `csv line ${i + 1}: ${line} vs ${cliCsv[i]}`);
+    differentText += line !== cliCsv[i];
+  });
+  console.log(`exports: ${pageCsv.length} CSV lines, ${differentText} differ in the last digits of a probability`);
+  await page.close();
+});
+
+test("names from a file and from a model card are shown as text, never as markup", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "mamba-markup-"));
+  const evil = "<img src=x onerror=window.__pwned=1>";
+  const lines = readFileSync(path.join(www, "sample/sample.csv"), "utf8").split("\n");
+  lines[1] = lines[1].replace(/^[^,]*/, `${evil}cell`);
+  writeFileSync(path.join(dir, "cells.csv"), lines.slice(0, 60).join("\n") + "\n");
+  const card = JSON.parse(readFileSync(path.join(root, "models/default/card.json"), "utf8"));
+  card.name = `${evil}model`; card.description = `<script>window.__pwned=2</script>${evil}`;
+  writeFileSync(path.join(dir, "card.json"), JSON.stringify(card));
+  const page = await openPage("?backend=cpu");
+  await page.setInputFiles("#model-files", [path.join(dir, "card.json"), path.join(root, "models/default/model.bpk")]);
+  await page.waitForFunction((n) => document.body.dataset.model === n, card.name, { timeout: 60_000 });
+  await page.setInputFiles("#file", path.join(dir, "cells.csv"));
+  await page.waitForSelector("body[data-predicted='59']", { timeout: 60_000 });
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  assert.equal(await page.locator("img, #model-info script").count(), 0);
+  assert.ok((await page.textContent("#model-info")).includes(card.name));
+  assert.ok((await page.textContent("#cells")).includes(`${evil}cell`));
+  await page.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("good file, bad file, good file: nothing of an earlier file stays on the page", async () => {
+  const page = await openPage("?backend=cpu");
+  await dropFile(page, path.join(www, "sample/sample.csv"));
+  await page.waitForSelector("body[data-predicted='1000']", { timeout: 120_000 });
+  await page.setInputFiles("#file", path.join(root, "tests/fixtures/bad_ragged.csv"));
+  await page.waitForSelector("#error:not([hidden])", { timeout: 30_000 });
+  assert.equal((await page.textContent("#report")).trim(), "", "the good file's report is gone");
+  assert.ok(await page.locator("#results").isHidden() && await page.locator("#genome").isHidden());
+  assert.equal(await page.evaluate(() => window.__mambaPerturb.cells().length), 0);
+  await page.setInputFiles("#file", path.join(www, "sample/sample.h5ad"));
+  await page.waitForSelector("body[data-predicted='1000']", { timeout: 120_000 });
+  assert.ok(await page.locator("#error").isHidden());
+  assert.match(await page.textContent("#report"), /sample\.h5ad/);
+  assert.doesNotMatch(await page.textContent("#report"), /sample\.csv|bad_ragged/);
   await page.close();
 });
 

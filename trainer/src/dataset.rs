@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use crate::error::{CliError, io_at};
+
 use mamba_perturb::genome::GeneTable;
 use mamba_perturb::io::{self, ExpressionData, ReadOptions};
 use mamba_perturb::labels::Perturbation;
@@ -26,25 +28,27 @@ pub struct Labelled {
     pub candidates: Vec<String>,
 }
 
-pub fn sha256_file(path: &Path) -> Result<String, String> {
+pub fn sha256_file(path: &Path) -> Result<String, CliError> {
     use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut f = std::fs::File::open(path).map_err(io_at(path))?;
     let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::io::copy(&mut f, &mut h).map_err(io_at(path))?;
     Ok(format!("{:x}", h.finalize()))
 }
 
-pub fn load(path: &Path, options: &ReadOptions) -> Result<Labelled, String> {
+pub fn load(path: &Path, options: &ReadOptions) -> Result<Labelled, CliError> {
     let name = path.display().to_string();
-    let data = io::read_path(path, options).map_err(|e| e.to_string())?;
-    let column = data.labels.as_ref().ok_or_else(|| {
-        format!(
-            "{name}: no perturbation label column found (looked for {}); name it with --label-column",
+    let data = io::read_path(path, options)?;
+    let column = data.labels.as_ref().ok_or_else(|| CliError::Data {
+        file: name.clone(),
+        problem: format!(
+            "no perturbation label column found (looked for {}); name it with --label-column",
             io::LABEL_COLUMN_CANDIDATES.join(", ")
-        )
+        ),
     })?;
-    let labels = mamba_perturb::labels::parse_column(&column.values)
-        .map_err(|(i, e)| format!("{name}: obs column '{}', cell {}: {e}", column.name, data.cells[i]))?;
+    let labels = mamba_perturb::labels::parse_column(&column.values).map_err(|(i, e)| {
+        CliError::Labels(format!("{name}: obs column '{}', cell {}: {e}", column.name, data.cells[i]))
+    })?;
     let mut conditions: Vec<Perturbation> = labels.clone();
     conditions.sort();
     conditions.dedup();

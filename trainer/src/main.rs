@@ -4,6 +4,7 @@
 mod baselines;
 mod commands;
 mod dataset;
+mod error;
 mod plot;
 mod report;
 mod splits;
@@ -46,7 +47,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
-        Command::Simulate(a) => commands::simulate::run(a),
+        Command::Simulate(a) => commands::simulate::run(a).map_err(error::CliError::Simulate),
         Command::Train(a) => commands::train::run(a),
         Command::Predict(a) => commands::predict::run(a),
         Command::Bench(a) => commands::bench::run(a),

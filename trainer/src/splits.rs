@@ -37,7 +37,7 @@ impl std::str::FromStr for SplitKind {
             "all" => Ok(SplitKind::All),
             "heldout-pairs" => Ok(SplitKind::HeldoutPairs),
             "unseen-genes" => Ok(SplitKind::UnseenGenes),
-            o => Err(format!("--split {o}: use all, heldout-pairs or unseen-genes")),
+            o => Err(format!("{o}: use all, heldout-pairs or unseen-genes")),
         }
     }
 }

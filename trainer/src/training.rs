@@ -31,20 +31,37 @@ pub struct Split<'a> {
     pub targets: &'a [Vec<usize>],
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TrainOptions {
-    pub epochs: usize,
-    pub batch: usize,
-    pub lr: f64,
-    pub weight_decay: f32,
-    pub patience: usize,
+/// Everything that shapes a training run, architecture and optimisation, for `train` and `bench`.
+/// The defaults are written here once, as the command line's.
+#[derive(clap::Args, Clone, Debug, serde::Serialize)]
+pub struct TrainConfig {
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        TrainOptions { epochs: 12, batch: 64, lr: 1e-2, weight_decay: 1e-4, patience: 3, seed: 0 }
-    }
+    /// Highly variable genes in the panel (every candidate target gene is added unless masked).
+    #[arg(long, default_value_t = 256)]
+    pub hvg: usize,
+    #[arg(long, default_value_t = 32)]
+    pub d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 6)]
+    pub freqs: usize,
+    #[arg(long, default_value_t = 12)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// AdamW learning rate (1e-2 lets the attention align within a few epochs on 2 cores).
+    #[arg(long, default_value_t = 1e-2)]
+    pub lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f32,
+    /// Epochs without a better validation loss before stopping.
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
+    /// Remove the candidate genes' own expression from the input.
+    #[arg(long)]
+    pub mask_targets: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -106,11 +123,11 @@ pub fn evaluate<M: SetModel>(
     for chunk in rows.chunks(256) {
         let (x, y, k) = batch_tensors(split, chunk, g, c, device);
         let (gene_logits, count_logits) = net.logits(x, features);
-        let gl: Vec<f32> = gene_logits.clone().into_data().try_to_vec().unwrap_or_default();
-        let cl: Vec<f32> = count_logits.clone().into_data().try_to_vec().unwrap_or_default();
+        let gene_values: Vec<f32> = gene_logits.clone().into_data().try_to_vec().unwrap_or_default();
+        let count_values: Vec<f32> = count_logits.clone().into_data().try_to_vec().unwrap_or_default();
         let l: f32 = set_nll(gene_logits, count_logits, y, k).into_data().try_to_vec().unwrap_or_default()[0];
         loss += l as f64 * chunk.len() as f64;
-        let scores = mamba_perturb::predict::set_scores(&gl, &cl, c);
+        let scores = mamba_perturb::predict::set_scores(&gene_values, &count_values, c);
         hits += chunk
             .iter()
             .zip(&scores)
@@ -132,7 +149,7 @@ pub fn fit<M: SetModel>(
     features_of: &dyn Fn(&Device) -> GenomeFeatures,
     train: &Split,
     valid: &Split,
-    opts: &TrainOptions,
+    opts: &TrainConfig,
     label: &str,
 ) -> Fitted<M> {
     let plain = Device::flex();

@@ -7,6 +7,7 @@ import { fromFiles, fromFolder } from "./model-source.js";
 let session = null;
 let activeRun = 0; // the prediction run under way; 0 after "cancel", another id when superseded
 let backend = "cpu";
+let cellCount = 0; // cells of the open file, from its input report
 const ready = init().then(() => { session = new Session(); });
 const reply = (msg) => self.postMessage(msg);
 const pause = () => new Promise((r) => setTimeout(r, 0)); // lets a "cancel" message in
@@ -36,7 +37,7 @@ async function probeGpu() {
 
 async function predict(run) {
   activeRun = run;
-  const total = session.cell_count();
+  const total = cellCount;
   const t0 = performance.now();
   let done = 0;
   for (let size = Math.min(FIRST_BATCH, BATCH); done < total && activeRun === run; size = BATCH) {
@@ -72,13 +73,17 @@ const handlers = {
     reply({ type: "model", info: await call(() => session.load_model(card, weights)) });
     // A file already open is matched to the new model's panel (its report says so) and predicted again.
     const report = await call(() => session.report());
+    cellCount = report ? report.cells : 0;
     if (report) reply({ type: "report", report });
   },
   async open({ file }) {
     activeRun = 0;
     reply({ type: "progress", stage: `reading ${file.name}` });
     await pause();
-    reply({ type: "report", report: await call(() => session.open_file(file)) });
+    cellCount = 0; // a file that fails to open leaves none open
+    const report = await call(() => session.open_file(file));
+    cellCount = report.cells;
+    reply({ type: "report", report });
   },
   predict: ({ run }) => predict(run),
   cancel() { activeRun = 0; },

@@ -23,6 +23,8 @@ use crate::splits::{self, SplitKind};
 use crate::training::{self, Split};
 use mamba_perturb::metrics::{self, METRIC_NAMES};
 
+use crate::error::{CliError, flag, io_at, output};
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Labelled data (.h5ad); the README's table uses a simulated Norman-design file.
@@ -39,27 +41,28 @@ pub struct Args {
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
     #[command(flatten)]
-    pub model: super::train::ModelArgs,
+    pub model: crate::training::TrainConfig,
     #[command(flatten)]
     pub read: super::ReadArgs,
 }
 
 type Key = (String, String, String, String, String, String); // method, split, targets, level, class, metric
 
-pub fn run(args: Args) -> Result<(), String> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let seeds: Vec<u64> = args
         .seeds
         .split(',')
-        .map(|s| s.trim().parse().map_err(|_| format!("--seeds: '{s}' is not a number")))
+        .map(|s| s.trim().parse().map_err(|_| flag("seeds", format!("'{s}' is not a number"))))
         .collect::<Result<_, _>>()?;
-    let kinds: Vec<SplitKind> = args.splits.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
+    let kinds: Vec<SplitKind> =
+        args.splits.split(',').map(|s| s.trim().parse().map_err(|e| flag("splits", e))).collect::<Result<_, _>>()?;
     let visibilities: Vec<bool> = args
         .targets
         .split(',')
         .map(|s| match s.trim() {
             "visible" => Ok(false),
             "masked" => Ok(true),
-            o => Err(format!("--targets {o}: use visible and/or masked")),
+            o => Err(flag("targets", format!("{o}: use visible and/or masked"))),
         })
         .collect::<Result<_, _>>()?;
     let data = dataset::load(&args.data, &args.read.options()?)?;
@@ -130,7 +133,7 @@ pub fn run(args: Args) -> Result<(), String> {
                         &feats,
                         &Split { x: &xt, targets: &tt },
                         &Split { x: &xv, targets: &tv },
-                        &margs.options(),
+                        &margs,
                         &format!("{label} logistic"),
                     );
                     (fitted.net, feats(&device), g, c)
@@ -139,7 +142,7 @@ pub fn run(args: Args) -> Result<(), String> {
                 for level in &levels {
                     let z = baselines::zscore(&level.x, &mean, &sd);
                     let mut methods: Vec<(&str, Vec<SetScores>)> = Vec::new();
-                    let model_scores = predictor.score_rows(&level.x, 256).map_err(|e| e.to_string())?;
+                    let model_scores = predictor.score_rows(&level.x, 256).map_err(output)?;
                     methods.push(("mamba-perturb", model_scores));
                     methods.push(("target-upregulation", baselines::upregulation(&view, &z)));
                     methods.push(("logistic-regression", score_linear(&lr, &level.x)));
@@ -209,12 +212,12 @@ pub fn run(args: Args) -> Result<(), String> {
         "timings": timings,
         "results": results,
     });
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let json_text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-    std::fs::write(args.out.join("benchmark.json"), json_text).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&args.out).map_err(io_at(&args.out))?;
+    let json_text = serde_json::to_string_pretty(&report).map_err(output)?;
+    std::fs::write(args.out.join("benchmark.json"), json_text).map_err(io_at(&args.out))?;
     let md = crate::report::markdown(&report);
-    std::fs::write(args.out.join("benchmark.md"), &md).map_err(|e| e.to_string())?;
-    std::fs::write(args.out.join("benchmark.svg"), crate::report::bar_chart(&report)).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("benchmark.md"), &md).map_err(io_at(&args.out))?;
+    std::fs::write(args.out.join("benchmark.svg"), crate::report::bar_chart(&report)).map_err(io_at(&args.out))?;
     println!("{md}");
     eprintln!(
         "{tag}wrote {}/benchmark.json, benchmark.md, benchmark.svg in {:.0} s",
@@ -251,13 +254,13 @@ fn make_levels(
         by_cond.entry(condition[i]).or_default().push(k);
     }
     let mean_of = |members: &[usize]| mean_profile(x, g, members);
-    let mut bulk = Level { name: "pseudobulk", x: vec![], truths: vec![], conditions: vec![] };
+    let mut pseudobulk = Level { name: "pseudobulk", x: vec![], truths: vec![], conditions: vec![] };
     let mut bulk10 = Level { name: "pseudobulk10", x: vec![], truths: vec![], conditions: vec![] };
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb01c);
     for (cond, mut members) in by_cond {
-        bulk.x.extend(mean_of(&members));
-        bulk.truths.push(truths[members[0]].clone());
-        bulk.conditions.push(cond);
+        pseudobulk.x.extend(mean_of(&members));
+        pseudobulk.truths.push(truths[members[0]].clone());
+        pseudobulk.conditions.push(cond);
         members.shuffle(&mut rng);
         for chunk in members.chunks(10).filter(|c| c.len() == 10) {
             bulk10.x.extend(mean_of(chunk));
@@ -265,7 +268,7 @@ fn make_levels(
             bulk10.conditions.push(cond);
         }
     }
-    vec![cell, bulk, bulk10]
+    vec![cell, pseudobulk, bulk10]
 }
 
 fn score_linear(lr: &(LinearBaseline, GenomeFeatures, usize, usize), x: &[f32]) -> Vec<SetScores> {
@@ -276,10 +279,10 @@ fn score_linear(lr: &(LinearBaseline, GenomeFeatures, usize, usize), x: &[f32]) 
     let mut out = Vec::new();
     for chunk in x.chunks(1024 * g) {
         let t = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [chunk.len() / g, *g]), &device);
-        let (gl, cl) = net.logits(t, feats);
-        let gl: Vec<f32> = gl.into_data().try_to_vec().unwrap_or_default();
-        let cl: Vec<f32> = cl.into_data().try_to_vec().unwrap_or_default();
-        out.extend(set_scores(&gl, &cl, *c));
+        let (gene_logits, count_logits) = net.logits(t, feats);
+        let gene_logits: Vec<f32> = gene_logits.into_data().try_to_vec().unwrap_or_default();
+        let count_logits: Vec<f32> = count_logits.into_data().try_to_vec().unwrap_or_default();
+        out.extend(set_scores(&gene_logits, &count_logits, *c));
     }
     out
 }

@@ -9,6 +9,15 @@ use mamba_perturb::labels::Perturbation;
 use mamba_perturb::metrics::{self, METRIC_NAMES, Scores};
 use serde_json::json;
 
+use crate::error::{CliError, output};
+
+fn no_labels(file: &str) -> CliError {
+    CliError::Data {
+        file: file.to_string(),
+        problem: "no perturbation label column (name it with --label-column)".into(),
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     #[arg(long)]
@@ -26,16 +35,15 @@ fn level(scores: &Scores) -> serde_json::Value {
     json!({"n": scores.n, "metrics": m})
 }
 
-pub fn run(args: Args) -> Result<(), String> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let mut analysis = super::predict::open(&args.model, &args.data, &args.read)?;
     let file = args.data.display().to_string();
-    let labels =
-        analysis.labels().ok_or_else(|| format!("{file}: no perturbation label column (use --label-column)"))?.to_vec();
-    let label_column = analysis.report().map_err(|e| e.to_string())?.summary.label_column.clone();
-    analysis.predict_all_cells(256, |_, _| {}).map_err(|e| e.to_string())?;
-    let cells = analysis.cell_accuracy().ok_or("no labels")?;
-    analysis.set_group_column(label_column.as_deref()).map_err(|e| e.to_string())?;
-    let bulk = analysis.pseudobulk(1).map_err(|e| e.to_string())?.accuracy.unwrap_or_default();
+    let labels = analysis.labels().ok_or_else(|| no_labels(&file))?.to_vec();
+    let label_column = analysis.report()?.summary.label_column.clone();
+    analysis.predict_all_cells(256, |_, _| {})?;
+    let cells = analysis.cell_accuracy().ok_or_else(|| no_labels(&file))?;
+    analysis.set_group_column(label_column.as_deref())?;
+    let pseudobulk = analysis.pseudobulk(1)?.accuracy.unwrap_or_default();
     // 10-cell pseudobulks: consecutive chunks of 10 cells of one condition.
     let mut by_condition: BTreeMap<&Perturbation, Vec<usize>> = BTreeMap::new();
     for (i, p) in labels.iter().enumerate() {
@@ -50,14 +58,14 @@ pub fn run(args: Args) -> Result<(), String> {
             }
         }
     }
-    let ten = metrics::score(&analysis.score_groups(&groups).map_err(|e| e.to_string())?, &truths);
+    let pseudobulk10 = metrics::score(&analysis.score_groups(&groups)?, &truths);
     let card = &analysis.predictor().card;
     let report = json!({
         "model": card.name, "model_trained_on": format!("{} ({})", card.training_data.name, card.training_data.kind),
-        "data": file, "data_kind": analysis.report().map_err(|e| e.to_string())?.summary.kind,
+        "data": file, "data_kind": analysis.report()?.summary.kind,
         "cells": labels.len(), "cells_with_genes_outside_the_model": cells.outside_the_model,
-        "levels": {"cell": level(&cells.scores), "pseudobulk": level(&bulk), "pseudobulk10": level(&ten)},
+        "levels": {"cell": level(&cells.scores), "pseudobulk": level(&pseudobulk), "pseudobulk10": level(&pseudobulk10)},
     });
-    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    println!("{}", serde_json::to_string_pretty(&report).map_err(output)?);
     Ok(())
 }

@@ -9,6 +9,8 @@ use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::Device;
 use mamba_perturb::model::card::ModelCard;
 
+use crate::error::{CliError, io_at};
+
 #[derive(clap::Args)]
 pub struct Args {
     /// state_dict of the PyTorch twin saved with safetensors.
@@ -21,24 +23,27 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-pub fn run(args: Args) -> Result<(), String> {
-    let text = std::fs::read_to_string(&args.card).map_err(|e| format!("{}: {e}", args.card.display()))?;
-    let mut card = ModelCard::from_json(&text).map_err(|e| format!("{}: {e}", args.card.display()))?;
+pub fn run(args: Args) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(&args.card).map_err(io_at(&args.card))?;
+    let mut card = ModelCard::from_json(&text)
+        .map_err(|source| CliError::Card { path: args.card.display().to_string(), source })?;
     let device = Device::flex();
     let mut net = card.net.init(&device);
     let mut store = SafetensorsStore::from_file(&args.weights).with_from_adapter(PyTorchToBurnAdapter);
-    let result = net.load_from(&mut store).map_err(|e| format!("{}: {e}", args.weights.display()))?;
+    let weights = args.weights.display().to_string();
+    let result =
+        net.load_from(&mut store).map_err(|e| CliError::Weights { path: weights.clone(), problem: e.to_string() })?;
     if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
-        return Err(format!(
-            "{}: weights do not match the card's architecture (missing: {:?}; unused: {:?}; errors: {:?})",
-            args.weights.display(),
-            result.missing,
-            result.unused,
-            result.errors
-        ));
+        return Err(CliError::Weights {
+            path: weights,
+            problem: format!(
+                "weights do not match the card's architecture (missing: {:?}; unused: {:?}; errors: {:?})",
+                result.missing, result.unused, result.errors
+            ),
+        });
     }
     card.command = std::env::args().collect::<Vec<_>>().join(" ");
-    mamba_perturb::model_folder::write(&args.out, &mut card, net).map_err(|e| e.to_string())?;
+    mamba_perturb::model_folder::write(&args.out, &mut card, net)?;
     eprintln!("imported {} tensors into {}/model.bpk", result.applied.len(), args.out.display());
     Ok(())
 }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use mamba_perturb::{inspect, io};
 
+use crate::error::{CliError, output};
+
 #[derive(clap::Args)]
 pub struct Args {
     /// An .h5ad, .csv, .tsv or .csv.gz file.
@@ -12,14 +14,14 @@ pub struct Args {
     pub read: super::ReadArgs,
 }
 
-pub fn run(args: Args) -> Result<(), String> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let options = args.read.options()?;
-    let data = io::read_path(&args.file, &options).map_err(|e| e.to_string())?;
+    let data = io::read_path(&args.file, &options)?;
     for w in &data.warnings {
         eprintln!("warning: {w}");
     }
-    let summary = inspect::summarize(&args.file.display().to_string(), &data)?;
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+    let summary = inspect::summarize(&args.file.display().to_string(), &data).map_err(CliError::Labels)?;
+    let json = serde_json::to_string_pretty(&summary).map_err(output)?;
     println!("{json}");
     Ok(())
 }

@@ -11,6 +11,8 @@ pub mod train;
 
 use mamba_perturb::io::{MatrixChoice, Orientation, ReadOptions};
 
+use crate::error::{CliError, flag};
+
 /// Reading flags shared by every subcommand that takes an expression file.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ReadArgs {
@@ -26,17 +28,17 @@ pub struct ReadArgs {
 }
 
 impl ReadArgs {
-    pub fn options(&self) -> Result<ReadOptions, String> {
+    pub fn options(&self) -> Result<ReadOptions, CliError> {
         let orientation = match self.orientation.as_str() {
             "auto" => Orientation::Auto,
             "cells-as-rows" => Orientation::CellsAsRows,
             "genes-as-rows" => Orientation::GenesAsRows,
             other => {
-                return Err(format!("--orientation {other}: use auto, cells-as-rows or genes-as-rows"));
+                return Err(flag("orientation", format!("{other}: use auto, cells-as-rows or genes-as-rows")));
             }
         };
         Ok(ReadOptions {
-            matrix: self.matrix.parse::<MatrixChoice>()?,
+            matrix: self.matrix.parse::<MatrixChoice>().map_err(|e| flag("matrix", e))?,
             label_column: self.label_column.clone(),
             extra_obs: Vec::new(),
             orientation,

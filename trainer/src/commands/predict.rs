@@ -7,8 +7,11 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use mamba_perturb::analysis::Analysis;
+use mamba_perturb::export::ExportFormat;
 use mamba_perturb::io::FileSource;
 use mamba_perturb::model_folder::ModelFiles;
+
+use crate::error::{CliError, io_at, output};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,7 +31,7 @@ pub struct Args {
     pub group_by: Option<String>,
     /// json or csv.
     #[arg(long, default_value = "json")]
-    pub format: String,
+    pub format: ExportFormat,
     /// Write here instead of standard output.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
@@ -40,13 +43,12 @@ pub struct Args {
 }
 
 /// Opens a model folder and a file in one `Analysis`, printing the input report's lines.
-pub fn open(model: &std::path::Path, file: &std::path::Path, read: &super::ReadArgs) -> Result<Analysis, String> {
-    let files = ModelFiles::read(model).map_err(|e| e.to_string())?;
-    let mut analysis = Analysis::new(files, &Device::flex()).map_err(|e| format!("{}: {e}", model.display()))?;
+pub fn open(model: &std::path::Path, file: &std::path::Path, read: &super::ReadArgs) -> Result<Analysis, CliError> {
+    let files = ModelFiles::read(model)?;
+    let mut analysis = Analysis::new(files, &Device::flex())?;
     let name = file.display().to_string();
     let tag = if analysis.predictor().card.is_simulated() { "[model trained on SIMULATED data] " } else { "" };
-    let report =
-        analysis.open(&name, FileSource::Path(file.to_path_buf()), &read.options()?).map_err(|e| e.to_string())?;
+    let report = analysis.open(&name, FileSource::Path(file.to_path_buf()), &read.options()?)?;
     let g = &report.genes;
     eprintln!(
         "{tag}{name}: {} cells; {} of {} panel genes found; values: {}",
@@ -65,27 +67,23 @@ pub fn open(model: &std::path::Path, file: &std::path::Path, read: &super::ReadA
     Ok(analysis)
 }
 
-pub fn run(args: Args) -> Result<(), String> {
-    if args.format != "json" && args.format != "csv" {
-        return Err(format!("--format {}: use json or csv", args.format));
-    }
+pub fn run(args: Args) -> Result<(), CliError> {
     let mut analysis = open(&args.model, &args.file, &args.read)?;
-    analysis.set_group_column(args.group_by.as_deref()).map_err(|e| e.to_string())?;
+    analysis.set_group_column(args.group_by.as_deref())?;
     let bar = ProgressBar::new(analysis.cell_count() as u64);
     bar.set_style(
-        ProgressStyle::with_template("predicting {bar:30} {pos}/{len} cells ({elapsed}, eta {eta})")
-            .map_err(|e| e.to_string())?,
+        ProgressStyle::with_template("predicting {bar:30} {pos}/{len} cells ({elapsed}, eta {eta})").map_err(output)?,
     );
-    analysis.predict_all_cells(args.batch, |done, _| bar.set_position(done as u64)).map_err(|e| e.to_string())?;
+    analysis.predict_all_cells(args.batch, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
-    analysis.pseudobulk(args.group_top).map_err(|e| e.to_string())?;
-    let report = analysis.prediction_report(args.top, args.group_top).map_err(|e| e.to_string())?;
-    let text = if args.format == "json" { report.to_json() } else { report.to_csv() };
+    analysis.pseudobulk(args.group_top)?;
+    let text = analysis.export(args.format, args.top, args.group_top)?;
     match &args.out {
-        Some(p) => std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?,
-        None => std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| e.to_string())?,
+        Some(p) => std::fs::write(p, text).map_err(io_at(p))?,
+        None => std::io::stdout().lock().write_all(text.as_bytes()).map_err(output)?,
     }
     let tag = if analysis.predictor().card.is_simulated() { "[model trained on SIMULATED data] " } else { "" };
-    eprintln!("{tag}predicted {} cells and {} pseudobulk group(s)", report.cells.len(), report.pseudobulk.len());
+    let groups = analysis.pseudobulk_result(0)?.groups.len();
+    eprintln!("{tag}predicted {} cells and {groups} pseudobulk group(s)", analysis.cell_count());
     Ok(())
 }

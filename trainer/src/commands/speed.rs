@@ -27,7 +27,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn run(args: Args) -> Result<(), String> {
+pub fn run(args: Args) -> Result<(), crate::error::CliError> {
     let config = NetConfig {
         n_genes: args.genes,
         n_candidates: args.candidates,

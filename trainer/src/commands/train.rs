@@ -10,8 +10,9 @@ use mamba_perturb::model_folder;
 use mamba_perturb::predict::typicality;
 
 use crate::dataset::{self, Labelled};
+use crate::error::{CliError, flag, io_at};
 use crate::splits::{self, SplitKind};
-use crate::training::{self, Split, TrainOptions};
+use crate::training::{self, Split, TrainConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,50 +26,9 @@ pub struct Args {
     #[arg(long, default_value = "all")]
     pub split: String,
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub model: TrainConfig,
     #[command(flatten)]
     pub read: super::ReadArgs,
-}
-
-/// Architecture and optimisation flags shared by `train` and `bench`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct ModelArgs {
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Highly variable genes in the panel (every candidate target gene is added unless masked).
-    #[arg(long, default_value_t = 256)]
-    pub hvg: usize,
-    #[arg(long, default_value_t = 32)]
-    pub d_model: usize,
-    #[arg(long, default_value_t = 4)]
-    pub heads: usize,
-    #[arg(long, default_value_t = 6)]
-    pub freqs: usize,
-    #[arg(long, default_value_t = 12)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// AdamW learning rate (1e-2 lets the attention align within a few epochs on 2 cores).
-    #[arg(long, default_value_t = 1e-2)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 3)]
-    pub patience: usize,
-    /// Remove the candidate genes' own expression from the input.
-    #[arg(long)]
-    pub mask_targets: bool,
-}
-
-impl ModelArgs {
-    pub fn options(&self) -> TrainOptions {
-        TrainOptions {
-            epochs: self.epochs,
-            batch: self.batch,
-            lr: self.lr,
-            patience: self.patience,
-            seed: self.seed,
-            ..Default::default()
-        }
-    }
 }
 
 /// A trained model with everything needed to write it or evaluate it.
@@ -83,13 +43,13 @@ pub struct Trained {
 pub fn train_on(
     data: &Labelled,
     split: &splits::ConditionSplit,
-    args: &ModelArgs,
+    args: &TrainConfig,
     label: &str,
-) -> Result<Trained, String> {
+) -> Result<Trained, CliError> {
     let train_rows = splits::rows_of(&data.condition, &split.train);
     let valid_rows = splits::rows_of(&data.condition, &split.valid);
     if train_rows.is_empty() {
-        return Err("no training cells after the split".into());
+        return Err(CliError::Data { file: data.name.clone(), problem: "no training cells after the split".into() });
     }
     let panel = data.choose_panel(&train_rows, args.hvg, args.mask_targets);
     let panel_genes = data.card_genes(&panel);
@@ -102,7 +62,7 @@ pub fn train_on(
         n_freqs: args.freqs,
     };
     if !args.d_model.is_multiple_of(args.heads) {
-        return Err(format!("--d-model {} must be a multiple of --heads {}", args.d_model, args.heads));
+        return Err(flag("d-model", format!("{} must be a multiple of --heads {}", args.d_model, args.heads)));
     }
     let x_train = data.dense(&train_rows, &panel);
     let x_valid = data.dense(&valid_rows, &panel);
@@ -135,7 +95,7 @@ pub fn train_on(
         &features,
         &Split { x: &x_train, targets: &t_train },
         &Split { x: &x_valid, targets: &t_valid },
-        &args.options(),
+        args,
         label,
     );
 
@@ -187,8 +147,8 @@ pub fn train_on(
     Ok(Trained { card, net: fitted.net, panel, fitted_history: fitted.history })
 }
 
-pub fn run(args: Args) -> Result<(), String> {
-    let kind: SplitKind = args.split.parse()?;
+pub fn run(args: Args) -> Result<(), CliError> {
+    let kind: SplitKind = args.split.parse().map_err(|e| flag("split", e))?;
     let data = dataset::load(&args.data, &args.read.options()?)?;
     let tag = if data.data.simulated { "[simulated] " } else { "" };
     eprintln!(
@@ -204,10 +164,10 @@ pub fn run(args: Args) -> Result<(), String> {
     let mut card = trained.card;
     card.name = args.out.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
     card.command = std::env::args().collect::<Vec<_>>().join(" ");
-    model_folder::write(&args.out, &mut card, trained.net).map_err(|e| e.to_string())?;
+    model_folder::write(&args.out, &mut card, trained.net)?;
     let svg = crate::plot::training_curve(&trained.fitted_history, &card.name, data.data.simulated);
     let curve = args.out.join(model_folder::CURVE_FILE);
-    std::fs::write(&curve, svg).map_err(|e| format!("{}: {e}", curve.display()))?;
+    std::fs::write(&curve, svg).map_err(io_at(&curve))?;
     eprintln!(
         "{tag}wrote {}: model.bpk ({} bytes), card.json, training.svg; validation exact top-1 {} at epoch {}",
         args.out.display(),
