@@ -170,6 +170,7 @@ pub fn read_bytes(name: &str, bytes: Vec<u8>, options: &ReadOptions) -> Result<E
 
 /// Reads a file from wherever it is: h5ad datasets are fetched on demand (only what is needed), a
 /// CSV streams through; nothing keeps a copy of the whole file.
+#[cfg_attr(target_arch = "wasm32", allow(clippy::infallible_destructuring_match))] // one variant there
 pub fn read_source(name: &str, source: &FileSource, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     let random = match source {
         #[cfg(not(target_arch = "wasm32"))]
