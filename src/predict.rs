@@ -41,6 +41,8 @@ pub struct Prepared {
     pub cells: Vec<String>,
     /// cells × panel genes, row-major, log1p(CP10k).
     pub values: Vec<f32>,
+    /// Per panel gene: whether the file measures it (an unmeasured gene's value is 0).
+    pub measured: Vec<bool>,
     pub n_genes: usize,
     pub report: MatchReport,
 }
@@ -145,6 +147,7 @@ impl Predictor {
         Ok(Prepared {
             cells: data.cells.clone(),
             values: x,
+            measured: columns.iter().map(Option::is_some).collect(),
             n_genes: g,
             report: MatchReport { panel_genes: g, matched, missing, values, atypical_cells, warnings },
         })
@@ -181,22 +184,24 @@ impl Predictor {
         Ok((read(out.gene_logits.into_data_async().await)?, read(out.count_logits.into_data_async().await)?))
     }
 
-    /// Attention of one query (a candidate's index, or `n_candidates` for "no perturbation") over
-    /// the panel genes for one profile, averaged over heads.
-    pub fn attention(&self, profile: &[f32], query: usize) -> Result<Vec<f32>, PredictError> {
-        read(self.attention_row(profile, query)?.try_into_data())
+    /// Attention over the panel genes (mean over heads) of each of `queries` (candidate indices, or
+    /// `n_candidates` for "no perturbation"), for each of `rows` profiles: rows × queries × genes.
+    pub fn attention(&self, x: &[f32], rows: usize, queries: &[usize]) -> Result<Vec<f32>, PredictError> {
+        read(self.attention_rows(x, rows, queries)?.try_into_data())
     }
 
     /// The same as `attention`, read asynchronously for the browser.
-    pub async fn attention_async(&self, profile: &[f32], query: usize) -> Result<Vec<f32>, PredictError> {
-        read(self.attention_row(profile, query)?.into_data_async().await)
+    pub async fn attention_async(&self, x: &[f32], rows: usize, queries: &[usize]) -> Result<Vec<f32>, PredictError> {
+        read(self.attention_rows(x, rows, queries)?.into_data_async().await)
     }
 
-    fn attention_row(&self, profile: &[f32], query: usize) -> Result<Tensor<4>, PredictError> {
+    fn attention_rows(&self, x: &[f32], rows: usize, queries: &[usize]) -> Result<Tensor<4>, PredictError> {
         let w =
-            self.run(profile, 1, true).attention.ok_or_else(|| PredictError::Output("no attention returned".into()))?;
+            self.run(x, rows, true).attention.ok_or_else(|| PredictError::Output("no attention returned".into()))?;
         let [_, heads, _, _] = w.dims();
-        Ok(w.narrow(2, query, 1).sum_dim(1).div_scalar(heads as f32)) // [1, 1, 1, G]
+        let index: Vec<i64> = queries.iter().map(|&q| q as i64).collect();
+        let picked = w.select(2, Tensor::<1, burn::tensor::Int>::from_ints(index.as_slice(), &self.device));
+        Ok(picked.sum_dim(1).div_scalar(heads as f32)) // [rows, 1, queries, genes]
     }
 
     /// Scores rows of normalised panel values (row-major), `batch` rows per forward pass.

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::analysis::{Analysis, Selection};
+use crate::analysis::Analysis;
 use crate::io::source::{FormatError, Source};
 use crate::io::{FileSource, ReadOptions, SharedSource};
 use crate::model_folder::{CARD_FILE, ModelFiles, WEIGHTS_FILE};
@@ -127,18 +127,14 @@ impl Session {
         to_js(&self.analysis_mut()?.predict_cells_async(start, count, top).await.map_err(js_err)?)
     }
 
-    pub fn cell_accuracy(&self) -> Result<JsValue, JsError> {
-        to_js(&self.analysis()?.cell_accuracy())
-    }
-
     pub async fn pseudobulk(&mut self, top: usize) -> Result<JsValue, JsError> {
         to_js(&self.analysis_mut()?.pseudobulk_async(top).await.map_err(js_err)?)
     }
 
-    /// Attention of the query of `gene` for a cell (by index) or else a group of the current grouping.
-    pub async fn attention(&self, cell: Option<usize>, group: Option<String>, gene: &str) -> Result<JsValue, JsError> {
-        let of = Selection::of(cell, group).ok_or_else(|| js_err("choose a cell or a group"))?;
-        to_js(&self.analysis()?.attention_async(&of, gene).await.map_err(js_err)?)
+    /// A view (`ViewRequest`: attention, cell-accuracy, confusion, label-check, why); its CSV when `csv`.
+    pub async fn view(&self, request: JsValue, csv: bool) -> Result<JsValue, JsError> {
+        let view = self.analysis()?.view_async(&serde_wasm_bindgen::from_value(request)?).await.map_err(js_err)?;
+        if csv { Ok(view.to_csv().into()) } else { to_js(&view) }
     }
 
     /// Everything predicted so far, as `predict --format json|csv` writes it.

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::Device;
-use mamba_perturb::analysis::{Analysis, Selection};
+use mamba_perturb::analysis::{Analysis, View, ViewRequest};
 use mamba_perturb::io::source::{FormatError, Source};
 use mamba_perturb::io::{FileSource, ReadOptions, SharedSource};
+use mamba_perturb::labels::Perturbation;
 use mamba_perturb::model_folder::ModelFiles;
 use mamba_perturb::simulate::{self, Layout, SimConfig, layouts};
 
@@ -119,11 +120,84 @@ fn cells_pseudobulk_accuracy_and_exports_come_from_one_analysis() {
     assert_eq!(bulk.accuracy.as_ref().unwrap().n, groups);
     assert!(bulk.groups[1..].iter().all(|g| g.label.as_deref() == Some(g.group.as_str())));
 
-    let att = a.attention(&Selection::Group(bulk.groups[1].group.clone()), "control").unwrap();
-    assert_eq!(att.weights.len(), a.predictor().card.panel.len());
-    assert!((att.weights.iter().sum::<f32>() - 1.0).abs() < 1e-3, "attention weights sum to 1");
-    assert!(a.attention(&Selection::Cell(800), "control").is_err());
-    assert!(a.attention(&Selection::Cell(0), "NOT_A_GENE").is_err());
+    // A group's attention is the mean of its cells' attention (all of them, for a small group).
+    let group = bulk.groups[1].clone();
+    let attention = |cell: Option<usize>, group: Option<&str>| match a
+        .view(&ViewRequest::Attention { cell, group: group.map(str::to_string), gene: "control".into() })
+        .unwrap()
+    {
+        View::Attention(x) => x,
+        _ => unreachable!(),
+    };
+    let mean = attention(None, Some(&group.group));
+    assert_eq!((mean.cells_used, mean.group_cells), (group.cells, group.cells));
+    assert_eq!(mean.weights.len(), a.predictor().card.panel.len());
+    assert!((mean.weights.iter().sum::<f32>() - 1.0).abs() < 1e-3, "attention weights sum to 1");
+    let members: Vec<usize> =
+        whole.iter().filter(|c| c.label.as_deref() == Some(group.group.as_str())).map(|c| c.index).collect();
+    let mut by_hand = vec![0f32; mean.weights.len()];
+    for &i in &members {
+        for (m, w) in by_hand.iter_mut().zip(attention(Some(i), None).weights) {
+            *m += w / members.len() as f32;
+        }
+    }
+    let diff = mean.weights.iter().zip(&by_hand).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-5, "group attention = mean of its cells' attention ({diff})");
+    assert!(mean.top_genes.windows(2).all(|w| w[0].weight >= w[1].weight) && mean.top_genes.len() == 10);
+    assert!(a.view(&ViewRequest::Attention { cell: Some(800), group: None, gene: "control".into() }).is_err());
+    assert!(a.view(&ViewRequest::Attention { cell: Some(0), group: None, gene: "NOT_A_GENE".into() }).is_err());
+
+    // Confusion: its accuracy is the cells' accuracy; its rows add up to the cells of each answer.
+    let View::Confusion(confusion) = a.view(&ViewRequest::Confusion { answers: 12 }).unwrap() else { unreachable!() };
+    assert_eq!(confusion.scores.exact_top1, accuracy.scores.exact_top1);
+    assert_eq!(confusion.answers.len(), 12);
+    for (answer, row) in confusion.answers.iter().zip(&confusion.counts) {
+        let cells = whole.iter().filter(|c| c.label.as_deref() == Some(answer.as_str())).count();
+        assert_eq!(row.iter().sum::<usize>(), cells, "{answer}");
+        let hits = whole
+            .iter()
+            .filter(|c| c.label.as_deref() == Some(answer.as_str()) && c.top[0].perturbation == *answer)
+            .count();
+        assert_eq!(
+            row[confusion.answers.iter().position(|x| x == answer).unwrap()],
+            hits,
+            "{answer}: diagonal = exact hits"
+        );
+    }
+    assert_eq!(confusion.per_answer.iter().map(|r| r.cells).sum::<usize>(), accuracy.scores.n);
+
+    // Label check: every scored cell gets one verdict, consistent exactly when its label is the most
+    // probable of (label, control, best other).
+    let View::LabelCheck(check) = a.view(&ViewRequest::LabelCheck).unwrap() else { unreachable!() };
+    assert_eq!(check.cells.len(), accuracy.scores.n);
+    let t = &check.totals;
+    assert_eq!(t.consistent + t.non_responders + t.mislabelled, t.cells);
+    for c in &check.cells {
+        let top = &whole[c.index].top[0];
+        assert_eq!(
+            c.verdict == "consistent",
+            top.perturbation == c.label || c.p_label >= c.p_control.max(c.p_best_other),
+            "{c:?}"
+        );
+        assert!(c.best_other != c.label && c.best_other != "control");
+    }
+
+    // Why: the cell's top answers' genes, each with its own level against the reference.
+    let View::Why(why) = a.view(&ViewRequest::Why { cell: 3 }).unwrap() else { unreachable!() };
+    let first = Perturbation::parse(&whole[3].top[0].perturbation).unwrap();
+    assert_eq!(why.evidence[0].answer, whole[3].top[0].perturbation);
+    if let Some(g) = first.genes().first() {
+        assert_eq!(&why.evidence[0].gene, g);
+        assert!(
+            why.evidence[0].measured && why.evidence[0].z.is_some(),
+            "the default model's panel holds every target"
+        );
+        assert!(why.evidence[0].attention_elsewhere.iter().all(|w| &w.gene != g));
+    }
+    for view in [ViewRequest::Confusion { answers: 5 }, ViewRequest::LabelCheck, ViewRequest::Why { cell: 3 }] {
+        let csv = a.view(&view).unwrap().to_csv();
+        assert!(csv.lines().count() > 2, "{view:?}: {csv}");
+    }
 
     let report = a.prediction_report(5, 3).unwrap();
     assert_eq!(report.file, "cells.h5ad");

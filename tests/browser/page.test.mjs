@@ -296,6 +296,39 @@ test("good file, bad file, good file: nothing of an earlier file stays on the pa
   await page.close();
 });
 
+test("views: confusion and label check agree with the CLI; a cell's why and a group's mean attention are shown", async () => {
+  const file = path.join(www, "sample/sample.h5ad"), model = path.join(root, "models/default");
+  const cli = (...args) => execFileSync(bin, [...args], { maxBuffer: 1 << 28 }).toString();
+  const page = await openPage("?backend=cpu");
+  await page.setInputFiles("#file", file);
+  await page.waitForSelector("body[data-confusion-accuracy][data-label-check][data-why]", { timeout: 120_000 });
+  // The confusion picture's accuracy is eval's; its CSV is `view confusion`'s.
+  const evalTop1 = JSON.parse(cli("eval", "--model", model, "--data", file)).levels.cell.metrics.exact_pair_top1;
+  assert.equal(Number(await page.evaluate(() => document.body.dataset.confusionAccuracy)), evalTop1);
+  assert.equal(await download(page, "#confusion-csv"), cli("view", "--model", model, file, "confusion", "--answers", "15"));
+  // Label check: the page's counts are the CLI's, cell by cell.
+  const verdicts = cli("view", "--model", model, file, "label-check").trim().split("\n").slice(1).map((l) => l.split(",").pop());
+  const count = (v) => verdicts.filter((x) => x === v).length;
+  assert.equal(await page.evaluate(() => document.body.dataset.labelCheck),
+    `${count("consistent")}/${count("likely non-responder")}/${count("likely mislabelled")}`);
+  assert.match(await page.textContent("#label-check-summary"), new RegExp(`${count("likely non-responder")} likely non-responders`));
+  // Why: the first cell's candidate genes with their own level, as `view why` gives them.
+  const why = JSON.parse(cli("view", "--model", model, file, "why", "--cell", "0", "--format", "json"));
+  const rows = await page.$$eval("#why tbody tr", (trs) => trs.map((tr) => tr.cells[0].textContent));
+  assert.deepEqual(rows, why.evidence.map((e) => e.gene));
+  // A pseudobulk group: its attention is the mean over its cells, and the page says so.
+  await page.waitForFunction(() => window.__mambaPerturb.bulk().length > 200, null, { timeout: 60_000 });
+  await page.click("#bulk tbody tr:nth-child(3)");
+  await page.waitForFunction(() => /mean over \d+ of the group's \d+ cells/.test(document.getElementById("top-genes").textContent), null, { timeout: 60_000 });
+  const group = await page.evaluate(() => window.__mambaPerturb.selected().group);
+  const top = JSON.parse(cli("view", "--model", model, file, "attention", "--group", group,
+    "--gene", await page.evaluate(() => window.__mambaPerturb.selected().gene), "--format", "json")).top_genes;
+  const shown = await page.$$eval("#top-genes li", (lis) => lis.map((li) => li.firstChild.textContent.trim()));
+  assert.deepEqual(shown, top.map((g) => g.gene));
+  assert.ok(await page.locator("#why-box").isHidden(), "no cell's why under a group's view");
+  await page.close();
+});
+
 test("no request leaves localhost or carries file contents", () => {
   assert.ok(requests.length > 0);
   for (const r of requests) {

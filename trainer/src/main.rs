@@ -35,11 +35,14 @@ enum Command {
     Predict(commands::predict::Args),
     /// Score a trained model on a labelled file (cell, pseudobulk and 10-cell pseudobulk metrics).
     Eval(commands::eval::Args),
+    /// The page's explaining views as numbers: confusion, label check, a cell's why, attention.
+    View(commands::view::Args),
     /// Honest held-out benchmark: the model and baselines on whole held-out conditions, several seeds.
     Bench(commands::bench::Args),
     /// Convert weights saved from the PyTorch twin (safetensors) into a model folder.
     ImportTorch(commands::import_torch::Args),
-    /// Time a training step and an inference batch on given shapes (used by benches/torch_vs_burn.py).
+    /// Bench entry point, not for users: times Burn's training step and inference on given shapes
+    /// (benches/torch_vs_burn.py runs it beside the PyTorch twin).
     Speed(commands::speed::Args),
 }
 
@@ -52,6 +55,7 @@ fn main() {
         Command::Predict(a) => commands::predict::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Eval(a) => commands::eval::run(a),
+        Command::View(a) => commands::view::run(a),
         Command::ImportTorch(a) => commands::import_torch::run(a),
         Command::Speed(a) => commands::speed::run(a),
     };

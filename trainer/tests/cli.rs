@@ -168,6 +168,20 @@ fn train_then_predict_round_trip() {
     let top1 = v["levels"]["cell"]["metrics"]["exact_pair_top1"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&top1));
 
+    // The confusion view (the page's picture) reports eval's accuracy; the label check one verdict per cell.
+    let out =
+        bin().args(["view", "--format", "json", "--model"]).arg(&model).arg(&data).arg("confusion").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["scores"]["exact_top1"].as_f64().unwrap(), top1);
+    let out = bin().args(["view", "--model"]).arg(&model).arg(&data).arg("label-check").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("cell,label,p_label,p_control,best_other,p_best_other,verdict\n"), "{text:.200}");
+    assert_eq!(text.lines().count(), 1 + 1000);
+    let out = bin().args(["view", "--model"]).arg(&model).arg(&data).arg("why").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cell"));
+
     // A file sharing no gene with the panel is refused with the counts.
     let out = bin()
         .args(["predict", "--model"])

@@ -8,6 +8,8 @@ import { drawGenome, hideGenome } from "./genome-view.js";
 import { linkTo, linked } from "./share-link.js";
 import { fetchBytes } from "./model-source.js";
 import { exposeState, mark, unmark } from "./test-hooks.js";
+import { hideLabels, hideWhy, showConfusion, showLabelCheck, showTopGenes, showWhy } from "./views.js";
+import { CONFUSION_ANSWERS } from "./protocol.js";
 
 const state = {
   model: null, report: null, cells: [], bulk: [], bulkAccuracy: null,
@@ -53,8 +55,8 @@ function openFile(file, url = null) {
   state.selected = { cell: null, group: null, gene: null };
   $("report").textContent = "";
   $("results").hidden = true;
-  hideGenome();
-  unmark("predicted", "firstRowsMs", "allCellsMs", "genomeDrawn");
+  hideGenome(); hideLabels(); hideWhy();
+  unmark("predicted", "firstRowsMs", "allCellsMs", "genomeDrawn", "confusionAccuracy", "labelCheck", "why");
   showProgress(`reading ${file.name}…`, 0, 1);
   send({ type: "open", file });
 }
@@ -116,6 +118,11 @@ function onPredicted(m) {
   renderCells(state);
   renderCellAccuracy(m.accuracy);
   send({ type: "group-by", column: $("group-by").value || null });
+  if (state.report.summary.label_column) {
+    send({ type: "view", request: { view: "confusion", answers: CONFUSION_ANSWERS }, csv: false });
+    send({ type: "view", request: { view: "label-check" }, csv: false });
+  }
+  if (state.selected.cell !== null) requestWhy(state.selected.cell);
 }
 function onPseudobulk(m) {
   state.bulk = m.groups; state.bulkAccuracy = m.accuracy;
@@ -128,12 +135,20 @@ $("bulk").tBodies[0].onclick = (e) => {
   const tr = e.target.closest("tr"); if (!tr) return;
   const b = state.bulk[Number(tr.dataset.g)];
   state.selected = { cell: null, group: b.group, gene: firstGene(b.top[0]) };
+  hideWhy();
   requestAttention();
 };
 $("group-by").onchange = () => send({ type: "group-by", column: $("group-by").value || null });
 $("export-csv").onclick = () => send({ type: "export", format: "csv" });
 $("export-json").onclick = () => send({ type: "export", format: "json" });
-on("export", (m) => download(`predictions.${m.format}`, m.text, m.format === "csv" ? "text/csv" : "application/json"));
+on("export", (m) => download(`${m.name || "predictions"}.${m.format}`, m.text, m.format === "csv" ? "text/csv" : "application/json"));
+const exportView = (request) => send({ type: "view", request, csv: true });
+$("confusion-csv").onclick = () => exportView({ view: "confusion", answers: CONFUSION_ANSWERS });
+$("label-check-csv").onclick = () => exportView({ view: "label-check" });
+$("why-csv").onclick = () => exportView({ view: "why", cell: state.selected.cell });
+$("top-genes-csv").onclick = () => { const { cell, group, gene } = state.selected; exportView({ view: "attention", cell, group: cell === null ? group : null, gene }); };
+const VIEWS = { confusion: showConfusion, "label-check": showLabelCheck, why: (w) => w.index === state.selected.cell && showWhy(w) };
+on("view", (m) => VIEWS[m.request.view](m.result));
 
 // ---------- attention along the genome ----------
 const firstGene = (t) => (t && t.perturbation !== "control" ? t.perturbation.split("+")[0] : "control");
@@ -144,7 +159,9 @@ function selectCell(i, gene = null) {
   state.selected = { cell: i, group: null, gene: gene || firstGene(c.top[0]) };
   renderCells(state);
   requestAttention();
+  requestWhy(i);
 }
+const requestWhy = (cell) => send({ type: "view", request: { view: "why", cell }, csv: false });
 function requestAttention() {
   if (!state.selected.gene) return;
   fillQueryGenes();
@@ -165,9 +182,10 @@ function onAttention(a) {
   const s = state.selected;
   if (a.gene !== s.gene || (a.cell ?? null) !== s.cell) return; // only the latest request's answer is drawn
   const best = selectionRow()?.top[0];
-  const title = a.cell != null ? `cell ${state.cells.find((c) => c.index === a.cell)?.cell}` : `pseudobulk ${a.group}`;
+  const title = a.cell != null ? `cell ${state.cells.find((c) => c.index === a.cell)?.cell}` : `group ${a.group} (mean over ${a.cells_used} cells)`;
   const marked = [...new Set([a.gene, ...(best ? best.perturbation.split("+") : [])])].filter((g) => g !== "control");
   drawGenome({ attention: a, title, model: state.model, marked });
+  showTopGenes(a);
   $("share").hidden = !state.dataUrl; // a dropped file has no address to link to
   $("share").textContent = "Copy link to this view";
 }

@@ -8,6 +8,8 @@ export const GROUP_TOP = 3;
 /** Cells per forward pass; the first batch is smaller so answers appear sooner. */
 export const BATCH = 256;
 export const FIRST_BATCH = 64;
+/** Rows and columns of the confusion picture (the most frequent labels). */
+export const CONFUSION_ANSWERS = 15;
 
 // ---------- page → worker ----------
 /**
@@ -20,7 +22,11 @@ export const FIRST_BATCH = 64;
  * @typedef {{type: "group-by", column: string | null}} GroupByRequest  Pseudobulk by an obs column.
  * @typedef {{type: "attention", cell: number | null, group: string | null, gene: string}} AttentionRequest
  * @typedef {{type: "export", format: "csv" | "json"}} ExportRequest
- * @typedef {BackendRequest | LoadModelRequest | OpenRequest | PredictRequest | CancelRequest | GroupByRequest | AttentionRequest | ExportRequest} Request
+ * @typedef {{view: "attention", cell: number | null, group: string | null, gene: string} | {view: "cell-accuracy"}
+ *   | {view: "confusion", answers: number} | {view: "label-check"} | {view: "why", cell: number}} ViewName
+ *   The core's `ViewRequest` (src/analysis/views.rs).
+ * @typedef {{type: "view", request: ViewName, csv: boolean}} ViewRequest  csv: the view's CSV export instead.
+ * @typedef {BackendRequest | LoadModelRequest | OpenRequest | PredictRequest | CancelRequest | GroupByRequest | AttentionRequest | ExportRequest | ViewRequest} Request
  */
 
 // ---------- worker → page ----------
@@ -39,9 +45,12 @@ export const FIRST_BATCH = 64;
  * @typedef {{type: "cells", run: number, rows: CellPrediction[], done: number, total: number, ms: number, backend: string}} CellsReply
  * @typedef {{type: "predicted", run: number, done: number, total: number, cancelled: boolean, ms: number, backend: string, accuracy: CellAccuracy | null}} PredictedReply
  * @typedef {{type: "pseudobulk", column: string | null, groups: GroupPrediction[], accuracy: Scores | null}} PseudobulkReply
- * @typedef {{type: "attention", gene: string, weights: number[], cell: number | null, group: string | null}} AttentionReply
- * @typedef {{type: "export", format: string, text: string}} ExportReply
+ * @typedef {{gene: string, chrom: string | null, start: number | null, weight: number}} GeneWeight
+ * @typedef {{type: "attention", gene: string, weights: number[], cell: number | null, group: string | null, cells_used: number, group_cells: number, top_genes: GeneWeight[]}} AttentionReply
+ *   A group's attention is the mean over (up to 500 of) its cells.
+ * @typedef {{type: "view", request: ViewName, result: object}} ViewReply  result: Confusion, LabelCheck or Why (src/analysis/views.rs).
+ * @typedef {{type: "export", format: string, name?: string, text: string}} ExportReply
  * @typedef {{type: "error", message: string}} ErrorReply
- * @typedef {BackendReply | ModelReply | ProgressReply | ReportReply | CellsReply | PredictedReply | PseudobulkReply | AttentionReply | ExportReply | ErrorReply} Reply
+ * @typedef {BackendReply | ModelReply | ProgressReply | ReportReply | CellsReply | PredictedReply | PseudobulkReply | AttentionReply | ViewReply | ExportReply | ErrorReply} Reply
  */
 export {};

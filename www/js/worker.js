@@ -47,7 +47,7 @@ async function predict(run) {
     await pause();
   }
   if (activeRun !== run && activeRun !== 0) return; // superseded by a newer run: it reports
-  const accuracy = await call(() => session.cell_accuracy());
+  const accuracy = await call(() => session.view({ view: "cell-accuracy" }, false));
   reply({ type: "predicted", run, done, total, cancelled: done < total, ms: performance.now() - t0, backend, accuracy });
 }
 
@@ -92,8 +92,11 @@ const handlers = {
     reply({ type: "pseudobulk", ...(await call(() => session.pseudobulk(GROUP_TOP))) });
   },
   async attention({ cell, group, gene }) {
-    const a = await call(() => session.attention(cell ?? undefined, group ?? undefined, gene));
-    reply({ type: "attention", ...a, cell, group });
+    reply({ type: "attention", ...(await call(() => session.view({ view: "attention", cell, group, gene }, false))) });
+  },
+  async view({ request, csv }) {
+    const result = await call(() => session.view(request, csv));
+    reply(csv ? { type: "export", format: "csv", name: request.view, text: result } : { type: "view", request, result });
   },
   async export({ format }) {
     reply({ type: "export", format, text: await call(() => session.export(format, CELL_TOP, GROUP_TOP)) });

@@ -8,6 +8,7 @@ pub mod predict;
 pub mod simulate;
 pub mod speed;
 pub mod train;
+pub mod view;
 
 use mamba_perturb::io::{MatrixChoice, Orientation, ReadOptions};
 

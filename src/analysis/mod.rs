@@ -19,6 +19,9 @@ use crate::model::sets::SetScores;
 use crate::model_folder::ModelFiles;
 use crate::predict::{MatchReport, PredictError, Predictor, Prepared, Ranked, mean_profile, top_k};
 
+mod views;
+pub use views::{Attention, Confusion, GeneWeight, LabelCheck, Selection, View, ViewRequest, Why};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
     #[error(transparent)]
@@ -35,6 +38,12 @@ pub enum AnalysisError {
     NoGroup(String),
     #[error("'{0}' is not a candidate gene of this model (nor 'control')")]
     NotACandidate(String),
+    #[error("choose a cell or a group")]
+    NoSelection,
+    #[error("the file has no perturbation label column")]
+    NoLabels,
+    #[error("cell {0} has not been predicted yet")]
+    NotPredicted(usize),
     #[error("cell {index} is out of range (the file has {cells} cells)")]
     NoCell { index: usize, cells: usize },
 }
@@ -84,29 +93,8 @@ pub struct InputReport {
     pub cells: usize,
 }
 
-/// Attention is shown for one cell or for the mean profile of one group of the current grouping.
-#[derive(Clone, Debug)]
-pub enum Selection {
-    Cell(usize),
-    Group(String),
-}
-
-impl Selection {
-    /// A cell if one is given, else a group.
-    pub fn of(cell: Option<usize>, group: Option<String>) -> Option<Selection> {
-        cell.map(Selection::Cell).or(group.map(Selection::Group))
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Attention {
-    pub gene: String,
-    /// One weight per panel gene (mean over heads).
-    pub weights: Vec<f32>,
-}
-
-/// The network input of one step, and what to do with its output.
-pub struct Pending {
+/// The network input of one step.
+struct Pending {
     input: Vec<f32>,
     rows: usize,
 }
@@ -419,45 +407,6 @@ impl Analysis {
         }
         let accuracy = f.grouping.by_labels.then(|| metrics::score(&scored, &truths));
         Ok(Pseudobulk { column: f.grouping.column.clone(), groups, accuracy })
-    }
-
-    // ---- attention ----
-
-    fn attention_pending(&self, of: &Selection, gene: &str) -> Result<(Pending, usize), AnalysisError> {
-        let f = self.open_file()?;
-        let candidates = self.predictor.candidates();
-        let query = match gene {
-            "control" => candidates.len(),
-            _ => candidates.iter().position(|c| c == gene).ok_or_else(|| AnalysisError::NotACandidate(gene.into()))?,
-        };
-        let (values, g) = (&f.prepared.values, f.prepared.n_genes);
-        let input = match of {
-            Selection::Cell(i) if *i < f.prepared.cells.len() => values[i * g..(i + 1) * g].to_vec(),
-            Selection::Cell(i) => return Err(AnalysisError::NoCell { index: *i, cells: f.prepared.cells.len() }),
-            Selection::Group(name) => {
-                let (_, members) = f
-                    .grouping
-                    .groups
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .ok_or_else(|| AnalysisError::NoGroup(name.clone()))?;
-                mean_profile(values, g, members)
-            }
-        };
-        Ok((Pending { input, rows: 1 }, query))
-    }
-
-    /// Attention of the query of `gene` (a candidate, or "control") over the panel genes.
-    pub fn attention(&self, of: &Selection, gene: &str) -> Result<Attention, AnalysisError> {
-        let (p, query) = self.attention_pending(of, gene)?;
-        let weights = self.predictor.attention(&p.input, query).map_err(|e| self.output_error(e))?;
-        Ok(Attention { gene: gene.to_string(), weights })
-    }
-
-    pub async fn attention_async(&self, of: &Selection, gene: &str) -> Result<Attention, AnalysisError> {
-        let (p, query) = self.attention_pending(of, gene)?;
-        let weights = self.predictor.attention_async(&p.input, query).await.map_err(|e| self.output_error(e))?;
-        Ok(Attention { gene: gene.to_string(), weights })
     }
 
     // ---- export ----
