@@ -293,7 +293,7 @@ impl Analysis {
     }
 
     /// Labelled, predicted cells whose genes the model can name: (cell, label, its candidates, scores).
-    fn scored_cells(&self) -> Result<Vec<(usize, &Perturbation, Vec<usize>, SetScores)>, AnalysisError> {
+    fn scored_cells(&self) -> Result<Vec<ScoredCell<'_>>, AnalysisError> {
         let labels = self.labels().ok_or(AnalysisError::NoLabels)?;
         Ok(self
             .cell_scores()
@@ -440,6 +440,8 @@ impl Analysis {
         Ok(Why { index: i, cell: f.prepared.cells[i].clone(), evidence })
     }
 }
+
+type ScoredCell<'a> = (usize, &'a Perturbation, Vec<usize>, SetScores);
 
 #[derive(Default)]
 struct AttentionPlan {
