@@ -34,6 +34,11 @@ pub fn marginals(s: &SetScores) -> Vec<f64> {
     m
 }
 
+/// The probability of the most probable answer.
+pub fn top_probability(s: &SetScores) -> f64 {
+    s.singles.iter().chain(&s.pairs).fold(s.control, |a, &b| a.max(b))
+}
+
 /// The genes of the single most probable answer.
 pub fn top_answer(s: &SetScores) -> Vec<usize> {
     let n = s.singles.len();
@@ -63,15 +68,20 @@ pub struct Scores {
     pub any_gene_hit1: f64,
     pub mrr: f64,
     pub micro_f1: f64,
+    /// Expected calibration error of the top-1 answer's probability (15 equal-width bins).
+    pub ece_top1: f64,
     pub n: usize,
 }
 
-pub const METRIC_NAMES: [&str; 6] =
-    ["exact_pair_top1", "exact_pair_top5", "exact_pair_top10", "any_gene_hit1", "mrr", "micro_f1"];
+pub const METRIC_NAMES: [&str; 7] =
+    ["exact_pair_top1", "exact_pair_top5", "exact_pair_top10", "any_gene_hit1", "mrr", "micro_f1", "ece_top1"];
+
+/// Bins of the calibration error.
+pub const ECE_BINS: usize = 15;
 
 impl Scores {
-    pub fn values(&self) -> [f64; 6] {
-        [self.exact_top1, self.exact_top5, self.exact_top10, self.any_gene_hit1, self.mrr, self.micro_f1]
+    pub fn values(&self) -> [f64; 7] {
+        [self.exact_top1, self.exact_top5, self.exact_top10, self.any_gene_hit1, self.mrr, self.micro_f1, self.ece_top1]
     }
 }
 
@@ -83,8 +93,13 @@ pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
     }
     let (mut t1, mut t5, mut t10, mut hit, mut rr) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut tp, mut fp, mut fneg) = (0.0, 0.0, 0.0);
+    // Per bin of the top answer's probability: (examples, confidence sum, hits).
+    let mut bins = [(0usize, 0.0f64, 0.0f64); ECE_BINS];
     for (s, truth) in preds.iter().zip(truths) {
         let r = rank_of(s, truth);
+        let confidence = top_probability(s);
+        let bin = &mut bins[((confidence * ECE_BINS as f64) as usize).min(ECE_BINS - 1)];
+        (bin.0, bin.1, bin.2) = (bin.0 + 1, bin.1 + confidence, bin.2 + (r == 0) as u8 as f64);
         t1 += (r < 1) as u8 as f64;
         t5 += (r < 5) as u8 as f64;
         t10 += (r < 10) as u8 as f64;
@@ -110,6 +125,7 @@ pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
         any_gene_hit1: hit / nf,
         mrr: rr / nf,
         micro_f1: f1,
+        ece_top1: bins.iter().map(|&(_, conf, hits)| (hits - conf).abs()).sum::<f64>() / nf,
         n,
     }
 }
@@ -130,5 +146,14 @@ mod tests {
         assert!(rank_of(&s, &[2, 3]) > 0);
         let m = marginals(&s);
         assert!(m[0] > 0.5 && m[3] < 0.5);
+    }
+
+    #[test]
+    fn calibration_error_is_the_gap_between_confidence_and_accuracy() {
+        let s = SetScores::from_logits(&[3.0, 2.5, 1.0, -2.0], &[-5.0, 0.0, 1.0]);
+        let p = top_probability(&s);
+        // Right every time: the gap is 1 - p; wrong every time: p.
+        assert!((score(&[s.clone()], &[vec![0, 1]]).ece_top1 - (1.0 - p)).abs() < 1e-12);
+        assert!((score(&[s.clone(), s.clone()], &[vec![2], vec![3]]).ece_top1 - p).abs() < 1e-12);
     }
 }

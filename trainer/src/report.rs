@@ -21,8 +21,24 @@ fn find(
     class: &str,
     metric: &str,
 ) -> Option<(f64, f64)> {
+    find_on(r, "full", method, split, targets, level, class, metric)
+}
+
+/// `find` on a given panel (`full`, or one of the evaluation-only partial panels).
+#[allow(clippy::too_many_arguments)]
+fn find_on(
+    r: &Value,
+    panel: &str,
+    method: &str,
+    split: &str,
+    targets: &str,
+    level: &str,
+    class: &str,
+    metric: &str,
+) -> Option<(f64, f64)> {
     r["results"].as_array()?.iter().find_map(|x| {
         (x["method"] == method
+            && (x["panel"] == panel || (x["panel"].is_null() && panel == "full"))
             && x["split"] == split
             && x["targets"] == targets
             && x["level"] == level
@@ -55,21 +71,43 @@ pub fn markdown(r: &Value) -> String {
                 continue;
             }
             s += &format!("\n### Split `{split}`, target genes {targets}\n\n");
-            s += "| method | cell exact top-1 | top-5 | top-10 | ≥1 gene hit@1 | MRR | micro-F1 | pseudobulk exact top-1 | 10-cell pseudobulk exact top-1 |\n";
-            s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+            s += "| method | cell exact top-1 | top-5 | top-10 | ≥1 gene hit@1 | MRR | micro-F1 | ECE top-1 | pseudobulk exact top-1 (mean profile) | pseudobulk exact top-1 (from cell posteriors) | 10-cell pseudobulk exact top-1 |\n";
+            s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
             for m in METHODS {
                 let c = |metric: &str| cell(find(r, m, split, targets, "cell", "all", metric));
                 s += &format!(
-                    "| {m} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {m} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     c("exact_pair_top1"),
                     c("exact_pair_top5"),
                     c("exact_pair_top10"),
                     c("any_gene_hit1"),
                     c("mrr"),
                     c("micro_f1"),
+                    c("ece_top1"),
                     cell(find(r, m, split, targets, "pseudobulk", "all", "exact_pair_top1")),
+                    cell(find(r, m, split, targets, "pseudobulk-posterior", "all", "exact_pair_top1")),
                     cell(find(r, m, split, targets, "pseudobulk10", "all", "exact_pair_top1")),
                 );
+            }
+        }
+    }
+    let panels = ["full", "partial-panel-75", "partial-panel-50", "partial-panel-25", "partial-panel-50-targets"];
+    if find_on(r, "partial-panel-50", "mamba-perturb", "heldout-pairs", "visible", "cell", "all", "exact_pair_top1")
+        .is_some()
+    {
+        s += "\n### Partial panels (`heldout-pairs`, cell exact top-1; genes removed at evaluation only, their input 0)\n\n";
+        s +=
+            &format!("| method | targets | {} |\n| --- | --- |{}\n", panels.join(" | "), " --- |".repeat(panels.len()));
+        for targets in ["visible", "masked"] {
+            for m in METHODS {
+                let row: Vec<String> = panels
+                    .iter()
+                    .map(|p| cell(find_on(r, p, m, "heldout-pairs", targets, "cell", "all", "exact_pair_top1")))
+                    .collect();
+                if row.iter().all(|c| c == "–") {
+                    continue;
+                }
+                s += &format!("| {m} | {targets} | {} |\n", row.join(" | "));
             }
         }
     }

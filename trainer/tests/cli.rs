@@ -193,3 +193,70 @@ fn train_then_predict_round_trip() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("none of the file's 40 genes"), "{stderr}");
 }
+
+#[test]
+fn bench_writes_roles_partial_panels_calibration_and_posterior_pseudobulk() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("bench.h5ad");
+    let out = bin()
+        .args(["simulate", "--cells", "1200", "--genes", "300", "--seed", "4", "--out"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = bin()
+        .args([
+            "bench",
+            "--seeds",
+            "0,1",
+            "--splits",
+            "heldout-pairs",
+            "--targets",
+            "visible",
+            "--epochs",
+            "1",
+            "--hvg",
+            "32",
+        ])
+        .args(["--d-model", "8", "--heads", "2", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.join("results"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results/benchmark.json")).unwrap()).unwrap();
+    let rows = r["results"].as_array().unwrap();
+    let find = |method: &str, panel: &str, level: &str, metric: &str| {
+        rows.iter().find(|x| {
+            x["method"] == method
+                && x["panel"] == panel
+                && x["level"] == level
+                && x["metric"] == metric
+                && x["class"] == "all"
+        })
+    };
+    for row in rows {
+        let role = row["role"].as_str().unwrap();
+        assert_eq!(role, if row["method"] == "mamba-perturb" { "model" } else { "baseline" });
+        assert_eq!(row["values"].as_array().unwrap().len(), 2, "one value per seed: {row}");
+    }
+    for method in
+        ["mamba-perturb", "additive-inverse", "logistic-regression", "target-upregulation", "nearest-centroid"]
+    {
+        let ece = find(method, "full", "cell", "ece_top1").unwrap()["mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&ece), "{method}: {ece}");
+        assert!(find(method, "full", "pseudobulk-posterior", "exact_pair_top1").is_some(), "{method}");
+        for panel in ["partial-panel-75", "partial-panel-50", "partial-panel-25", "partial-panel-50-targets"] {
+            assert!(find(method, panel, "cell", "exact_pair_top1").is_some(), "{method} {panel}");
+        }
+    }
+    // The upregulation heuristic needs the targets' own genes: dropping them can only hurt it.
+    let up = |panel| find("target-upregulation", panel, "cell", "exact_pair_top1").unwrap()["mean"].as_f64().unwrap();
+    assert!(up("partial-panel-50-targets") <= up("partial-panel-50") + 1e-9);
+    assert_eq!(r["dataset"]["genes"], 300);
+    let md = std::fs::read_to_string(dir.join("results/benchmark.md")).unwrap();
+    assert!(md.contains("Partial panels") && md.contains("ECE top-1") && md.contains("SIMULATED"));
+}

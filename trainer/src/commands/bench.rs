@@ -46,7 +46,23 @@ pub struct Args {
     pub read: super::ReadArgs,
 }
 
-type Key = (String, String, String, String, String, String); // method, split, targets, level, class, metric
+type Key = (String, String, String, String, String, String, String); // method, split, targets, panel, level, class, metric
+
+/// Evaluation-only panels (no retraining): (name, share of non-target panel genes kept, targets dropped too).
+const PARTIAL_PANELS: [(&str, f64, bool); 4] = [
+    ("partial-panel-75", 0.75, false),
+    ("partial-panel-50", 0.5, false),
+    ("partial-panel-25", 0.25, false),
+    ("partial-panel-50-targets", 0.5, true),
+];
+
+/// What each row of the table is: the product, a baseline, an ablation, or a ceiling.
+fn role(method: &str) -> &'static str {
+    match method {
+        "mamba-perturb" => "model",
+        _ => "baseline",
+    }
+}
 
 pub fn run(args: Args) -> Result<(), CliError> {
     let seeds: Vec<u64> = args
@@ -98,8 +114,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 // Inputs at each level, with their truths and the condition each came from.
                 let test_rows = splits::rows_of(&data.condition, &split.test);
                 let x_test = data.dense(&test_rows, &panel);
-                let levels =
-                    make_levels(&data.condition, &test_rows, &x_test, panel.len(), &data.targets(&test_rows), seed);
 
                 // Baselines see the same training cells (training + validation conditions).
                 let mut train_conds = split.train.clone();
@@ -139,48 +153,75 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     (fitted.net, feats(&device), g, c)
                 };
 
-                for level in &levels {
-                    let z = baselines::zscore(&level.x, &mean, &sd);
-                    let mut methods: Vec<(&str, Vec<SetScores>)> = Vec::new();
-                    let model_scores = predictor.score_rows(&level.x, 256).map_err(output)?;
-                    methods.push(("mamba-perturb", model_scores));
-                    methods.push(("target-upregulation", baselines::upregulation(&view, &z)));
-                    methods.push(("logistic-regression", score_linear(&lr, &level.x)));
-                    methods.push(("nearest-centroid", baselines::nearest_centroid(&view, &z)));
-                    methods.push(("additive-inverse", baselines::additive_inverse(&view, &z)));
-                    methods.push(("prior-only", baselines::prior_only(&view, level.truths.len())));
-                    for (method, scores) in &methods {
-                        let mut classes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-                        for (i, &cond) in level.conditions.iter().enumerate() {
-                            classes.entry("all".into()).or_default().push(i);
-                            if let Some(k) = class_of.get(&data.conditions[cond].to_string()) {
-                                classes.entry(k.clone()).or_default().push(i);
+                // Every method at every level of one panel: the full one, then genes removed as a file
+                // lacking them would (their input is 0, as `Predictor::prepare` leaves absent genes).
+                let prior = answer_prior(&t_train, data.candidates.len());
+                let mut score_panel = |panel_name: &str, x: &[f32]| -> Result<(), CliError> {
+                    let levels =
+                        make_levels(&data.condition, &test_rows, x, panel.len(), &data.targets(&test_rows), seed);
+                    for level in &levels {
+                        let z = baselines::zscore(&level.x, &mean, &sd);
+                        let mut methods: Vec<(&str, Vec<SetScores>)> = Vec::new();
+                        methods.push(("mamba-perturb", predictor.score_rows(&level.x, 256).map_err(output)?));
+                        methods.push(("target-upregulation", baselines::upregulation(&view, &z)));
+                        methods.push(("logistic-regression", score_linear(&lr, &level.x)));
+                        methods.push(("nearest-centroid", baselines::nearest_centroid(&view, &z)));
+                        methods.push(("additive-inverse", baselines::additive_inverse(&view, &z)));
+                        methods.push(("prior-only", baselines::prior_only(&view, level.truths.len())));
+                        let mut scored: Vec<(&str, &str, Vec<SetScores>, &[Vec<usize>], &[usize])> = Vec::new();
+                        for (method, scores) in methods {
+                            if level.name == "cell" {
+                                // Pseudobulk from the cells' posteriors, for every method.
+                                let (bulk, truths, conds) = posterior_pseudobulk(&scores, level, &prior);
+                                record(
+                                    &mut values,
+                                    (method, split_kind.name(), vis, panel_name),
+                                    "pseudobulk-posterior",
+                                    &bulk,
+                                    &truths,
+                                    &conds,
+                                    &class_of,
+                                    &data.conditions,
+                                );
+                            }
+                            scored.push((method, level.name, scores, &level.truths, &level.conditions));
+                        }
+                        for (method, level_name, scores, truths, conds) in scored {
+                            record(
+                                &mut values,
+                                (method, split_kind.name(), vis, panel_name),
+                                level_name,
+                                &scores,
+                                truths,
+                                conds,
+                                &class_of,
+                                &data.conditions,
+                            );
+                        }
+                    }
+                    Ok(())
+                };
+                score_panel("full", &x_test)?;
+                if split_kind == SplitKind::HeldoutPairs {
+                    let targets: Vec<usize> = view.candidate_column.iter().flatten().copied().collect();
+                    for (name, keep, drop_targets) in PARTIAL_PANELS {
+                        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9a9e1);
+                        let mut x = x_test.clone();
+                        let g = panel.len();
+                        for j in 0..g {
+                            let is_target = targets.contains(&j);
+                            if (!is_target || drop_targets) && rand::Rng::random::<f64>(&mut rng) >= keep {
+                                x.iter_mut().skip(j).step_by(g).for_each(|v| *v = 0.0);
                             }
                         }
-                        for (class, idx) in classes {
-                            let s: Vec<SetScores> = idx.iter().map(|&i| scores[i].clone()).collect();
-                            let t: Vec<Vec<usize>> = idx.iter().map(|&i| level.truths[i].clone()).collect();
-                            let sc = metrics::score(&s, &t);
-                            for (name, v) in METRIC_NAMES.iter().zip(sc.values()) {
-                                values
-                                    .entry((
-                                        method.to_string(),
-                                        split_kind.name().into(),
-                                        vis.into(),
-                                        level.name.into(),
-                                        class.clone(),
-                                        name.to_string(),
-                                    ))
-                                    .or_default()
-                                    .push(v);
-                            }
-                        }
+                        score_panel(name, &x)?;
                     }
                 }
                 let key = (
                     "mamba-perturb".to_string(),
                     split_kind.name().to_string(),
                     vis.to_string(),
+                    "full".to_string(),
                     "cell".to_string(),
                     "all".to_string(),
                     "exact_pair_top1".to_string(),
@@ -195,15 +236,20 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
     let results: Vec<serde_json::Value> = values
         .iter()
-        .map(|((method, split, targets, level, class, metric), v)| {
+        .map(|((method, split, targets, panel, level, class, metric), v)| {
             let mean = v.iter().sum::<f64>() / v.len() as f64;
             let sd = if v.len() > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt() } else { 0.0 };
-            json!({"method": method, "split": split, "targets": targets, "level": level, "class": class, "metric": metric, "mean": mean, "sd": sd, "n_seeds": v.len()})
+            json!({"method": method, "role": role(method), "split": split, "targets": targets, "panel": panel, "level": level,
+                   "class": class, "metric": metric, "mean": mean, "sd": sd, "n_seeds": v.len(), "values": v, "seeds": seeds})
         })
         .collect();
     let report = json!({
         "dataset": {"name": std::path::Path::new(&data.name).file_name().map(|f| f.to_string_lossy().to_string()), "kind": kind,
-                    "sha256": data.sha256, "cells": data.labels.len(), "conditions": data.conditions.len()},
+                    "sha256": data.sha256, "cells": data.labels.len(), "genes": data.data.genes.len(),
+                    "conditions": data.conditions.len(), "world": null},
+        "pseudobulk_levels": {"pseudobulk": "mean normalised profile of all test cells of a condition, through the method",
+                              "pseudobulk10": "the same for random groups of 10 cells",
+                              "pseudobulk-posterior": "log P(S | cells) = sum of log P(S | cell) - (n - 1) log P(S), with P(S) uniform within each answer size and P(size) from the training cells"},
         "seeds": seeds,
         "model": {"hvg": args.model.hvg, "d_model": args.model.d_model, "heads": args.model.heads, "epochs": args.model.epochs,
                   "batch": args.model.batch, "lr": args.model.lr},
@@ -225,6 +271,85 @@ pub fn run(args: Args) -> Result<(), CliError> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Adds one level's metrics (overall and per genetic-interaction class) to `values`.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    values: &mut BTreeMap<Key, Vec<f64>>,
+    (method, split, targets, panel): (&str, &str, &str, &str),
+    level: &str,
+    scores: &[SetScores],
+    truths: &[Vec<usize>],
+    conditions: &[usize],
+    class_of: &BTreeMap<String, String>,
+    all_conditions: &[mamba_perturb::labels::Perturbation],
+) {
+    let mut classes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, &cond) in conditions.iter().enumerate() {
+        classes.entry("all".into()).or_default().push(i);
+        if let Some(k) = class_of.get(&all_conditions[cond].to_string()).filter(|_| panel == "full") {
+            classes.entry(k.clone()).or_default().push(i);
+        }
+    }
+    for (class, idx) in classes {
+        let s: Vec<SetScores> = idx.iter().map(|&i| scores[i].clone()).collect();
+        let t: Vec<Vec<usize>> = idx.iter().map(|&i| truths[i].clone()).collect();
+        for (name, v) in METRIC_NAMES.iter().zip(metrics::score(&s, &t).values()) {
+            let key = (
+                method.into(),
+                split.into(),
+                targets.into(),
+                panel.into(),
+                level.into(),
+                class.clone(),
+                name.to_string(),
+            );
+            values.entry(key).or_default().push(v);
+        }
+    }
+}
+
+/// P(S) before seeing a cell: P(size) from the training cells, uniform within a size.
+fn answer_prior(train_targets: &[Vec<usize>], n: usize) -> [f64; 3] {
+    let mut count = [1.0f64; 3]; // add-one, so no size is impossible
+    train_targets.iter().for_each(|t| count[t.len().min(2)] += 1.0);
+    let total: f64 = count.iter().sum();
+    let pairs = (n * n.saturating_sub(1) / 2).max(1) as f64;
+    [count[0] / total, count[1] / total / n.max(1) as f64, count[2] / total / pairs]
+}
+
+/// Pseudobulk of each test condition from its cells' posteriors: log P(S | cells) =
+/// Σ log P(S | cell) − (n − 1) log P(S), normalised.
+fn posterior_pseudobulk(
+    cells: &[SetScores],
+    level: &Level,
+    prior: &[f64; 3],
+) -> (Vec<SetScores>, Vec<Vec<usize>>, Vec<usize>) {
+    let mut by_cond: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    level.conditions.iter().enumerate().for_each(|(i, &c)| by_cond.entry(c).or_default().push(i));
+    let (mut out, mut truths, mut conds) = (Vec::new(), Vec::new(), Vec::new());
+    for (cond, members) in by_cond {
+        let n = members.len() as f64;
+        let combine = |pick: &dyn Fn(&SetScores) -> f64, p: f64| {
+            members.iter().map(|&i| pick(&cells[i]).max(1e-300).ln()).sum::<f64>() - (n - 1.0) * p.ln()
+        };
+        let first = &cells[members[0]];
+        let control = combine(&|s| s.control, prior[0]);
+        let singles: Vec<f64> = (0..first.singles.len()).map(|a| combine(&|s| s.singles[a], prior[1])).collect();
+        let pairs: Vec<f64> = (0..first.pairs.len()).map(|k| combine(&|s| s.pairs[k], prior[2])).collect();
+        let max = singles.iter().chain(&pairs).fold(control, |a, &b| a.max(b));
+        let z = (control - max).exp() + singles.iter().chain(&pairs).map(|v| (v - max).exp()).sum::<f64>();
+        let norm = |v: f64| (v - max).exp() / z;
+        out.push(SetScores {
+            control: norm(control),
+            singles: singles.into_iter().map(norm).collect(),
+            pairs: pairs.into_iter().map(norm).collect(),
+        });
+        truths.push(level.truths[members[0]].clone());
+        conds.push(cond);
+    }
+    (out, truths, conds)
 }
 
 /// Inputs of one evaluation level.
