@@ -153,7 +153,7 @@ mod tests {
         let s = SetScores::from_logits(&[3.0, 2.5, 1.0, -2.0], &[-5.0, 0.0, 1.0]);
         let p = top_probability(&s);
         // Right every time: the gap is 1 - p; wrong every time: p.
-        assert!((score(&[s.clone()], &[vec![0, 1]]).ece_top1 - (1.0 - p)).abs() < 1e-12);
+        assert!((score(std::slice::from_ref(&s), &[vec![0, 1]]).ece_top1 - (1.0 - p)).abs() < 1e-12);
         assert!((score(&[s.clone(), s.clone()], &[vec![2], vec![3]]).ece_top1 - p).abs() < 1e-12);
     }
 }
