@@ -161,42 +161,25 @@ pub fn run(args: Args) -> Result<(), CliError> {
                         make_levels(&data.condition, &test_rows, x, panel.len(), &data.targets(&test_rows), seed);
                     for level in &levels {
                         let z = baselines::zscore(&level.x, &mean, &sd);
-                        let mut methods: Vec<(&str, Vec<SetScores>)> = Vec::new();
-                        methods.push(("mamba-perturb", predictor.score_rows(&level.x, 256).map_err(output)?));
-                        methods.push(("target-upregulation", baselines::upregulation(&view, &z)));
-                        methods.push(("logistic-regression", score_linear(&lr, &level.x)));
-                        methods.push(("nearest-centroid", baselines::nearest_centroid(&view, &z)));
-                        methods.push(("additive-inverse", baselines::additive_inverse(&view, &z)));
-                        methods.push(("prior-only", baselines::prior_only(&view, level.truths.len())));
-                        let mut scored: Vec<(&str, &str, Vec<SetScores>, &[Vec<usize>], &[usize])> = Vec::new();
+                        let methods: Vec<(&str, Vec<SetScores>)> = vec![
+                            ("mamba-perturb", predictor.score_rows(&level.x, 256).map_err(output)?),
+                            ("target-upregulation", baselines::upregulation(&view, &z)),
+                            ("logistic-regression", score_linear(&lr, &level.x)),
+                            ("nearest-centroid", baselines::nearest_centroid(&view, &z)),
+                            ("additive-inverse", baselines::additive_inverse(&view, &z)),
+                            ("prior-only", baselines::prior_only(&view, level.truths.len())),
+                        ];
                         for (method, scores) in methods {
+                            let key = (method, split_kind.name(), vis, panel_name);
+                            let (classes, conditions) = (&class_of, &data.conditions);
                             if level.name == "cell" {
                                 // Pseudobulk from the cells' posteriors, for every method.
                                 let (bulk, truths, conds) = posterior_pseudobulk(&scores, level, &prior);
-                                record(
-                                    &mut values,
-                                    (method, split_kind.name(), vis, panel_name),
-                                    "pseudobulk-posterior",
-                                    &bulk,
-                                    &truths,
-                                    &conds,
-                                    &class_of,
-                                    &data.conditions,
-                                );
+                                let name = "pseudobulk-posterior";
+                                record(&mut values, key, name, &bulk, &truths, &conds, classes, conditions);
                             }
-                            scored.push((method, level.name, scores, &level.truths, &level.conditions));
-                        }
-                        for (method, level_name, scores, truths, conds) in scored {
-                            record(
-                                &mut values,
-                                (method, split_kind.name(), vis, panel_name),
-                                level_name,
-                                &scores,
-                                truths,
-                                conds,
-                                &class_of,
-                                &data.conditions,
-                            );
+                            let (truths, conds) = (&level.truths, &level.conditions);
+                            record(&mut values, key, level.name, &scores, truths, conds, classes, conditions);
                         }
                     }
                     Ok(())
