@@ -91,6 +91,12 @@ impl Labelled {
     }
 
     /// The file column of each candidate gene (None when the file does not measure it).
+    /// This file's columns for `panel` columns of `other` (matched by Ensembl ID, then symbol).
+    pub fn columns_of(&self, other: &Labelled, panel: &[usize]) -> Vec<Option<usize>> {
+        let ids = other.data.gene_ids.as_ref();
+        match_genes(&self.data, panel.iter().map(|&j| (other.data.genes[j].as_str(), ids.map(|i| i[j].as_str()))))
+    }
+
     pub fn candidate_columns(&self) -> Vec<Option<usize>> {
         match_genes(&self.data, self.candidates.iter().map(|c| (c.as_str(), None)))
     }
@@ -122,7 +128,12 @@ impl Labelled {
 
     /// Dense rows × panel matrix of normalised values.
     pub fn dense(&self, rows: &[usize], panel: &[usize]) -> Vec<f32> {
-        let sub = self.normalised.select_rows(rows).select_columns(&panel.iter().map(|&j| Some(j)).collect::<Vec<_>>());
+        self.dense_columns(rows, &panel.iter().map(|&j| Some(j)).collect::<Vec<_>>())
+    }
+
+    /// `dense` over columns that may be absent (their values are 0).
+    pub fn dense_columns(&self, rows: &[usize], panel: &[Option<usize>]) -> Vec<f32> {
+        let sub = self.normalised.select_rows(rows).select_columns(panel);
         let g = panel.len();
         let mut x = vec![0f32; rows.len() * g];
         for i in 0..sub.n_rows {

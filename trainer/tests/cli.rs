@@ -199,12 +199,12 @@ fn bench_writes_roles_partial_panels_calibration_and_posterior_pseudobulk() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_bench");
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("bench.h5ad");
-    let out = bin()
-        .args(["simulate", "--cells", "1200", "--genes", "300", "--seed", "4", "--out"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let other = dir.join("other_world.h5ad");
+    for (file, seed) in [(&data, "4"), (&other, "5")] {
+        let out =
+            bin().args(["simulate", "--cells", "1200", "--genes", "300", "--seed", seed, "--out"]).arg(file).output();
+        assert!(out.unwrap().status.success());
+    }
     let out = bin()
         .args([
             "bench",
@@ -219,7 +219,9 @@ fn bench_writes_roles_partial_panels_calibration_and_posterior_pseudobulk() {
             "--hvg",
             "32",
         ])
-        .args(["--d-model", "8", "--heads", "2", "--data"])
+        .args(["--d-model", "8", "--heads", "2", "--transfer-data"])
+        .arg(&other)
+        .arg("--data")
         .arg(&data)
         .arg("--out")
         .arg(dir.join("results"))
@@ -229,15 +231,18 @@ fn bench_writes_roles_partial_panels_calibration_and_posterior_pseudobulk() {
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results/benchmark.json")).unwrap()).unwrap();
     let rows = r["results"].as_array().unwrap();
-    let find = |method: &str, panel: &str, level: &str, metric: &str| {
+    let find_in = |split: &str, method: &str, panel: &str, level: &str, metric: &str| {
         rows.iter().find(|x| {
-            x["method"] == method
+            x["split"] == split
+                && x["method"] == method
                 && x["panel"] == panel
                 && x["level"] == level
                 && x["metric"] == metric
                 && x["class"] == "all"
         })
     };
+    let find =
+        |method: &str, panel: &str, level: &str, metric: &str| find_in("heldout-pairs", method, panel, level, metric);
     for row in rows {
         let role = row["role"].as_str().unwrap();
         assert_eq!(role, if row["method"] == "mamba-perturb" { "model" } else { "baseline" });
@@ -253,6 +258,12 @@ fn bench_writes_roles_partial_panels_calibration_and_posterior_pseudobulk() {
             assert!(find(method, panel, "cell", "exact_pair_top1").is_some(), "{method} {panel}");
         }
     }
+    // Transfer: trained on every condition of one world, tested on every cell of the other.
+    for method in ["mamba-perturb", "target-upregulation", "additive-inverse"] {
+        let row = find_in("transfer", method, "full", "cell", "exact_pair_top1").unwrap();
+        assert_eq!(row["values"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(r["transfer_dataset"]["cells"], 1200);
     // The upregulation heuristic needs the targets' own genes: dropping them can only hurt it.
     let up = |panel| find("target-upregulation", panel, "cell", "exact_pair_top1").unwrap()["mean"].as_f64().unwrap();
     assert!(up("partial-panel-50-targets") <= up("partial-panel-50") + 1e-9);

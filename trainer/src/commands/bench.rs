@@ -40,6 +40,10 @@ pub struct Args {
     pub targets: String,
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+    /// Another labelled file (another world): adds split `transfer`, training on every condition of
+    /// --data and testing on every cell of this file.
+    #[arg(long)]
+    pub transfer_data: Option<PathBuf>,
     #[command(flatten)]
     pub model: crate::training::TrainConfig,
     #[command(flatten)]
@@ -82,6 +86,23 @@ pub fn run(args: Args) -> Result<(), CliError> {
         })
         .collect::<Result<_, _>>()?;
     let data = dataset::load(&args.data, &args.read.options()?)?;
+    let other = args.transfer_data.as_ref().map(|p| dataset::load(p, &args.read.options()?)).transpose()?;
+    if let Some(o) = &other
+        && o.candidates != data.candidates
+    {
+        return Err(CliError::Data {
+            file: o.name.clone(),
+            problem: format!(
+                "its labels name other target genes than {} (transfer needs the same candidates)",
+                data.name
+            ),
+        });
+    }
+    // (split, evaluated on the other file): the named splits, then `transfer` when asked for.
+    let mut runs: Vec<(SplitKind, bool)> = kinds.iter().map(|&k| (k, false)).collect();
+    if other.is_some() {
+        runs.push((SplitKind::All, true));
+    }
     let kind = if data.data.simulated { "simulated" } else { "real" };
     let tag = if data.data.simulated { "[simulated] " } else { "" };
     let class_of: BTreeMap<String, String> = design::norman_conditions()
@@ -93,17 +114,18 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let started = std::time::Instant::now();
 
     for &seed in &seeds {
-        for &split_kind in &kinds {
+        for &(split_kind, transfer) in &runs {
             let split = splits::split_conditions(&data.conditions, split_kind, seed);
+            let split_name = if transfer { "transfer" } else { split_kind.name() };
             for &masked in &visibilities {
                 let vis = if masked { "masked" } else { "visible" };
-                let label = format!("{tag}seed {seed} {} {vis}", split_kind.name());
+                let label = format!("{tag}seed {seed} {split_name} {vis}");
                 let mut margs = args.model.clone();
                 margs.seed = seed;
                 margs.mask_targets = masked;
                 let t0 = std::time::Instant::now();
                 let trained = super::train::train_on(&data, &split, &margs, &label)?;
-                timings.push(json!({"seed": seed, "split": split_kind.name(), "targets": vis, "unseen_genes": split.unseen_genes,
+                timings.push(json!({"seed": seed, "split": split_name, "targets": vis, "unseen_genes": split.unseen_genes,
                     "test_conditions": split.test.len(),
                     "train_seconds": t0.elapsed().as_secs_f64(), "seconds_per_step": trained.card.metrics["seconds_per_train_step"]}));
                 let panel = trained.panel.clone();
@@ -111,9 +133,20 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 let device = Device::flex();
                 let predictor = Predictor::from_parts(trained.card, trained.net, &device);
 
-                // Inputs at each level, with their truths and the condition each came from.
-                let test_rows = splits::rows_of(&data.condition, &split.test);
-                let x_test = data.dense(&test_rows, &panel);
+                // Test cells: the held-out conditions, or (transfer) every cell of the other file, its
+                // genes matched to the panel by name (absent ones enter as 0, as in `predict`).
+                let tested = match (&other, transfer) {
+                    (Some(o), true) => o,
+                    _ => &data,
+                };
+                let test_rows = match transfer {
+                    true => (0..tested.labels.len()).collect(),
+                    false => splits::rows_of(&data.condition, &split.test),
+                };
+                let x_test = match transfer {
+                    true => tested.dense_columns(&test_rows, &tested.columns_of(&data, &panel)),
+                    false => data.dense(&test_rows, &panel),
+                };
 
                 // Baselines see the same training cells (training + validation conditions).
                 let mut train_conds = split.train.clone();
@@ -157,8 +190,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 // lacking them would (their input is 0, as `Predictor::prepare` leaves absent genes).
                 let prior = answer_prior(&t_train, data.candidates.len());
                 let mut score_panel = |panel_name: &str, x: &[f32]| -> Result<(), CliError> {
-                    let levels =
-                        make_levels(&data.condition, &test_rows, x, panel.len(), &data.targets(&test_rows), seed);
+                    let truths = tested.targets(&test_rows);
+                    let levels = make_levels(&tested.condition, &test_rows, x, panel.len(), &truths, seed);
                     for level in &levels {
                         let z = baselines::zscore(&level.x, &mean, &sd);
                         let methods: Vec<(&str, Vec<SetScores>)> = vec![
@@ -170,8 +203,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
                             ("prior-only", baselines::prior_only(&view, level.truths.len())),
                         ];
                         for (method, scores) in methods {
-                            let key = (method, split_kind.name(), vis, panel_name);
-                            let (classes, conditions) = (&class_of, &data.conditions);
+                            let key = (method, split_name, vis, panel_name);
+                            let (classes, conditions) = (&class_of, &tested.conditions);
                             if level.name == "cell" {
                                 // Pseudobulk from the cells' posteriors, for every method.
                                 let (bulk, truths, conds) = posterior_pseudobulk(&scores, level, &prior);
@@ -185,7 +218,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     Ok(())
                 };
                 score_panel("full", &x_test)?;
-                if split_kind == SplitKind::HeldoutPairs {
+                if split_kind == SplitKind::HeldoutPairs && !transfer {
                     let targets: Vec<usize> = view.candidate_column.iter().flatten().copied().collect();
                     for (name, keep, drop_targets) in PARTIAL_PANELS {
                         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9a9e1);
@@ -202,7 +235,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 }
                 let key = (
                     "mamba-perturb".to_string(),
-                    split_kind.name().to_string(),
+                    split_name.to_string(),
                     vis.to_string(),
                     "full".to_string(),
                     "cell".to_string(),
@@ -227,6 +260,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         })
         .collect();
     let report = json!({
+        "transfer_dataset": other.as_ref().map(|o| json!({"name": std::path::Path::new(&o.name).file_name().map(|f| f.to_string_lossy().to_string()),
+                    "sha256": o.sha256, "cells": o.labels.len(), "genes": o.data.genes.len(), "simulated": o.data.simulated})),
         "dataset": {"name": std::path::Path::new(&data.name).file_name().map(|f| f.to_string_lossy().to_string()), "kind": kind,
                     "sha256": data.sha256, "cells": data.labels.len(), "genes": data.data.genes.len(),
                     "conditions": data.conditions.len(), "world": null},
