@@ -29,7 +29,7 @@ fn out_dir() -> PathBuf {
 fn every_layout_opens_in_anndata_and_reads_back_identically() {
     let py = python();
     let sim = simulate::simulate(
-        &SimConfig { seed: 11, cells: 1200, genes: 300, control_fraction: 0.1, cell_seed: None },
+        &SimConfig { seed: 11, cells: 1200, genes: 300, control_fraction: 0.1, ..Default::default() },
         |_, _| {},
     )
     .unwrap();
@@ -80,7 +80,7 @@ fn every_layout_opens_in_anndata_and_reads_back_identically() {
 #[test]
 fn csv_output_reads_back_and_keeps_its_simulated_mark() {
     let sim = simulate::simulate(
-        &SimConfig { seed: 5, cells: 900, genes: 200, control_fraction: 0.1, cell_seed: None },
+        &SimConfig { seed: 5, cells: 900, genes: 200, control_fraction: 0.1, ..Default::default() },
         |_, _| {},
     )
     .unwrap();
