@@ -226,6 +226,11 @@ pub fn measure(world: &World, cfg: &RealismConfig, mut progress: impl FnMut(&str
             means.push(col.iter().map(|&x| x as f64).sum::<f64>() / n as f64);
             col.sort_by(|a, b| a.total_cmp(b));
             let d = ks_statistic(col, &control[jj]);
+            if std::env::var("SIM_DEBUG").ok().as_deref() == Some(world.conditions[k].perturbation.to_string().as_str()) {
+                let pred = super::world::predicted_ks(world, k)[model.panel[jj]];
+                let mu0 = (world.ln_share[model.panel[jj]] as f64).exp() * world.params.control_depth;
+                eprintln!("DBG {jj} mu0 {mu0:.3} eff {:.3} lnz {:.3} disp {:.3} pred {pred:.3} meas {d:.3} popmean {:.3}", world.effects[k][model.panel[jj]], world.ln_z[k], world.dispersion[model.panel[jj]], col.iter().map(|&x| x as f64).sum::<f64>() / n as f64);
+            }
             ps.push(ks_pvalue(d, n, cfg.control_cells));
         }
         (ps, means, umis.iter().sum::<f64>() / n as f64, resp)
@@ -309,6 +314,7 @@ pub fn report(cfg: &RealismConfig, mut progress: impl FnMut(&str)) -> Value {
     let (mut corrs, mut c1s, mut c2s, mut r1s, mut r2s) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut agree, mut fitted) = (0usize, 0usize);
     let mut confusion = std::collections::BTreeMap::<String, usize>::new();
+    let mut per_double = Vec::new();
     for (k, c) in conds.iter().enumerate() {
         let (Some((r1, r2)), true) = (c.coefs, kind(k) == 2) else { continue };
         let genes = c.perturbation.genes();
@@ -328,6 +334,11 @@ pub fn report(cfg: &RealismConfig, mut progress: impl FnMut(&str)) -> Value {
         let sim_class = gi_class(c1, c2).name();
         agree += (real_class == sim_class) as usize;
         *confusion.entry(format!("{real_class}->{sim_class}")).or_default() += 1;
+        per_double.push(json!({
+            "double": c.perturbation.to_string(), "real_c1": r1, "real_c2": r2, "sim_c1": c1, "sim_c2": c2,
+            "real_class": real_class, "sim_class": sim_class, "real_de": c.de_genes, "sim_de": m.de[k], "residual_scale": world.scale[k],
+            "de_first": m.de[a], "de_second": m.de[b],
+        }));
     }
     let class_counts = |sim: bool| {
         let mut out = std::collections::BTreeMap::<&str, usize>::new();
@@ -430,6 +441,9 @@ pub fn report(cfg: &RealismConfig, mut progress: impl FnMut(&str)) -> Value {
             "real_classes": { "additive": 42, "dominant": 38, "buffering": 35, "synergy": 10 },
             "real_to_simulated": confusion,
             "doubles": fitted,
+            "mean_signed_error_c1": c1s.iter().zip(&r1s).map(|(a, b)| a - b).sum::<f64>() / fitted.max(1) as f64,
+            "mean_signed_error_c2": c2s.iter().zip(&r2s).map(|(a, b)| a - b).sum::<f64>() / fitted.max(1) as f64,
+            "per_double": per_double,
             "source": "regr_fits_final.csv coef_first/coef_second (OLS without intercept, GI_model_fits.ipynb); classes by the rule in data/README.md",
         },
         "zeros_in_50_cells": {

@@ -73,7 +73,7 @@ pub struct Args {
     /// World: Share of genes each shared program touches [0.15].
     #[arg(long, help_heading = "World")]
     pub program_genes: Option<f64>,
-    /// World: Share of genes in each perturbation's private response [0.10].
+    /// World: Private response size: a single's private part touches this many genes per DE gene it must reach [1.0] (0.2 %–60 % of genes).
     #[arg(long, help_heading = "World")]
     pub private_genes: Option<f64>,
     /// World: Weight of the generic program in every single [0.7]; pins the median correlation of a pair's two single profiles (real 0.40, corr_first_second).
