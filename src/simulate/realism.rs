@@ -226,11 +226,6 @@ pub fn measure(world: &World, cfg: &RealismConfig, mut progress: impl FnMut(&str
             means.push(col.iter().map(|&x| x as f64).sum::<f64>() / n as f64);
             col.sort_by(|a, b| a.total_cmp(b));
             let d = ks_statistic(col, &control[jj]);
-            if std::env::var("SIM_DEBUG").ok().as_deref() == Some(world.conditions[k].perturbation.to_string().as_str()) {
-                let pred = super::world::predicted_ks(world, k)[model.panel[jj]];
-                let mu0 = (world.ln_share[model.panel[jj]] as f64).exp() * world.params.control_depth;
-                eprintln!("DBG {jj} mu0 {mu0:.3} eff {:.3} lnz {:.3} disp {:.3} pred {pred:.3} meas {d:.3} popmean {:.3}", world.effects[k][model.panel[jj]], world.ln_z[k], world.dispersion[model.panel[jj]], col.iter().map(|&x| x as f64).sum::<f64>() / n as f64);
-            }
             ps.push(ks_pvalue(d, n, cfg.control_cells));
         }
         (ps, means, umis.iter().sum::<f64>() / n as f64, resp)

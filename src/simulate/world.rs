@@ -85,7 +85,7 @@ pub struct WorldParams {
 impl Default for WorldParams {
     fn default() -> Self {
         WorldParams {
-            silent_fraction: 0.55,
+            silent_fraction: 0.72,
             expressed_median: 0.2,
             expressed_log_sd: 1.7,
             silent_median: 0.002,
@@ -96,9 +96,9 @@ impl Default for WorldParams {
             dispersion_gene_sd: 0.3,
             state_sd: 0.08,
             extra_programs: 5,
-            program_genes: 0.15,
+            program_genes: 0.06,
             private_genes: 1.0,
-            generic_weight: 0.7,
+            generic_weight: 1.1,
             cluster_weight: 1.0,
             minor_weight: 0.4,
             private_weight: 0.8,
@@ -112,7 +112,7 @@ impl Default for WorldParams {
             depth_sd: 0.3,
             guide_failure: 0.15,
             single_to_double_cells: 2.0,
-            ks_power: 1.0,
+            ks_power: 1.15,
         }
     }
 }
@@ -288,7 +288,7 @@ const MAX_LOG_FOLD: f64 = 4.0;
 /// Measured sampling variance of population means over the NB-only estimate (depth normalisation,
 /// cell state, truncation of strong down-regulation): set so the realism report's refitted c1, c2
 /// show no overall shrinkage (docs/simulation.md).
-const NOISE_EXCESS: f64 = 2.0;
+const NOISE_EXCESS: f64 = 3.0;
 
 fn deattenuate(mu0: &[f64], phi: &[f32], da: &[f64], db: &[f64], target: (f64, f64), failure: f64) -> (f64, f64) {
     let n = SCREEN_POPULATION_CELLS as f64;
@@ -642,15 +642,3 @@ pub fn expected_log_means(seed: u64, params: &WorldParams) -> (Vec<String>, Vec<
     (w.conditions.iter().map(|c| c.perturbation.to_string()).collect(), w.symbols.clone(), rows)
 }
 
-/// Debug: the calibrator's population KS distance per universe gene for condition k.
-pub fn predicted_ks(w: &World, k: usize) -> Vec<f64> {
-    let f = 1.0 - w.params.guide_failure;
-    (0..w.genes())
-        .map(|j| {
-            let mu0 = (w.ln_share[j] as f64).exp() * w.params.control_depth;
-            let mu1 = (w.ln_share[j] as f64 + w.effects[k][j] as f64 - w.ln_z[k]).exp() * w.params.control_depth;
-            let c = w.responder_depth[0] / CONTROL_MEDIAN_UMI;
-            w.params.ks_power * f * nb_ks_distance(mu0, mu1, w.dispersion[j] as f64, c, w.responder_depth[k] / CONTROL_MEDIAN_UMI)
-        })
-        .collect()
-}

@@ -37,7 +37,7 @@ pub struct Args {
     /// (e.g. results/simulation_realism.json); prints a markdown table. Takes minutes.
     #[arg(long)]
     pub realism: bool,
-    /// World: Share of genes near-silent in K562 [0.55]; with --silent-median, pins ~62 % of genes at zero in 50 random cells (real 50-cell fixture: 68 %).
+    /// World: Share of genes near-silent in K562 [0.72]; with --silent-median, gives ~52 % of genes at zero in 50 random cells (real 50-cell fixture: 68 %).
     #[arg(long, help_heading = "World")]
     pub silent_fraction: Option<f64>,
     /// World: Median mean UMIs per cell of an expressed gene at control depth [0.2].
@@ -70,13 +70,13 @@ pub struct Args {
     /// World: Minor shared programs besides the generic one and the 14 of the authors' UMAP clusters [5].
     #[arg(long, help_heading = "World")]
     pub extra_programs: Option<usize>,
-    /// World: Share of genes each shared program touches [0.15].
+    /// World: Share of genes each shared program touches [0.06].
     #[arg(long, help_heading = "World")]
     pub program_genes: Option<f64>,
     /// World: Private response size: a single's private part touches this many genes per DE gene it must reach [1.0] (0.2 %–60 % of genes).
     #[arg(long, help_heading = "World")]
     pub private_genes: Option<f64>,
-    /// World: Weight of the generic program in every single [0.7]; pins the median correlation of a pair's two single profiles (real 0.40, corr_first_second).
+    /// World: Weight of the generic program in every single [1.1]; pins the median correlation of a pair's two single profiles (real 0.40, corr_first_second).
     #[arg(long, help_heading = "World")]
     pub generic_weight: Option<f64>,
     /// World: Weight of the authors' cluster program in clustered singles and emergent doubles [1.0] (the strongest shared part).
@@ -118,7 +118,7 @@ pub struct Args {
     /// World: Cells per single condition per cell of a double [2: singles pool both guide orders, ~282 cells each].
     #[arg(long, help_heading = "World")]
     pub single_to_double_cells: Option<f64>,
-    /// World: Power correction of the analytic DE calibration [1.0], measured with --realism.
+    /// World: Power correction of the analytic DE calibration [1.15], measured with --realism.
     #[arg(long, help_heading = "World")]
     pub ks_power: Option<f64>,
 }
