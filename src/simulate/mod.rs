@@ -386,4 +386,103 @@ mod tests {
             Err(SimError::TooFewCells { .. })
         ));
     }
+
+    #[test]
+    fn guide_failures_are_control_cells_in_distribution() {
+        let sim = simulate(
+            &SimConfig { seed: 6, cells: 6000, genes: 400, control_fraction: 0.3, ..Default::default() },
+            |_, _| {},
+        )
+        .unwrap();
+        let failed: Vec<usize> = (0..6000).filter(|&i| sim.cell_condition[i] != 0 && !sim.responded[i]).collect();
+        let control: Vec<usize> = (0..6000).filter(|&i| sim.cell_condition[i] == 0).collect();
+        let responders = (0..6000).filter(|&i| sim.responded[i]).count();
+        // The documented rate (0.15) among perturbed cells, within sampling error.
+        let rate = failed.len() as f64 / (failed.len() + responders) as f64;
+        assert!((rate - 0.15).abs() < 0.025, "failure rate {rate}");
+        assert!(control.iter().all(|&i| !sim.responded[i]));
+        // Whole-transcriptome depth and every well-expressed gene: same distribution (KS) as control.
+        let sorted = |idx: &[usize], f: &dyn Fn(usize) -> f32| {
+            let mut v: Vec<f32> = idx.iter().map(|&i| f(i)).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v
+        };
+        let depth = |i: usize| sim.total_counts[i] as f32;
+        let d = realism::ks_statistic(&sorted(&failed, &depth), &sorted(&control, &depth));
+        assert!(realism::ks_pvalue(d, failed.len(), control.len()) > 1e-3, "depth KS {d}");
+        let rows: Vec<Vec<f32>> = (0..6000).map(|i| sim.data.matrix.dense_row(i)).collect();
+        let mean = |idx: &[usize], j: usize| idx.iter().map(|&i| rows[i][j] as f64).sum::<f64>() / idx.len() as f64;
+        let mut tested = 0;
+        for j in 0..sim.data.genes.len() {
+            if mean(&control, j) < 1.0 {
+                continue;
+            }
+            tested += 1;
+            let gene = |i: usize| rows[i][j];
+            let d = realism::ks_statistic(&sorted(&failed, &gene), &sorted(&control, &gene));
+            // Bonferroni over the genes tested.
+            assert!(realism::ks_pvalue(d, failed.len(), control.len()) > 1e-3 / 400.0, "gene {j}: KS {d}");
+        }
+        assert!(tested > 10, "only {tested} genes tested");
+        // Responders of a strong single differ from control (the test has power).
+        let cebpa = sim.conditions.iter().position(|c| c.perturbation.to_string() == "CEBPA").unwrap();
+        let resp: Vec<usize> = (0..6000).filter(|&i| sim.cell_condition[i] == cebpa && sim.responded[i]).collect();
+        let d = realism::ks_statistic(&sorted(&resp, &depth), &sorted(&control, &depth));
+        assert!(realism::ks_pvalue(d, resp.len(), control.len()) < 0.05 || resp.len() < 20, "CEBPA depth KS {d}");
+    }
+
+    #[test]
+    fn the_world_is_explicit_and_recomputable() {
+        let params = WorldParams { guide_failure: 0.3, interaction: 0.5, ..Default::default() };
+        let sim = simulate(
+            &SimConfig { seed: 9, cells: 1000, genes: 300, control_fraction: 0.1, world: params.clone(), ..Default::default() },
+            |_, _| {},
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&sim.world_json).unwrap();
+        assert_eq!(json["seed"], 9);
+        let back: WorldParams = serde_json::from_value(json["params"].clone()).unwrap();
+        assert_eq!(back, params);
+        // Expected profiles are a function of seed and parameters alone.
+        let (names, genes, a) = expected_log_means(9, &back);
+        let (_, _, b) = expected_log_means(9, &params);
+        assert_eq!(a, b);
+        assert_eq!((names.len(), genes.len()), (237, World::build(9, &params).genes()));
+        // The panel's genes are universe genes, and KLF1's expected profile raises KLF1.
+        let klf1 = names.iter().position(|n| n == "KLF1").unwrap();
+        let g = genes.iter().position(|s| s == "KLF1").unwrap();
+        assert!(a[klf1][g] > a[0][g] + 2.0, "{} vs {}", a[klf1][g], a[0][g]);
+        assert!(sim.data.genes.iter().all(|s| genes.contains(s)));
+    }
+
+    #[test]
+    fn ks_de_counts_follow_the_authors_and_gi_refits_return_their_coefficients() {
+        // A smaller screen (100 cells per population, 3,000 controls) than the realism report's,
+        // so fewer DE genes are found (Spearman 0.77 here, 0.99 at the screen's size), but their order
+        // must follow the authors' counts.
+        let cfg = realism::RealismConfig { population_cells: 100, control_cells: 3000, ..Default::default() };
+        let r = realism::report(&cfg, |_| {});
+        let rho = r["de_singles"]["spearman"]["simulated"].as_f64().unwrap();
+        assert!(rho > 0.7, "singles' DE counts vs the authors': Spearman {rho}");
+        let rho = r["de_doubles"]["spearman"]["simulated"].as_f64().unwrap();
+        assert!(rho > 0.5, "doubles' DE counts vs the authors': Spearman {rho}");
+        let c1 = r["gi_refit"]["c1_spearman"]["simulated"].as_f64().unwrap();
+        let c2 = r["gi_refit"]["c2_spearman"]["simulated"].as_f64().unwrap();
+        assert!(c1 > 0.5 && c2 > 0.5, "refitted c1 {c1}, c2 {c2}");
+        let corr = r["pair_single_correlation"]["median"]["simulated"].as_f64().unwrap();
+        assert!((0.2..0.6).contains(&corr), "pair correlation {corr}");
+        assert!(r["dispersion_vs_mean"]["falls_with_mean"].as_bool().unwrap());
+    }
+
+    #[test]
+    fn ks_and_by_match_known_values() {
+        // scipy 1.x asymptotic ks_2samp: D = 0.2 at n = m = 100 is kstwobign.sf((√50 + 0.12 + 0.11/√50)·0.2) = 0.0314.
+        let p = realism::ks_pvalue(0.2, 100, 100);
+        assert!((p - 0.0314).abs() < 0.001, "{p}");
+        assert_eq!(realism::ks_statistic(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]), 0.0);
+        assert_eq!(realism::ks_statistic(&[5.0, 6.0], &[1.0, 2.0]), 1.0);
+        // BY with m = 4 (c_m = 2.083): only p = 1e-5 passes alpha = 1e-3 at rank 1 (1e-5·4·2.083 < 1e-3).
+        assert_eq!(realism::by_count(&[1e-5, 0.5, 0.2, 0.9], 1e-3), 1);
+        assert_eq!(realism::by_count(&[0.5, 0.6], 1e-3), 0);
+    }
 }
