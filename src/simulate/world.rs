@@ -49,6 +49,9 @@ pub struct WorldParams {
     /// UMAP cluster (14), and `extra_programs` minor ones; each touches `program_genes` of genes.
     pub extra_programs: usize,
     pub program_genes: f64,
+    /// Share of genes the generic program touches (denser than the others, so that the similarity
+    /// of any two singles does not hang on a few genes).
+    pub generic_genes: f64,
     /// Private response size: a single's private part touches private_genes × its DE count genes
     /// (as a share of the genes the KS test sees), at least 0.2 % and at most 60 % of genes.
     pub private_genes: f64,
@@ -97,8 +100,9 @@ impl Default for WorldParams {
             state_sd: 0.08,
             extra_programs: 5,
             program_genes: 0.06,
+            generic_genes: 0.24,
             private_genes: 1.0,
-            generic_weight: 1.1,
+            generic_weight: 0.7,
             cluster_weight: 1.0,
             minor_weight: 0.4,
             private_weight: 0.8,
@@ -122,6 +126,7 @@ impl WorldParams {
         let unit = [
             ("silent-fraction", self.silent_fraction),
             ("program-genes", self.program_genes),
+            ("generic-genes", self.generic_genes),
             ("guide-failure", self.guide_failure),
         ];
         for (name, v) in unit {
@@ -432,7 +437,7 @@ impl World {
 
         // 3. Shared programs: generic, one per authors' cluster, minor ones.
         let n_clusters = conditions.iter().map(|c| c.cluster + 1).max().unwrap_or(0).max(0) as usize;
-        let generic = sparse(g, p.program_genes, &mut rng);
+        let generic = sparse(g, p.generic_genes, &mut rng);
         let clusters: Vec<Vec<f32>> = (0..n_clusters).map(|_| sparse(g, p.program_genes, &mut rng)).collect();
         let minor: Vec<Vec<f32>> = (0..p.extra_programs).map(|_| sparse(g, p.program_genes, &mut rng)).collect();
 

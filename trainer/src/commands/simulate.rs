@@ -78,7 +78,11 @@ pub struct Args {
     /// Private response size: a single's private part touches this many genes per DE gene it must reach [1.0] (0.2 %–60 % of genes).
     #[arg(long, help_heading = "World")]
     pub private_genes: Option<f64>,
-    /// Weight of the generic program in every single [1.1]; pins the median correlation of a pair's two single profiles (real 0.40, corr_first_second).
+    /// Share of genes the generic program touches [0.24] (denser than the others, so the similarity of
+    /// two singles does not hang on a few genes).
+    #[arg(long, help_heading = "World")]
+    pub generic_genes: Option<f64>,
+    /// Weight of the generic program in every single [0.7]; pins the median correlation of a pair's two single profiles (real 0.40, corr_first_second).
     #[arg(long, help_heading = "World")]
     pub generic_weight: Option<f64>,
     /// Weight of the authors' cluster program in clustered singles and emergent doubles [1.0] (the strongest shared part).
@@ -163,6 +167,9 @@ fn world_params(args: &Args) -> Result<WorldParams, String> {
     }
     if let Some(v) = args.program_genes {
         w.program_genes = v;
+    }
+    if let Some(v) = args.generic_genes {
+        w.generic_genes = v;
     }
     if let Some(v) = args.private_genes {
         w.private_genes = v;
