@@ -29,7 +29,7 @@ fn out_dir() -> PathBuf {
 fn every_layout_opens_in_anndata_and_reads_back_identically() {
     let py = python();
     let sim = simulate::simulate(
-        &SimConfig { seed: 11, cells: 1200, genes: 300, control_fraction: 0.1, cell_seed: None },
+        &SimConfig { seed: 11, cells: 1200, genes: 300, control_fraction: 0.1, ..Default::default() },
         |_, _| {},
     )
     .unwrap();
@@ -56,6 +56,23 @@ fn every_layout_opens_in_anndata_and_reads_back_identically() {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&uns.stdout).trim(), "simulated", "{layout:?}");
+        // The world (seed and parameters) and each cell's response are in the file.
+        let world = Command::new(&py)
+            .args([
+                "-c",
+                "import anndata,json,sys; a=anndata.read_h5ad(sys.argv[1]); w=json.loads(a.uns['world']); \
+                 print(w['seed'], w['params']['guide_failure'], int(a.obs['responded'].sum()), int((a.obs['responded'] == 1).sum()))",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let responded = sim.responded.iter().filter(|&&r| r).count();
+        assert_eq!(
+            String::from_utf8_lossy(&world.stdout).trim(),
+            format!("11 0.15 {responded} {responded}"),
+            "{layout:?}: {}",
+            String::from_utf8_lossy(&world.stderr)
+        );
 
         let d = io::read_path(&path, &ReadOptions::default()).unwrap();
         assert!(d.simulated, "{layout:?} is marked simulated");
@@ -80,7 +97,7 @@ fn every_layout_opens_in_anndata_and_reads_back_identically() {
 #[test]
 fn csv_output_reads_back_and_keeps_its_simulated_mark() {
     let sim = simulate::simulate(
-        &SimConfig { seed: 5, cells: 900, genes: 200, control_fraction: 0.1, cell_seed: None },
+        &SimConfig { seed: 5, cells: 900, genes: 200, control_fraction: 0.1, ..Default::default() },
         |_, _| {},
     )
     .unwrap();

@@ -53,7 +53,7 @@ fn provenance(sim: &Simulation) -> String {
     let c = &sim.config;
     format!(
         "SIMULATED data (not real measurements): mamba-perturb {} simulate --seed {}{} --cells {} --genes {} --control-fraction {}; \
-         Norman 2019 design (237 conditions), real GEO gene list, authors' UMI depth, DE counts, GI fits and clusters; see docs/simulation.md",
+         world parameters in uns/world; Norman 2019 design (237 conditions), real GEO gene list, authors' UMI depth, DE counts, GI fits and clusters; see docs/simulation.md",
         env!("CARGO_PKG_VERSION"),
         c.seed,
         c.cell_seed.map(|s| format!(" --cell-seed {s}")).unwrap_or_default(),
@@ -69,10 +69,17 @@ pub fn to_h5ad(sim: &Simulation, layout: Layout, compression: Option<u32>) -> Re
     let labels: Vec<String> = perts.iter().map(|p| layout.label(p)).collect();
     let counts = &d.matrix;
     let lognorm: CsrMatrix = normalize(counts, ValueKind::Counts);
-    let totals: Vec<f64> = counts.row_sums();
+    // Like the public files' `ncounts`: UMIs over the whole transcriptome, not only the panel.
+    let totals: Vec<f64> = sim.total_counts.clone();
+    let responded = Column::Int(sim.responded.iter().map(|&r| r as i64).collect());
     let ids = d.gene_ids.clone().unwrap_or_else(|| d.genes.clone());
 
-    let mut obs_columns = vec![(layout.label_column().to_string(), Column::Categorical(labels))];
+    let mut obs_columns = vec![
+        (layout.label_column().to_string(), Column::Categorical(labels)),
+        // Simulation truth, not a label a real file has: 1 if the cell's guides acted, 0 for
+        // control cells and guide failures (which are control cells in distribution).
+        ("responded".to_string(), responded),
+    ];
     let var;
     let (x, layers): (&CsrMatrix, Vec<(&str, &CsrMatrix)>) = match layout {
         Layout::Pertpy => {
@@ -98,7 +105,11 @@ pub fn to_h5ad(sim: &Simulation, layout: Layout, compression: Option<u32>) -> Re
         layers,
         obs: Frame { index: d.cells.clone(), columns: obs_columns },
         var,
-        uns: vec![("data_kind", "simulated".into()), ("provenance", provenance(sim))],
+        uns: vec![
+            ("data_kind", "simulated".into()),
+            ("provenance", provenance(sim)),
+            ("world", sim.world_json.clone()),
+        ],
         compression,
     })
 }
