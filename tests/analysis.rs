@@ -44,7 +44,14 @@ impl Source for Counted {
 /// The default model's world, cells it did not see, in the GEARS layout (obs: condition, cell_type, control).
 fn gears_file() -> (Vec<u8>, simulate::Simulation) {
     let sim = simulate::simulate(
-        &SimConfig { seed: 0, cells: 800, genes: 1000, control_fraction: 0.1, cell_seed: Some(5) },
+        &SimConfig {
+            seed: 0,
+            cells: 800,
+            genes: 1000,
+            control_fraction: 0.1,
+            cell_seed: Some(5),
+            ..Default::default()
+        },
         |_, _| {},
     )
     .unwrap();
