@@ -178,7 +178,7 @@ fn cells_pseudobulk_accuracy_and_exports_come_from_one_analysis() {
     let View::LabelCheck(check) = a.view(&ViewRequest::LabelCheck).unwrap() else { unreachable!() };
     assert_eq!(check.cells.len(), accuracy.scores.n);
     let t = &check.totals;
-    assert_eq!(t.consistent + t.non_responders + t.mislabelled, t.cells);
+    assert_eq!(t.consistent + t.non_responders + t.mislabelled + t.unclear, t.cells);
     for c in &check.cells {
         let top = &whole[c.index].top[0];
         assert_eq!(

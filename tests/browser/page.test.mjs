@@ -310,7 +310,7 @@ test("views: confusion and label check agree with the CLI; a cell's why and a gr
   const verdicts = cli("view", "--model", model, file, "label-check").trim().split("\n").slice(1).map((l) => l.split(",").pop());
   const count = (v) => verdicts.filter((x) => x === v).length;
   assert.equal(await page.evaluate(() => document.body.dataset.labelCheck),
-    `${count("consistent")}/${count("likely non-responder")}/${count("likely mislabelled")}`);
+    `${count("consistent")}/${count("likely non-responder")}/${count("unclear")}/${count("likely mislabelled")}`);
   assert.match(await page.textContent("#label-check-summary"), new RegExp(`${count("likely non-responder")} likely non-responders`));
   // Why: the first cell's candidate genes with their own level, as `view why` gives them.
   const why = JSON.parse(cli("view", "--model", model, file, "why", "--cell", "0", "--format", "json"));

@@ -58,11 +58,12 @@ $("confusion-svg").onclick = () => {
 export function showLabelCheck(l) {
   const t = l.totals;
   $("label-check-summary").textContent = `${t.cells} labelled cells: ${t.consistent} consistent with their label, `
-    + `${t.non_responders} likely non-responders (profile favours control), ${t.mislabelled} likely mislabelled (favours another answer).`;
+    + `${t.non_responders} likely non-responders (profile favours control at odds of 19 : 1 or more), ${t.unclear} unclear (favours control weakly), `
+    + `${t.mislabelled} likely mislabelled (favours another answer).`;
   const rows = [...l.per_label].sort((a, b) => b.non_responders + b.mislabelled - a.non_responders - a.mislabelled);
   $("label-check").tBodies[0].innerHTML = rows.map((r) => `<tr><td>${esc(r.label)}</td><td>${r.cells}</td><td>${r.consistent}</td>
-    <td>${r.non_responders}</td><td>${r.mislabelled}</td></tr>`).join("");
-  mark("labelCheck", `${t.consistent}/${t.non_responders}/${t.mislabelled}`);
+    <td>${r.non_responders}</td><td>${r.unclear}</td><td>${r.mislabelled}</td></tr>`).join("");
+  mark("labelCheck", `${t.consistent}/${t.non_responders}/${t.unclear}/${t.mislabelled}`);
 }
 
 /** The most attended genes of the attention on screen. */
