@@ -7,14 +7,15 @@ use std::path::Path;
 use burn::tensor::Device;
 use mamba_perturb::io::{self, LabelColumn, ReadOptions};
 use mamba_perturb::model::sets::SetScores;
+use mamba_perturb::model_folder;
 use mamba_perturb::predict::{Predictor, top_k};
 use mamba_perturb::simulate::{self, Layout, SimConfig, layouts};
 
 fn default_model() -> Predictor {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
-    let card = std::fs::read_to_string(dir.join("card.json")).expect("models/default/card.json is committed");
-    let weights = std::fs::read(dir.join("model.bpk")).expect("models/default/model.bpk is committed");
-    Predictor::load(&card, weights, &Device::flex()).expect("the shipped weights fit the card's architecture")
+    let (_, predictor) =
+        model_folder::load(&dir, &Device::flex()).expect("models/default is committed and its weights fit its card");
+    predictor
 }
 
 /// The default model's simulated world (seed 0 fixes the gene panel, baselines and effects) with

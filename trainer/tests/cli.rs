@@ -2,6 +2,7 @@
 //! bad input exits non-zero with one clear line on stderr and never a panic; `simulate` says
 //! SIMULATED on every line that reports results and its file says so too.
 
+use mamba_perturb::model_folder;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -132,10 +133,10 @@ fn train_then_predict_round_trip() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("[simulated]"), "{stderr}");
     let card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("card.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(model.join(model_folder::CARD_FILE)).unwrap()).unwrap();
     assert_eq!(card["training_data"]["kind"], "simulated");
     assert_eq!(card["candidates"].as_array().unwrap().len(), 105);
-    assert!(model.join("model.bpk").exists() && model.join("training.svg").exists());
+    assert!(model.join(model_folder::WEIGHTS_FILE).exists() && model.join(model_folder::CURVE_FILE).exists());
 
     let out = bin()
         .args(["predict", "--top", "3", "--group-by", "perturbation_name", "--model"])

@@ -2,11 +2,11 @@
 //! reference/pytorch/make_twin_fixture.py) import through burn-store and give PyTorch's logits:
 //! a check of the Burn model's arithmetic and of the import path, without torch installed.
 
+use mamba_perturb::model_folder;
 use std::path::Path;
 use std::process::Command;
 
 use burn::tensor::Device;
-use mamba_perturb::predict::Predictor;
 
 #[test]
 fn torch_weights_import_and_match_pytorch_logits() {
@@ -17,15 +17,14 @@ fn torch_weights_import_and_match_pytorch_logits() {
         .arg("--weights")
         .arg(fixture.join("weights.safetensors"))
         .arg("--card")
-        .arg(fixture.join("card.json"))
+        .arg(fixture.join(model_folder::CARD_FILE))
         .arg("--out")
         .arg(&out)
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 
-    let card = std::fs::read_to_string(out.join("card.json")).unwrap();
-    let p = Predictor::load(&card, std::fs::read(out.join("model.bpk")).unwrap(), &Device::flex()).unwrap();
+    let (_, p) = model_folder::load(&out, &Device::flex()).unwrap();
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap()).unwrap();
     let rows = expected["x"].as_array().unwrap();
@@ -48,7 +47,7 @@ fn torch_weights_import_and_match_pytorch_logits() {
 
     // Weights for another architecture are refused with a clear message.
     let mut wrong: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture.join("card.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture.join(model_folder::CARD_FILE)).unwrap()).unwrap();
     wrong["net"]["d_model"] = 8.into();
     let wrong_card = out.join("wrong_card.json");
     std::fs::write(&wrong_card, wrong.to_string()).unwrap();

@@ -44,6 +44,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     card.command = std::env::args().collect::<Vec<_>>().join(" ");
     mamba_perturb::model_folder::write(&args.out, &mut card, net)?;
-    eprintln!("imported {} tensors into {}/model.bpk", result.applied.len(), args.out.display());
+    let weights_file = args.out.join(mamba_perturb::model_folder::WEIGHTS_FILE);
+    eprintln!("imported {} tensors into {}", result.applied.len(), weights_file.display());
     Ok(())
 }

@@ -169,9 +169,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let curve = args.out.join(model_folder::CURVE_FILE);
     std::fs::write(&curve, svg).map_err(io_at(&curve))?;
     eprintln!(
-        "{tag}wrote {}: model.bpk ({} bytes), card.json, training.svg; validation exact top-1 {} at epoch {}",
+        "{tag}wrote {}: {} ({} bytes), {}, {}; validation exact top-1 {} at epoch {}",
         args.out.display(),
+        model_folder::WEIGHTS_FILE,
         card.weights.bytes,
+        model_folder::CARD_FILE,
+        model_folder::CURVE_FILE,
         card.metrics["validation_exact_top1"],
         card.metrics["best_epoch"]
     );
