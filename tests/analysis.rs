@@ -127,6 +127,26 @@ fn cells_pseudobulk_accuracy_and_exports_come_from_one_analysis() {
     assert_eq!(bulk.accuracy.as_ref().unwrap().n, groups);
     assert!(bulk.groups[1..].iter().all(|g| g.label.as_deref() == Some(g.group.as_str())));
 
+    // Grouped by the predicted answer: each group holds the cells whose top answer it is.
+    a.set_group_column(Some(mamba_perturb::analysis::PREDICTED_ANSWER)).unwrap();
+    let by_answer = a.pseudobulk(1).unwrap();
+    for g in &by_answer.groups[1..] {
+        assert_eq!(g.cells, whole.iter().filter(|c| c.top[0].perturbation == g.group).count(), "{}", g.group);
+    }
+    let View::Attention(of_answer) = a
+        .view(&ViewRequest::Attention {
+            cell: None,
+            group: Some(by_answer.groups[1].group.clone()),
+            gene: "control".into(),
+        })
+        .unwrap()
+    else {
+        unreachable!()
+    };
+    assert_eq!(of_answer.group_cells, by_answer.groups[1].cells);
+    a.set_group_column(Some("condition")).unwrap();
+    a.pseudobulk(3).unwrap();
+
     // A group's attention is the mean of its cells' attention (all of them, for a small group).
     let group = bulk.groups[1].clone();
     let attention = |cell: Option<usize>, group: Option<&str>| match a

@@ -91,7 +91,12 @@ pub struct InputReport {
     pub summary: Summary,
     pub genes: MatchReport,
     pub cells: usize,
+    /// What pseudobulks can be grouped by: the file's obs columns, then `PREDICTED_ANSWER`.
+    pub group_columns: Vec<String>,
 }
+
+/// The grouping by each cell's top answer, offered beside the file's obs columns.
+pub const PREDICTED_ANSWER: &str = "predicted answer";
 
 /// The network input of one step.
 struct Pending {
@@ -183,7 +188,12 @@ impl Analysis {
         let mut file = OpenFile {
             name: name.to_string(),
             source,
-            report: InputReport { summary, genes: prepared.report.clone(), cells: n },
+            report: InputReport {
+                group_columns: summary.obs_columns.iter().cloned().chain([PREDICTED_ANSWER.to_string()]).collect(),
+                summary,
+                genes: prepared.report.clone(),
+                cells: n,
+            },
             data,
             prepared,
             labels,
@@ -215,11 +225,19 @@ impl Analysis {
     /// Groups pseudobulks by an obs column (None: all cells only). Only that column is read from the
     /// file, and only when it is neither the label column nor the current one.
     pub fn set_group_column(&mut self, column: Option<&str>) -> Result<(), AnalysisError> {
+        // Grouping by the top answer: each cell's as predicted so far.
+        let predicted = (column == Some(PREDICTED_ANSWER)).then(|| {
+            let n = self.cell_count();
+            let mut values = vec!["not predicted yet".to_string(); n];
+            self.cell_predictions(0..n, 1).into_iter().for_each(|c| values[c.index] = c.top[0].perturbation.clone());
+            LabelColumn { name: PREDICTED_ANSWER.into(), values }
+        });
         let f = self.open_file_mut()?;
-        if f.grouping.column.as_deref() == column {
+        if f.grouping.column.as_deref() == column && predicted.is_none() {
             return Ok(());
         }
         let values = match column {
+            Some(_) if predicted.is_some() => predicted,
             Some(c) if f.data.labels.as_ref().is_some_and(|l| l.name == c) => None,
             Some(c) => Some(io::read_obs_column(&f.name, &f.source, c, f.prepared.cells.len())?),
             None => None,

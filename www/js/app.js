@@ -73,7 +73,7 @@ function showReport(r) {
     Label column: ${s.label_column ? `<code>${esc(s.label_column)}</code> (${s.conditions} conditions; accuracy shown below)` : "none"}.</p>
     <p>${g.matched} of the model's ${g.panel_genes} panel genes found.${missing}</p>
     ${[...s.warnings, ...g.warnings].map((w) => `<p class="warning">${esc(w)}</p>`).join("")}`;
-  $("group-by").innerHTML = `<option value="">(all cells only)</option>` + s.obs_columns.map((c) => `<option value="${esc(c)}">${esc(c)}</option>`).join("");
+  $("group-by").innerHTML = `<option value="">(all cells only)</option>` + r.group_columns.map((c) => `<option value="${esc(c)}">${esc(c)}</option>`).join("");
   if (s.label_column) $("group-by").value = s.label_column;
   $("results").hidden = false;
   predict();
