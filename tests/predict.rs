@@ -21,7 +21,14 @@ fn default_model() -> Predictor {
 /// cells it did not see: another cell seed (with the training file's, cell i can repeat exactly).
 fn sample() -> simulate::Simulation {
     simulate::simulate(
-        &SimConfig { seed: 0, cells: 800, genes: 1000, control_fraction: 0.1, cell_seed: Some(1), ..Default::default() },
+        &SimConfig {
+            seed: 0,
+            cells: 800,
+            genes: 1000,
+            control_fraction: 0.1,
+            cell_seed: Some(1),
+            ..Default::default()
+        },
         |_, _| {},
     )
     .unwrap()

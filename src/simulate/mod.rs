@@ -183,7 +183,11 @@ pub fn simulate(config: &SimConfig, progress: impl FnMut(usize, usize)) -> Resul
 }
 
 /// Simulates cells from an already built world (`config.seed` must be the world's seed).
-pub fn simulate_in(world: &World, config: &SimConfig, mut progress: impl FnMut(usize, usize)) -> Result<Simulation, SimError> {
+pub fn simulate_in(
+    world: &World,
+    config: &SimConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Simulation, SimError> {
     let conditions = world.conditions.clone();
     if !(0.0..=0.9).contains(&config.control_fraction) {
         return Err(SimError::ControlFraction(config.control_fraction));
@@ -344,7 +348,14 @@ mod tests {
 
     #[test]
     fn another_cell_seed_draws_new_cells_from_the_same_world() {
-        let config = |cells, cell_seed| SimConfig { seed: 1, cells, genes: 300, control_fraction: 0.1, cell_seed, ..Default::default() };
+        let config = |cells, cell_seed| SimConfig {
+            seed: 1,
+            cells,
+            genes: 300,
+            control_fraction: 0.1,
+            cell_seed,
+            ..Default::default()
+        };
         let train = simulate(&config(1500, None), |_, _| {}).unwrap();
         let rows = |s: &Simulation| (0..s.data.cells.len()).map(|i| s.data.matrix.dense_row(i)).collect::<Vec<_>>();
         let train_rows = rows(&train);
@@ -435,7 +446,14 @@ mod tests {
     fn the_world_is_explicit_and_recomputable() {
         let params = WorldParams { guide_failure: 0.3, interaction: 0.5, ..Default::default() };
         let sim = simulate(
-            &SimConfig { seed: 9, cells: 1000, genes: 300, control_fraction: 0.1, world: params.clone(), ..Default::default() },
+            &SimConfig {
+                seed: 9,
+                cells: 1000,
+                genes: 300,
+                control_fraction: 0.1,
+                world: params.clone(),
+                ..Default::default()
+            },
             |_, _| {},
         )
         .unwrap();

@@ -172,6 +172,7 @@ pub fn gi_class(c1: f64, c2: f64) -> GiClass {
 
 /// Draws `n` cells of condition `k` (streams unique to the condition) and returns, per measured
 /// gene, the normalised values, plus the cells' whole-transcriptome UMIs and responses.
+#[allow(clippy::needless_range_loop)] // i is the cell, the row of every gene column
 fn population(model: &PanelModel, cell_seed: u64, k: usize, n: usize) -> (Vec<Vec<f32>>, Vec<f64>, usize) {
     let g = model.panel.len();
     let mut cols = vec![vec![0f32; n]; g];
@@ -194,9 +195,8 @@ fn population(model: &PanelModel, cell_seed: u64, k: usize, n: usize) -> (Vec<Ve
 /// Simulates the screen's populations of a world and measures DE counts and mean profiles.
 pub fn measure(world: &World, cfg: &RealismConfig, mut progress: impl FnMut(&str)) -> Measured {
     // Genes that can reach the authors' thresholds: expected control mean above 0.1.
-    let panel: Vec<usize> = (0..world.genes())
-        .filter(|&j| (world.ln_share[j] as f64).exp() * world.params.control_depth > 0.1)
-        .collect();
+    let panel: Vec<usize> =
+        (0..world.genes()).filter(|&j| (world.ln_share[j] as f64).exp() * world.params.control_depth > 0.1).collect();
     let model = PanelModel::new(world, panel.clone());
     let g = panel.len();
     progress(&format!("control: {} cells x {g} genes", cfg.control_cells));
@@ -302,9 +302,8 @@ pub fn report(cfg: &RealismConfig, mut progress: impl FnMut(&str)) -> Value {
     let control_median = median(&m.control_umis);
 
     // Pair correlation and GI refit over genes with mean > 0.5, targets excluded.
-    let fit_genes: Vec<usize> = (0..m.panel.len())
-        .filter(|&jj| m.overall_mean[jj] > FIT_MIN_MEAN && !world.is_target[m.panel[jj]])
-        .collect();
+    let fit_genes: Vec<usize> =
+        (0..m.panel.len()).filter(|&jj| m.overall_mean[jj] > FIT_MIN_MEAN && !world.is_target[m.panel[jj]]).collect();
     let delta = |k: usize| -> Vec<f64> { fit_genes.iter().map(|&jj| m.means[k][jj] - m.means[0][jj]).collect() };
     let (mut corrs, mut c1s, mut c2s, mut r1s, mut r2s) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut agree, mut fitted) = (0usize, 0usize);
@@ -368,7 +367,8 @@ pub fn report(cfg: &RealismConfig, mut progress: impl FnMut(&str)) -> Value {
     // Dispersion vs mean in control cells (method of moments on normalised values).
     let disp: Vec<(f64, f64)> =
         m.control_dispersion.iter().cloned().filter(|(mu, phi)| *mu > 0.1 && phi.is_finite() && *phi > 0.0).collect();
-    let disp_rho = spearman(&disp.iter().map(|d| d.0).collect::<Vec<_>>(), &disp.iter().map(|d| d.1).collect::<Vec<_>>());
+    let disp_rho =
+        spearman(&disp.iter().map(|d| d.0).collect::<Vec<_>>(), &disp.iter().map(|d| d.1).collect::<Vec<_>>());
     let bins = [(0.1, 0.3), (0.3, 1.0), (1.0, 3.0), (3.0, 10.0), (10.0, 1e9)];
     let disp_bins: Vec<Value> = bins
         .iter()
@@ -385,14 +385,21 @@ pub fn report(cfg: &RealismConfig, mut progress: impl FnMut(&str)) -> Value {
     let silent = mu0.iter().filter(|&&x| x < 0.01).count() as f64 / mu0.len() as f64;
 
     // Cells per single : per double in a Norman-sized file.
-    let sim_cfg = SimConfig { seed: cfg.seed, cells: 111_255, control_fraction: 0.1064, world: cfg.world.clone(), ..Default::default() };
+    let sim_cfg = SimConfig {
+        seed: cfg.seed,
+        cells: 111_255,
+        control_fraction: 0.1064,
+        world: cfg.world.clone(),
+        ..Default::default()
+    };
     let mut arng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let alloc = super::allocate_cells(&sim_cfg, conds, &mut arng);
     let mut per = vec![0usize; conds.len()];
     for k in alloc {
         per[k] += 1;
     }
-    let cells_of = |n: usize| median(&(0..conds.len()).filter(|&k| kind(k) == n).map(|k| per[k] as f64).collect::<Vec<_>>());
+    let cells_of =
+        |n: usize| median(&(0..conds.len()).filter(|&k| kind(k) == n).map(|k| per[k] as f64).collect::<Vec<_>>());
     let ratio = cells_of(1) / cells_of(2);
 
     let rho_c1 = spearman(&c1s, &r1s);
@@ -488,18 +495,43 @@ pub fn markdown(r: &Value) -> String {
         format!("| {name} | {} | {real} | {target} | {} |\n", f(&v["simulated"]), pass(v))
     };
     let mut s = String::from("| statistic | simulated | real | target | |\n|---|---|---|---|---|\n");
-    s += &row("DE genes per single, median", &r["de_singles"]["median"], f(&r["de_singles"]["real_median"]), "0.67–1.5× real");
+    s += &row(
+        "DE genes per single, median",
+        &r["de_singles"]["median"],
+        f(&r["de_singles"]["real_median"]),
+        "0.67–1.5× real",
+    );
     s += &row("DE genes per single, Spearman with authors'", &r["de_singles"]["spearman"], "—".into(), "≥ 0.8");
-    s += &row("DE genes per double, median", &r["de_doubles"]["median"], f(&r["de_doubles"]["real_median"]), "0.67–1.5× real");
+    s += &row(
+        "DE genes per double, median",
+        &r["de_doubles"]["median"],
+        f(&r["de_doubles"]["real_median"]),
+        "0.67–1.5× real",
+    );
     s += &row("DE genes per double, Spearman with authors'", &r["de_doubles"]["spearman"], "—".into(), "≥ 0.6");
-    s += &row("correlation of a pair's two singles, median", &r["pair_single_correlation"]["median"], "0.40".into(), "0.3–0.5");
+    s += &row(
+        "correlation of a pair's two singles, median",
+        &r["pair_single_correlation"]["median"],
+        "0.40".into(),
+        "0.3–0.5",
+    );
     s += &row("GI class agreement", &r["gi_refit"]["class_agreement"], "—".into(), "≥ 0.6");
     s += &row("refitted c1 vs authors' (Spearman)", &r["gi_refit"]["c1_spearman"], "—".into(), "≥ 0.7");
     s += &row("refitted c2 vs authors' (Spearman)", &r["gi_refit"]["c2_spearman"], "—".into(), "≥ 0.7");
-    s += &row("genes with zero counts in 50 random cells", &r["zeros_in_50_cells"]["genes_all_zero"], "0.68 (fixture)".into(), "0.45–0.75");
+    s += &row(
+        "genes with zero counts in 50 random cells",
+        &r["zeros_in_50_cells"]["genes_all_zero"],
+        "0.68 (fixture)".into(),
+        "0.45–0.75",
+    );
     s += &row("control median UMI", &r["control_median_umi"]["value"], "14955".into(), "±10 %");
     s += &row("depth per population, Spearman (singles)", &r["depth_spearman"]["singles"], "—".into(), "≥ 0.95");
     s += &row("depth per population, Spearman (doubles)", &r["depth_spearman"]["doubles"], "—".into(), "≥ 0.95");
-    s += &row("cells per single : per double", &r["cells_single_to_double"]["ratio_of_medians"], "≈ 2".into(), "1.6–2.4");
+    s += &row(
+        "cells per single : per double",
+        &r["cells_single_to_double"]["ratio_of_medians"],
+        "≈ 2".into(),
+        "1.6–2.4",
+    );
     s
 }

@@ -253,14 +253,15 @@ fn std_normal_cdf(x: f64) -> f64 {
 pub(crate) fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.26551223
-        + t * (1.00002368
-            + t * (0.37409196
-                + t * (0.09678418
-                    + t * (-0.18628806
-                        + t * (0.27886807
-                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.26551223
+            + t * (1.00002368
+                + t * (0.37409196
+                    + t * (0.09678418
+                        + t * (-0.18628806
+                            + t * (0.27886807
+                                + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+            .exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
 
@@ -315,7 +316,8 @@ fn deattenuate(mu0: &[f64], phi: &[f32], da: &[f64], db: &[f64], target: (f64, f
         let var = |d: f64| {
             let m = mu0[j] * (1.0 + d);
             // NB variance at the responders' mean, plus the mixture with non-responders.
-            keep * (m + phi[j] as f64 * m * m) + failure * (mu0[j] + phi[j] as f64 * mu0[j] * mu0[j])
+            keep * (m + phi[j] as f64 * m * m)
+                + failure * (mu0[j] + phi[j] as f64 * mu0[j] * mu0[j])
                 + keep * failure * (mu0[j] * d).powi(2)
         };
         naa += NOISE_EXCESS * var(da[j]) / n;
@@ -337,7 +339,8 @@ fn sparse(g: usize, fraction: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
     (0..g)
         .map(|_| {
             if rng.random::<f64>() < fraction {
-                let (a, b): (f32, f32) = (rng.sample(rand_distr::StandardNormal), rng.sample(rand_distr::StandardNormal));
+                let (a, b): (f32, f32) =
+                    (rng.sample(rand_distr::StandardNormal), rng.sample(rand_distr::StandardNormal));
                 a * (0.5 * b).exp()
             } else {
                 0.0
@@ -368,7 +371,8 @@ impl Calibrator<'_> {
             .iter()
             .map(|&j| {
                 let mu1 = self.mu0[j] * fold(j) / z;
-                let d = self.ks_power * self.responded * nb_ks_distance(self.mu0[j], mu1, self.phi[j] as f64, self.r0, r1);
+                let d =
+                    self.ks_power * self.responded * nb_ks_distance(self.mu0[j], mu1, self.phi[j] as f64, self.r0, r1);
                 std_normal_cdf((d - crit) / sd)
             })
             .sum()
@@ -477,7 +481,8 @@ impl World {
             a * b / (a + b)
         };
 
-        let known_de: Vec<f64> = conditions.iter().filter(|c| c.perturbation.genes().len() == 1).filter_map(|c| c.de_genes).collect();
+        let known_de: Vec<f64> =
+            conditions.iter().filter(|c| c.perturbation.genes().len() == 1).filter_map(|c| c.de_genes).collect();
         let nc = conditions.len();
         let mut effects = vec![vec![0.0f32; g]; nc];
         let mut de_target = vec![None; nc];
@@ -516,7 +521,9 @@ impl World {
                     if j == target_gene { 0.0 } else { v * damp[j] }
                 })
                 .collect();
-            let s = cal.solve(de, en, responder_depth[k] / CONTROL_MEDIAN_UMI, |s, j| (s * dir[j] as f64).clamp(-MAX_LOG_FOLD, MAX_LOG_FOLD).exp()) * p.effect_scale;
+            let s = cal.solve(de, en, responder_depth[k] / CONTROL_MEDIAN_UMI, |s, j| {
+                (s * dir[j] as f64).clamp(-MAX_LOG_FOLD, MAX_LOG_FOLD).exp()
+            }) * p.effect_scale;
             effects[k] = dir.iter().map(|d| (s * *d as f64).clamp(-MAX_LOG_FOLD, MAX_LOG_FOLD) as f32).collect();
             de_target[k] = Some(de);
             scale[k] = s;
@@ -547,10 +554,15 @@ impl World {
             let db: Vec<f64> = effects[b].iter().map(|&e| (e as f64).exp() / zb.exp() - 1.0).collect();
             // Refitting on ~282 measured cells per single attenuates c1, c2 (noise in the regressors),
             // as it did for the authors: use the coefficients whose expected refit is theirs.
-            let (c1, c2) = if c.coefs.is_some() { deattenuate(&mu0, &dispersion, &da, &db, (c1, c2), p.guide_failure) } else { (c1, c2) };
+            let (c1, c2) = if c.coefs.is_some() {
+                deattenuate(&mu0, &dispersion, &da, &db, (c1, c2), p.guide_failure)
+            } else {
+                (c1, c2)
+            };
             let emergent = c.cluster >= 0 && conditions[a].cluster != c.cluster && conditions[b].cluster != c.cluster;
             let de_double = c.de_genes.unwrap_or(991.0);
-            let private = sparse(g, (p.private_genes * de_double / cal.tested.len().max(1) as f64).clamp(0.002, 0.6), &mut rng);
+            let private =
+                sparse(g, (p.private_genes * de_double / cal.tested.len().max(1) as f64).clamp(0.002, 0.6), &mut rng);
             let resid: Vec<f32> = (0..g)
                 .map(|j| {
                     let mut v = p.private_weight as f32 * private[j];
@@ -568,7 +580,7 @@ impl World {
             let t = match c.de_genes {
                 Some(de) if c.coefs.is_some() => {
                     de_target[k] = Some(de);
-                    let t = cal.solve(de, en, responder_depth[k] / CONTROL_MEDIAN_UMI, &combine);
+                    let t = cal.solve(de, en, responder_depth[k] / CONTROL_MEDIAN_UMI, combine);
                     residual_scales.push(t);
                     Some(t)
                 }
@@ -652,4 +664,3 @@ pub fn expected_log_means(seed: u64, params: &WorldParams) -> (Vec<String>, Vec<
     let rows = (0..w.conditions.len()).map(|k| w.expected_log_mean(k, true)).collect();
     (w.conditions.iter().map(|c| c.perturbation.to_string()).collect(), w.symbols.clone(), rows)
 }
-

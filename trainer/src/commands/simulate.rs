@@ -244,7 +244,10 @@ pub fn run(args: Args) -> Result<(), String> {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(&args.out, text + "\n").map_err(|e| format!("{name}: {e}"))?;
         println!("{}", realism::markdown(&report));
-        eprintln!("[simulated] wrote the realism report {name} (world seed {}). SIMULATED data, not real measurements.", args.seed);
+        eprintln!(
+            "[simulated] wrote the realism report {name} (world seed {}). SIMULATED data, not real measurements.",
+            args.seed
+        );
         return Ok(());
     }
     let layout: Layout = args.layout.parse()?;
