@@ -172,6 +172,7 @@ pub fn gi_class(c1: f64, c2: f64) -> GiClass {
 
 /// Draws `n` cells of condition `k` (streams unique to the condition) and returns, per measured
 /// gene, the normalised values, plus the cells' whole-transcriptome UMIs and responses.
+#[allow(clippy::needless_range_loop)] // i is the cell, the row of every gene column
 fn population(model: &PanelModel, cell_seed: u64, k: usize, n: usize) -> (Vec<Vec<f32>>, Vec<f64>, usize) {
     let g = model.panel.len();
     let mut cols = vec![vec![0f32; n]; g];

@@ -61,6 +61,9 @@ pub struct WorldParams {
     pub cluster_weight: f64,
     pub minor_weight: f64,
     pub private_weight: f64,
+    /// Highly expressed genes respond less on the log scale: a gene's loadings are multiplied by
+    /// min(1, (5 / control mean)^high_gene_damping) (0 = no damping).
+    pub high_gene_damping: f64,
     /// Multiplies every calibrated effect (1 = the authors' DE-gene counts; 0 = no downstream effect).
     pub effect_scale: f64,
     /// Strength of genetic interactions: coefficients used are 1 + interaction·(c − 1) (1 = the
@@ -106,6 +109,7 @@ impl Default for WorldParams {
             cluster_weight: 1.0,
             minor_weight: 0.4,
             private_weight: 0.8,
+            high_gene_damping: 0.5,
             effect_scale: 1.0,
             interaction: 1.0,
             double_residual: 1.0,
@@ -161,6 +165,7 @@ impl WorldParams {
             ("cluster-weight", self.cluster_weight),
             ("minor-weight", self.minor_weight),
             ("private-weight", self.private_weight),
+            ("high-gene-damping", self.high_gene_damping),
             ("effect-scale", self.effect_scale),
             ("interaction", self.interaction),
             ("double-residual", self.double_residual),
@@ -460,6 +465,7 @@ impl World {
             })
             .collect();
 
+        let damp: Vec<f32> = mu0.iter().map(|&m| (5.0 / m).powf(p.high_gene_damping).min(1.0) as f32).collect();
         let tested: Vec<usize> = (0..g).filter(|&j| mu0[j] > DE_MIN_MEAN).collect();
         let cal = Calibrator {
             mu0: &mu0,
@@ -512,7 +518,7 @@ impl World {
                     if let Some(m) = minor_k {
                         v += p.minor_weight as f32 * minor[m][j];
                     }
-                    if j == target_gene { 0.0 } else { v }
+                    if j == target_gene { 0.0 } else { v * damp[j] }
                 })
                 .collect();
             let s = cal.solve(de, en, responder_depth[k] / CONTROL_MEDIAN_UMI, |s, j| {
@@ -563,7 +569,7 @@ impl World {
                     if emergent {
                         v += p.cluster_weight as f32 * clusters[c.cluster as usize][j];
                     }
-                    if j == ta || j == tb { 0.0 } else { v }
+                    if j == ta || j == tb { 0.0 } else { v * damp[j] }
                 })
                 .collect();
             // The GI combination of the singles' relative share changes.
@@ -574,7 +580,7 @@ impl World {
             let t = match c.de_genes {
                 Some(de) if c.coefs.is_some() => {
                     de_target[k] = Some(de);
-                    let t = cal.solve(de, en, responder_depth[k] / CONTROL_MEDIAN_UMI, &combine);
+                    let t = cal.solve(de, en, responder_depth[k] / CONTROL_MEDIAN_UMI, combine);
                     residual_scales.push(t);
                     Some(t)
                 }

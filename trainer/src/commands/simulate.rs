@@ -94,6 +94,10 @@ pub struct Args {
     /// Weight of the private part [0.8].
     #[arg(long, help_heading = "World")]
     pub private_weight: Option<f64>,
+    /// Highly expressed genes respond less: loadings × min(1, (5 / control mean)^d) [0.5; 0 = off], so
+    /// a pair's profile correlation does not hang on the few top genes.
+    #[arg(long, help_heading = "World")]
+    pub high_gene_damping: Option<f64>,
     /// Multiplies every calibrated effect [1 = the authors' DE-gene counts per condition, regr_fits_final.csv de_*].
     #[arg(long, help_heading = "World")]
     pub effect_scale: Option<f64>,
@@ -182,6 +186,9 @@ fn world_params(args: &Args) -> Result<WorldParams, String> {
     }
     if let Some(v) = args.minor_weight {
         w.minor_weight = v;
+    }
+    if let Some(v) = args.high_gene_damping {
+        w.high_gene_damping = v;
     }
     if let Some(v) = args.private_weight {
         w.private_weight = v;
