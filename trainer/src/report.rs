@@ -65,7 +65,7 @@ pub fn markdown(r: &Value) -> String {
         r["dataset"]["conditions"],
         r["seeds"]
     );
-    for split in ["heldout-pairs", "unseen-genes"] {
+    for split in ["heldout-pairs", "unseen-genes", "transfer"] {
         for targets in ["visible", "masked"] {
             if find(r, "mamba-perturb", split, targets, "cell", "all", "exact_pair_top1").is_none() {
                 continue;
