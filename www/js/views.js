@@ -58,7 +58,7 @@ $("confusion-svg").onclick = () => {
 export function showLabelCheck(l) {
   const t = l.totals;
   $("label-check-summary").textContent = `${t.cells} labelled cells: ${t.consistent} consistent with their label, `
-    + `${t.non_responders} likely non-responders (profile favours control at odds of 19 : 1 or more), ${t.unclear} unclear (favours control weakly), `
+    + `${t.non_responders} likely non-responders (profile favours control at odds of 49 : 1 or more), ${t.unclear} unclear (favours control weakly), `
     + `${t.mislabelled} likely mislabelled (favours another answer).`;
   const rows = [...l.per_label].sort((a, b) => b.non_responders + b.mislabelled - a.non_responders - a.mislabelled);
   $("label-check").tBodies[0].innerHTML = rows.map((r) => `<tr><td>${esc(r.label)}</td><td>${r.cells}</td><td>${r.consistent}</td>
