@@ -1,11 +1,12 @@
 //! AnnData (.h5ad) reading with the pure-Rust `hdf5-pure` crate, so the same code runs in the browser.
-//! Handles files written by anndata 0.7 through the current release: dense or sparse (CSR/CSC) `X`,
+//! Handles files written by anndata 0.6 (compound obs/var, see `h5ad_legacy`) through the current release: dense or sparse (CSR/CSC) `X`,
 //! `layers/counts` and `raw/X`, dataframes with `_index`, string arrays, categoricals (0.7 and 0.8+
 //! layouts) and numeric columns. Only the matrix, gene names, cell names and asked-for obs columns are read.
 
 use hdf5_pure::{AttrValue, Dataset, File, FormatError, Group};
 
 use super::h5ad_direct::{self, RawSource};
+use super::h5ad_legacy;
 use super::source::SharedSource;
 use super::{
     ExpressionData, LabelColumn, MatrixChoice, ReadError, ReadOptions, choose_label_column, sparse::CsrMatrix,
@@ -127,15 +128,7 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
         });
     }
     // Pre-0.7 AnnData stored obs/var as structured (compound) datasets rather than groups.
-    if exists_dataset(file, "obs") || exists_dataset(file, "var") {
-        return Err(ReadError::Unsupported {
-            file: name.to_string(),
-            what: "this is a pre-0.7 AnnData layout (obs/var stored as compound datasets)".to_string(),
-            hint: "Re-save it with a current anndata: `import anndata as ad; ad.read_h5ad(old).write_h5ad(new)`"
-                .to_string(),
-        });
-    }
-    if !exists_group(file, "obs") {
+    if !exists_group(file, "obs") && !exists_dataset(file, "obs") {
         return Err(ReadError::Missing {
             file: name.to_string(),
             what: "the 'obs' group".to_string(),
@@ -201,7 +194,7 @@ fn choose_matrix(name: &str, file: &File, choice: &MatrixChoice) -> Result<(Stri
         MatrixChoice::Auto => {
             if has("layers/counts") {
                 Ok(("layers/counts".into(), "var"))
-            } else if has("raw/X") && exists_group(file, "raw/var") {
+            } else if has("raw/X") && has("raw/var") {
                 Ok(("raw/X".into(), "raw/var"))
             } else if has("X") {
                 Ok(("X".into(), "var"))
@@ -222,6 +215,9 @@ fn choose_matrix(name: &str, file: &File, choice: &MatrixChoice) -> Result<(Stri
 
 /// The dataframe's row names: the dataset named by its `_index` attribute.
 fn read_index(name: &str, file: &File, df: &str) -> Result<Vec<String>, ReadError> {
+    if let Some(frame) = h5ad_legacy::read_frame(name, file, df)? {
+        return Ok(frame.index);
+    }
     let group = file.group(df).map_err(|e| object_error(name, df, e))?;
     let attrs = group.attrs().map_err(|e| object_error(name, df, e))?;
     let index_name = attr_string(&attrs, "_index").unwrap_or_else(|| "_index".to_string());
@@ -241,7 +237,11 @@ fn read_strings(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>, Rea
 /// Column names of a dataframe, from `column-order` when present, else its members.
 fn column_names(file: &File, df: &str) -> Vec<String> {
     let Ok(group) = file.group(df) else {
-        return Vec::new();
+        // A legacy frame's columns; one that cannot be decoded fails later, where it is read.
+        return match h5ad_legacy::read_frame("", file, df) {
+            Ok(Some(frame)) => frame.columns.into_iter().map(|(c, _)| c).collect(),
+            _ => Vec::new(),
+        };
     };
     let index_name = group.attrs().ok().and_then(|a| attr_string(&a, "_index")).unwrap_or_else(|| "_index".into());
     if let Some(order) =
@@ -297,7 +297,15 @@ pub fn looks_like_ensembl(names: &[String]) -> bool {
 /// Reads any dataframe column as text: string arrays, categoricals (both layouts) and numbers.
 fn read_text_column(name: &str, file: &File, df: &str, col: &str, n: usize) -> Result<Vec<String>, ReadError> {
     let path = format!("{df}/{col}");
-    let values = if let Ok(group) = file.group(&path) {
+    let legacy = match h5ad_legacy::read_frame(name, file, df)? {
+        Some(frame) => Some(frame.columns.into_iter().find(|(c, _)| c == col).map(|(_, v)| v).ok_or_else(|| {
+            ReadError::Missing { file: name.to_string(), what: format!("column '{df}.{col}'"), hint: "the legacy dataframe has no such field".into() }
+        })?),
+        None => None,
+    };
+    let values = if let Some(values) = legacy {
+        values
+    } else if let Ok(group) = file.group(&path) {
         let attrs = group.attrs().map_err(|e| object_error(name, &path, e))?;
         match attr_string(&attrs, "encoding-type").as_deref() {
             Some("categorical") => {

@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod h5ad;
 mod h5ad_direct;
+mod h5ad_legacy;
 pub mod h5ad_write;
 pub mod source;
 pub mod sparse;
