@@ -186,7 +186,8 @@ impl Analysis {
         let mut options = options.clone();
         if options.known_genes.is_empty() {
             let panel = self.predictor.card.panel.iter();
-            options.known_genes = panel.flat_map(|g| std::iter::once(g.symbol.clone()).chain(g.gene_id.clone())).collect();
+            options.known_genes =
+                panel.flat_map(|g| std::iter::once(g.symbol.clone()).chain(g.gene_id.clone())).collect();
         }
         let data = io::read_source(name, &source, &options)?;
         let summary = inspect::summarize_with(name, &data, None).map_err(AnalysisError::Labels)?;

@@ -63,7 +63,11 @@ fn every_counts_fixture_gives_the_reference_matrix() {
     ];
     for (name, source) in cases {
         let d = read(name);
-        assert!(d.matrix_source == source || d.matrix_source.starts_with(&format!("{}:", source.trim_end_matches(')'))), "{name}: {}", d.matrix_source);
+        assert!(
+            d.matrix_source == source || d.matrix_source.starts_with(&format!("{}:", source.trim_end_matches(')'))),
+            "{name}: {}",
+            d.matrix_source
+        );
         assert_eq!(d.cells, cells, "{name}: cell names");
         assert_eq!(d.genes, genes, "{name}: gene symbols");
         assert_matrix(name, &d, &counts, 0.0);
@@ -214,7 +218,10 @@ fn real_norman_fixture_reads() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/norman2019/fixtures/scx_norman_subset_50x50.h5ad");
     if !path.exists() {
-        println!("SKIPPED real_norman_fixture_reads: {} is absent (GPL-3, kept outside the repository)", path.display());
+        println!(
+            "SKIPPED real_norman_fixture_reads: {} is absent (GPL-3, kept outside the repository)",
+            path.display()
+        );
         return;
     }
     check_cpa_layout(&path, (50, 50), "CFAP57", "FOXL2+HOXB9");

@@ -130,15 +130,7 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
     };
     // The simulator names its index column `simulated_cell`, the CSV's only place for the mark.
     let simulated = header_line.split(delimiter).next().map(unquote).as_deref() == Some("simulated_cell");
-    Ok(ExpressionData {
-        cells,
-        genes,
-        matrix,
-        matrix_source: source,
-        simulated,
-        warnings,
-        ..Default::default()
-    })
+    Ok(ExpressionData { cells, genes, matrix, matrix_source: source, simulated, warnings, ..Default::default() })
 }
 
 fn text_error(file: &str, line: usize, e: std::io::Error) -> ReadError {
@@ -193,11 +185,8 @@ fn key(name: &str) -> String {
     crate::genome::strip_version(name.trim()).to_ascii_uppercase()
 }
 
-const SOURCES: &str = if cfg!(target_arch = "wasm32") {
-    "the model's panel genes"
-} else {
-    "the GRCh38 gene table or the model's panel"
-};
+const SOURCES: &str =
+    if cfg!(target_arch = "wasm32") { "the model's panel genes" } else { "the GRCh38 gene table or the model's panel" };
 
 /// The one orientation rule of both faces: the axis whose names match more known genes holds the
 /// genes; when neither matches well enough (or both equally), the longer axis is taken as genes.

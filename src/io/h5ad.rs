@@ -160,9 +160,10 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
 
     let simulated = file
         .dataset("uns/data_kind")
-        .and_then(|d| d.read_string())
-        .map(|v| v.iter().any(|s| s == "simulated"))
-        .unwrap_or(false);
+        .ok()
+        .filter(|d| check_size(name, file, "uns/data_kind", d).is_ok())
+        .and_then(|d| d.read_string().ok())
+        .is_some_and(|v| v.iter().any(|s| s == "simulated"));
 
     Ok(ExpressionData {
         cells,
@@ -227,10 +228,11 @@ fn read_index(name: &str, file: &File, df: &str) -> Result<Vec<String>, ReadErro
         what: format!("the index of '{df}' ('{path}')"),
         hint: "the dataframe has no `_index`; re-save the file with anndata".to_string(),
     })?;
-    read_strings(name, &path, &ds)
+    read_strings(name, file, &path, &ds)
 }
 
-fn read_strings(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+fn read_strings(name: &str, file: &File, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+    check_size(name, file, path, ds)?;
     ds.read_string().map_err(|e| object_error(name, path, e))
 }
 
@@ -299,7 +301,11 @@ fn read_text_column(name: &str, file: &File, df: &str, col: &str, n: usize) -> R
     let path = format!("{df}/{col}");
     let legacy = match h5ad_legacy::read_frame(name, file, df)? {
         Some(frame) => Some(frame.columns.into_iter().find(|(c, _)| c == col).map(|(_, v)| v).ok_or_else(|| {
-            ReadError::Missing { file: name.to_string(), what: format!("column '{df}.{col}'"), hint: "the legacy dataframe has no such field".into() }
+            ReadError::Missing {
+                file: name.to_string(),
+                what: format!("column '{df}.{col}'"),
+                hint: "the legacy dataframe has no such field".into(),
+            }
         })?),
         None => None,
     };
@@ -311,12 +317,12 @@ fn read_text_column(name: &str, file: &File, df: &str, col: &str, n: usize) -> R
             Some("categorical") => {
                 let codes = file.dataset(&format!("{path}/codes")).map_err(|e| object_error(name, &path, e))?;
                 let cats = file.dataset(&format!("{path}/categories")).map_err(|e| object_error(name, &path, e))?;
-                let categories = read_category_values(name, &format!("{path}/categories"), &cats)?;
-                decode_categorical(name, &path, &codes, &categories)?
+                let categories = read_category_values(name, file, &format!("{path}/categories"), &cats)?;
+                decode_categorical(name, file, &path, &codes, &categories)?
             }
             Some("nullable-integer") | Some("nullable-boolean") | Some("nullable-string-array") => {
                 let values = file.dataset(&format!("{path}/values")).map_err(|e| object_error(name, &path, e))?;
-                read_any_as_text(name, &format!("{path}/values"), &values)?
+                read_any_as_text(name, file, &format!("{path}/values"), &values)?
             }
             other => {
                 return Err(ReadError::Unsupported {
@@ -331,10 +337,10 @@ fn read_text_column(name: &str, file: &File, df: &str, col: &str, n: usize) -> R
         // anndata 0.7: categorical codes with their categories in `<df>/__categories/<col>`.
         let legacy = format!("{df}/__categories/{col}");
         if let Ok(cats) = file.dataset(&legacy) {
-            let categories = read_category_values(name, &legacy, &cats)?;
-            decode_categorical(name, &path, &ds, &categories)?
+            let categories = read_category_values(name, file, &legacy, &cats)?;
+            decode_categorical(name, file, &path, &ds, &categories)?
         } else {
-            read_any_as_text(name, &path, &ds)?
+            read_any_as_text(name, file, &path, &ds)?
         }
     };
     if values.len() != n {
@@ -346,16 +352,18 @@ fn read_text_column(name: &str, file: &File, df: &str, col: &str, n: usize) -> R
     Ok(values)
 }
 
-fn read_category_values(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
-    read_any_as_text(name, path, ds)
+fn read_category_values(name: &str, file: &File, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+    read_any_as_text(name, file, path, ds)
 }
 
 fn decode_categorical(
     name: &str,
+    file: &File,
     path: &str,
     codes: &Dataset,
     categories: &[String],
 ) -> Result<Vec<String>, ReadError> {
+    check_size(name, file, path, codes)?;
     let codes = codes.read_i64().map_err(|e| object_error(name, path, e))?;
     codes
         .iter()
@@ -374,11 +382,12 @@ fn decode_categorical(
         .collect()
 }
 
-fn read_any_as_text(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+fn read_any_as_text(name: &str, file: &File, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
     use hdf5_pure::DType;
+    check_size(name, file, path, ds)?;
     let dtype = ds.dtype().map_err(|e| object_error(name, path, e))?;
     Ok(match dtype {
-        DType::String | DType::VariableLengthString => read_strings(name, path, ds)?,
+        DType::String | DType::VariableLengthString => read_strings(name, file, path, ds)?,
         DType::F32 | DType::F64 => {
             ds.read_f64().map_err(|e| object_error(name, path, e))?.iter().map(|v| v.to_string()).collect()
         }
@@ -404,6 +413,28 @@ fn read_any_as_text(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>,
     })
 }
 
+/// gzip compresses at most about 1032:1, so a dataset declaring more bytes than this many times
+/// the file's size (at least 64 KiB) has damaged sizes, and reading it would try to allocate them.
+const MAX_EXPANSION: u128 = 1100;
+
+/// Refuses a dataset whose declared size no file of this size can hold, before reading it.
+pub(super) fn check_size(name: &str, file: &File, path: &str, ds: &Dataset) -> Result<(), ReadError> {
+    let shape = ds.shape().map_err(|e| object_error(name, path, e))?;
+    let element = ds.datatype().map_err(|e| object_error(name, path, e))?.type_size();
+    let bytes = shape.iter().fold(element as u128, |a, &d| a.saturating_mul(d as u128));
+    let limit = (file.file_size() as u128).max(1 << 16) * MAX_EXPANSION;
+    if bytes > limit {
+        return Err(ReadError::Damaged {
+            file: name.to_string(),
+            detail: format!(
+                "dataset '{path}' declares shape {shape:?} ({bytes} bytes), more than a file of {} bytes can hold",
+                file.file_size()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Reads the chosen matrix into CSR: dense datasets in row windows, sparse groups by their arrays.
 fn read_matrix(
     name: &str,
@@ -417,11 +448,19 @@ fn read_matrix(
         read_sparse(name, file, raw, &group, path, n_obs, n_vars)
     } else {
         let ds = file.dataset(path).map_err(|e| object_error(name, path, e))?;
-        read_dense(name, &ds, path, n_obs, n_vars)
+        read_dense(name, file, &ds, path, n_obs, n_vars)
     }
 }
 
-fn read_dense(name: &str, ds: &Dataset, path: &str, n_obs: usize, n_vars: usize) -> Result<CsrMatrix, ReadError> {
+fn read_dense(
+    name: &str,
+    file: &File,
+    ds: &Dataset,
+    path: &str,
+    n_obs: usize,
+    n_vars: usize,
+) -> Result<CsrMatrix, ReadError> {
+    check_size(name, file, path, ds)?;
     let shape = ds.shape().map_err(|e| object_error(name, path, e))?;
     if shape.len() != 2 || shape[0] as usize != n_obs || shape[1] as usize != n_vars {
         return Err(ReadError::malformed(
@@ -484,6 +523,9 @@ fn read_sparse(
         })
     };
     let (data_ds, indices_ds, indptr_ds) = (ds("data")?, ds("indices")?, ds("indptr")?);
+    for (member, d) in [("data", &data_ds), ("indices", &indices_ds), ("indptr", &indptr_ds)] {
+        check_size(name, file, &format!("{path}/{member}"), d)?;
+    }
     let data = match h5ad_direct::read_f32(file, raw, &data_ds) {
         Some(v) => v,
         None => data_ds.read_f32().map_err(|e| object_error(name, &format!("{path}/data"), e))?,

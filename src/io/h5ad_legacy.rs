@@ -24,7 +24,8 @@ pub(super) fn read_frame(name: &str, file: &File, df: &str) -> Result<Option<Leg
     let Ok(ds) = file.dataset(df) else {
         return Ok(None);
     };
-    let damaged = |e: hdf5_pure::Error| ReadError::Damaged { file: name.to_string(), detail: format!("reading '{df}': {e}") };
+    let damaged =
+        |e: hdf5_pure::Error| ReadError::Damaged { file: name.to_string(), detail: format!("reading '{df}': {e}") };
     let Datatype::Compound { size, members } = ds.datatype().map_err(damaged)? else {
         return Err(ReadError::Unsupported {
             file: name.to_string(),
@@ -36,6 +37,7 @@ pub(super) fn read_frame(name: &str, file: &File, df: &str) -> Result<Option<Leg
     if members.is_empty() || size == 0 {
         return Err(ReadError::malformed(name, format!("'{df}' is a compound dataset with no fields")));
     }
+    super::h5ad::check_size(name, file, df, &ds)?;
     let raw = ds.read_raw().map_err(damaged)?;
     if raw.len() % size != 0 {
         return Err(ReadError::malformed(
@@ -67,6 +69,7 @@ pub(super) fn read_frame(name: &str, file: &File, df: &str) -> Result<Option<Leg
         let categories = format!("uns/{col}_categories");
         let text = match (values, file.dataset(&categories)) {
             (Values::Int(codes), Ok(cats)) => {
+                super::h5ad::check_size(name, file, &categories, &cats)?;
                 let cats = cats.read_string().map_err(|e| ReadError::Damaged {
                     file: name.to_string(),
                     detail: format!("reading '{categories}': {e}"),
@@ -78,7 +81,10 @@ pub(super) fn read_frame(name: &str, file: &File, df: &str) -> Result<Option<Leg
                         Ok(i) => cats.get(i).cloned().ok_or_else(|| {
                             ReadError::malformed(
                                 name,
-                                format!("column '{df}.{col}' has code {c} but '{categories}' has {} categories", cats.len()),
+                                format!(
+                                    "column '{df}.{col}' has code {c} but '{categories}' has {} categories",
+                                    cats.len()
+                                ),
                             )
                         }),
                     })
@@ -116,7 +122,11 @@ fn decode<'a>(
                 .map(|b| {
                     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
                     let s = String::from_utf8_lossy(&b[..end]);
-                    if *padding == StringPadding::SpacePad { s.trim_end_matches(' ').to_string() } else { s.into_owned() }
+                    if *padding == StringPadding::SpacePad {
+                        s.trim_end_matches(' ').to_string()
+                    } else {
+                        s.into_owned()
+                    }
                 })
                 .collect(),
         ),
