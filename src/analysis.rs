@@ -151,7 +151,7 @@ impl Analysis {
 
     /// Another model: the open file is matched to its panel again (not re-read) and its outputs dropped.
     pub fn set_model(&mut self, model: ModelFiles) -> Result<(), AnalysisError> {
-        let predictor = model.predictor(&self.predictor.device()).map_err(AnalysisError::Model)?;
+        let predictor = model.predictor(self.predictor.device()).map_err(AnalysisError::Model)?;
         let prepared = match &self.file {
             Some(f) => Some(predictor.prepare(&f.data).map_err(|e| predict_error(&f.name, e))?),
             None => None,

@@ -130,7 +130,18 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
     };
     // The simulator names its index column `simulated_cell`, the CSV's only place for the mark.
     let simulated = header_line.split(delimiter).next().map(unquote).as_deref() == Some("simulated_cell");
-    Ok(ExpressionData { cells, genes, matrix, matrix_source: source, simulated, warnings, ..Default::default() })
+    // Ensembl IDs as gene names (Cell Ranger's features, versioned or not) match the panel by ID.
+    let gene_ids = super::h5ad::looks_like_ensembl(&genes).then(|| genes.clone());
+    Ok(ExpressionData {
+        cells,
+        genes,
+        gene_ids,
+        matrix,
+        matrix_source: source,
+        simulated,
+        warnings,
+        ..Default::default()
+    })
 }
 
 fn text_error(file: &str, line: usize, e: std::io::Error) -> ReadError {
@@ -149,6 +160,8 @@ fn unquote(s: &str) -> String {
 const SAMPLE: usize = 2000;
 /// Share of an axis' names that must match known genes for that axis to count as genes.
 const ENOUGH: f64 = 0.1;
+/// Without matching names, rows are taken as genes only from this many on (and twice the columns).
+const SHAPE_MIN_GENES: usize = 200;
 
 /// Gene names a file's axes are matched against: the model's panel (symbols, Ensembl IDs with or
 /// without version) and, natively, the GRCh38 table (the page does not ship it, see `inspect`).
@@ -182,14 +195,15 @@ impl KnownGenes {
 }
 
 fn key(name: &str) -> String {
-    crate::genome::strip_version(name.trim()).to_ascii_uppercase()
+    crate::genome::strip_version(&name.trim().to_ascii_uppercase()).to_string()
 }
 
 const SOURCES: &str =
     if cfg!(target_arch = "wasm32") { "the model's panel genes" } else { "the GRCh38 gene table or the model's panel" };
 
 /// The one orientation rule of both faces: the axis whose names match more known genes holds the
-/// genes; when neither matches well enough (or both equally), the longer axis is taken as genes.
+/// genes; when neither matches well enough (or both equally), the shape decides: genes as rows
+/// only when the rows are a gene panel's worth and at least twice the columns.
 /// `rows` are the first-column names, `cols` the header's.
 pub fn choose_orientation(rows: &[String], cols: &[String], asked: Orientation, known: &[String]) -> OrientationChoice {
     if asked != Orientation::Auto {
@@ -205,14 +219,22 @@ pub fn choose_orientation(rows: &[String], cols: &[String], asked: Orientation, 
         let axis = if rs > cs { "rows" } else { "columns" };
         return OrientationChoice { chosen, reason: format!("{counts}: genes are the {axis}") };
     }
-    let chosen = if rows.len() > cols.len() { Orientation::GenesAsRows } else { Orientation::CellsAsRows };
-    let axis = if rows.len() > cols.len() { "rows" } else { "columns" };
+    // No names to go by: cells as rows (what pandas `to_csv` and anndata `to_df` write), unless the
+    // rows clearly outnumber the columns the way a gene panel outnumbers a few cells.
+    let (r, c) = (rows.len(), cols.len());
+    let genes_as_rows = r >= SHAPE_MIN_GENES && r >= 2 * c;
+    let (chosen, why) = if genes_as_rows {
+        (
+            Orientation::GenesAsRows,
+            format!("the rows ({r}) are at least twice as many as the columns ({c}) and taken as genes"),
+        )
+    } else {
+        (Orientation::CellsAsRows, format!("with {r} rows and {c} columns, cells are taken as rows (the usual layout)"))
+    };
     OrientationChoice {
         chosen,
         reason: format!(
-            "{counts}, not enough to tell genes from cells: the longer axis ({} rows, {} columns) was taken as genes, the {axis}; if that is wrong, set the orientation (CLI `--orientation`, or the page's orientation control)",
-            rows.len(),
-            cols.len()
+            "{counts}, not enough to tell genes from cells: {why}; if that is wrong, set the orientation (CLI `--orientation`, or the page's orientation control)"
         ),
     }
 }
@@ -283,8 +305,16 @@ mod tests {
     fn unknown_names_on_both_axes_fall_back_to_shape_and_say_so() {
         let text = "id,a1,a2,a3\nb1,1,0,0\nb2,0,5,1\n";
         let d = read_with(text, Orientation::Auto, &[]);
-        assert_eq!(d.genes, vec!["a1", "a2", "a3"], "the longer axis is taken as genes");
-        assert!(d.warnings.iter().any(|w| w.contains("longer axis") && w.contains("orientation")), "{:?}", d.warnings);
+        assert_eq!(d.genes, vec!["a1", "a2", "a3"], "cells as rows, the usual layout");
+        assert!(d.warnings.iter().any(|w| w.contains("not enough") && w.contains("--orientation")), "{:?}", d.warnings);
+        // Many more rows than columns, none known: a gene panel as rows.
+        let mut tall = String::from("id,s1,s2\n");
+        for i in 0..300 {
+            tall.push_str(&format!("g{i},1,0\n"));
+        }
+        let d = read_with(&tall, Orientation::Auto, &[]);
+        assert_eq!((d.cells.len(), d.genes.len()), (2, 300));
+        assert!(d.matrix_source.contains("at least twice"), "{}", d.matrix_source);
         // Both axes alike (the same gene names): no side matches more, so again the shape decides.
         let text = ",KLF1,CEBPA,GATA1\nKLF1,1,0,0\nCEBPA,0,5,1\n";
         let d = read_with(text, Orientation::Auto, &[]);

@@ -130,7 +130,7 @@ fn decode<'a>(
                 })
                 .collect(),
         ),
-        Datatype::FixedPoint { size, byte_order, layout } if matches!(size, 1 | 2 | 4 | 8) => {
+        Datatype::FixedPoint { size: 1 | 2 | 4 | 8, byte_order, layout } => {
             let big = *byte_order == DatatypeByteOrder::BigEndian;
             Values::Int(cells.map(|b| int(b, big, layout.signed)).collect())
         }
@@ -139,7 +139,7 @@ fn decode<'a>(
             Values::Int(v) => Values::Text(v.iter().map(|&x| (x != 0).to_string()).collect()),
             other => other,
         },
-        Datatype::FloatingPoint { size, byte_order, .. } if matches!(size, 4 | 8) => {
+        Datatype::FloatingPoint { size: 4 | 8, byte_order, .. } => {
             let big = *byte_order == DatatypeByteOrder::BigEndian;
             Values::Float(
                 cells

@@ -139,7 +139,7 @@ impl ModelCard {
         // The network is built from these sizes before any weight is read: bound them, so a damaged
         // card gets this message instead of a division by zero or an allocation of terabytes.
         let n = &card.net;
-        if n.n_heads == 0 || n.d_model == 0 || n.d_model % n.n_heads != 0 {
+        if n.n_heads == 0 || n.d_model == 0 || !n.d_model.is_multiple_of(n.n_heads) {
             return Err(CardError::Inconsistent(format!(
                 "net.d_model ({}) must be a positive multiple of net.n_heads ({})",
                 n.d_model, n.n_heads
