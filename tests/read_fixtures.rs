@@ -161,12 +161,23 @@ fn duplicated_genes_warn_and_still_read() {
 
 #[test]
 fn a_file_read_from_memory_equals_the_file_read_from_disk() {
-    for name in ["pertpy_csr_f32.h5ad", "csc_f64.h5ad", "gzip_chunked.h5ad", "genes_rows.tsv.gz"] {
+    let names =
+        ["pertpy_csr_f32.h5ad", "csc_f64.h5ad", "gzip_chunked.h5ad", "genes_rows.tsv.gz", "anndata06_compound.h5ad"];
+    for name in names.into_iter().chain(["cpa_norman_layout.h5ad", "bom_crlf.csv"]) {
         let bytes = std::fs::read(fixture(name)).unwrap();
-        let mem = io::read_bytes(name, bytes, &ReadOptions::default()).unwrap();
+        let mem = io::read_bytes(name, bytes.clone(), &ReadOptions::default()).unwrap();
+        // The page's way: a random-access source read in slices.
+        let paged = io::read_source(name, &io::FileSource::bytes(bytes), &ReadOptions::default()).unwrap();
         let disk = read(name);
-        assert_eq!(mem.matrix, disk.matrix, "{name}");
-        assert_eq!(mem.labels, disk.labels, "{name}");
+        for other in [&mem, &paged] {
+            assert_eq!(other.matrix, disk.matrix, "{name}");
+            assert_eq!(other.labels, disk.labels, "{name}");
+            assert_eq!(
+                (&other.cells, &other.genes, &other.gene_ids),
+                (&disk.cells, &disk.genes, &disk.gene_ids),
+                "{name}"
+            );
+        }
     }
 }
 

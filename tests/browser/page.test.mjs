@@ -232,6 +232,18 @@ test("CSV/TSV in every orientation and encoding predicts like the CLI, and the o
   rmSync(dir, { recursive: true, force: true });
 });
 
+test("a pre-0.7 AnnData file (compound obs/var) and CPA's Norman layout read in the page as in the CLI", async () => {
+  const page = await openPage("?backend=cpu");
+  for (const [name, cells] of [["anndata06_compound.h5ad", 60], ["cpa_norman_layout.h5ad", 60]]) {
+    const file = path.join(root, "tests/fixtures", name);
+    const before = await page.evaluate(() => Number(document.body.dataset.run || 0));
+    await page.setInputFiles("#file", file);
+    await page.waitForFunction(([run, n]) => Number(document.body.dataset.run) > run && document.body.dataset.predicted === String(n), [before, cells], { timeout: 60_000 });
+    assertSame(await page.evaluate(() => window.__mambaPerturb.cells()), cliPredictions(file), 1e-4);
+  }
+  await page.close();
+});
+
 test("a malformed file shows a readable error in the page", async () => {
   const page = await openPage();
   await page.setInputFiles("#file", path.join(root, "tests/fixtures/bad_ragged.csv"));
