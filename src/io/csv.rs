@@ -1,6 +1,7 @@
 //! Delimited text matrices: cells as rows with a header of genes (pandas `to_csv`), or the transposed
-//! form (genes as rows), told apart by which side's names match known genes (`choose_orientation`). Comma or tab, optionally
-//! gzip-compressed, with or without a UTF-8 BOM and CRLF line ends. Rows are parsed as they stream in.
+//! form (genes as rows), told apart by which side's names match known genes (`choose_orientation`).
+//! Comma or tab, optionally gzip-compressed, with or without a UTF-8 BOM and CRLF line ends. Rows
+//! are parsed as they stream in.
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -117,11 +118,8 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
     let orientation = choose_orientation(&row_names, &col_names, options.orientation, &options.known_genes);
     let genes_as_rows = orientation.chosen == Orientation::GenesAsRows;
     // A guess from the shape alone is worth a warning the person sees.
-    let warnings = if orientation.reason.contains("not enough to tell") {
-        vec![format!("orientation: {}", orientation.reason)]
-    } else {
-        Vec::new()
-    };
+    let warnings =
+        if orientation.from_shape { vec![format!("orientation: {}", orientation.reason)] } else { Vec::new() };
     let kind = if file.to_ascii_lowercase().contains(".tsv") || delimiter == '\t' { "tsv" } else { "csv" };
     let (cells, genes, matrix, source) = if genes_as_rows {
         (col_names, row_names, matrix.transpose(), format!("{kind} (genes as rows: {})", orientation.reason))
@@ -175,13 +173,15 @@ impl KnownGenes {
     }
 
     fn contains(&self, name: &str) -> bool {
-        if name.is_empty() || self.extra.contains(&key(name)) {
-            return !name.is_empty();
+        if name.is_empty() {
+            return false;
         }
-        #[cfg(not(target_arch = "wasm32"))]
-        if crate::genome::GeneTable::grch38().lookup(name).is_some() {
+        if self.extra.contains(&key(name)) {
             return true;
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::genome::GeneTable::grch38().lookup(name).is_some();
+        #[cfg(target_arch = "wasm32")]
         false
     }
 
@@ -207,7 +207,7 @@ const SOURCES: &str =
 /// `rows` are the first-column names, `cols` the header's.
 pub fn choose_orientation(rows: &[String], cols: &[String], asked: Orientation, known: &[String]) -> OrientationChoice {
     if asked != Orientation::Auto {
-        return OrientationChoice { chosen: asked, reason: format!("asked for ({asked})") };
+        return OrientationChoice { chosen: asked, reason: format!("asked for ({asked})"), from_shape: false };
     }
     let known = KnownGenes::new(known);
     let ((rm, rn), (cm, cn)) = (known.matches(rows), known.matches(cols));
@@ -217,7 +217,7 @@ pub fn choose_orientation(rows: &[String], cols: &[String], asked: Orientation, 
     if rs.max(cs) >= ENOUGH && rs != cs {
         let chosen = if rs > cs { Orientation::GenesAsRows } else { Orientation::CellsAsRows };
         let axis = if rs > cs { "rows" } else { "columns" };
-        return OrientationChoice { chosen, reason: format!("{counts}: genes are the {axis}") };
+        return OrientationChoice { chosen, reason: format!("{counts}: genes are the {axis}"), from_shape: false };
     }
     // No names to go by: cells as rows (what pandas `to_csv` and anndata `to_df` write), unless the
     // rows clearly outnumber the columns the way a gene panel outnumbers a few cells.
@@ -231,10 +231,12 @@ pub fn choose_orientation(rows: &[String], cols: &[String], asked: Orientation, 
     } else {
         (Orientation::CellsAsRows, format!("with {r} rows and {c} columns, cells are taken as rows (the usual layout)"))
     };
+    let undecided = if rs == cs && rs >= ENOUGH { "both axes alike" } else { "not enough to tell genes from cells" };
     OrientationChoice {
         chosen,
+        from_shape: true,
         reason: format!(
-            "{counts}, not enough to tell genes from cells: {why}; if that is wrong, set the orientation (CLI `--orientation`, or the page's orientation control)"
+            "{counts}, {undecided}: {why}; if that is wrong, set the orientation (CLI `--orientation`, or the page's orientation control)"
         ),
     }
 }
@@ -319,7 +321,7 @@ mod tests {
         let text = ",KLF1,CEBPA,GATA1\nKLF1,1,0,0\nCEBPA,0,5,1\n";
         let d = read_with(text, Orientation::Auto, &[]);
         assert_eq!(d.genes, vec!["KLF1", "CEBPA", "GATA1"]);
-        assert!(d.matrix_source.contains("not enough to tell"), "{}", d.matrix_source);
+        assert!(d.matrix_source.contains("both axes alike"), "{}", d.matrix_source);
         // An explicit orientation wins and says so.
         let d = read_with(text, Orientation::GenesAsRows, &[]);
         assert_eq!(d.genes, vec!["KLF1", "CEBPA"]);

@@ -1,7 +1,8 @@
 //! AnnData (.h5ad) reading with the pure-Rust `hdf5-pure` crate, so the same code runs in the browser.
-//! Handles files written by anndata 0.6 (compound obs/var, see `h5ad_legacy`) through the current release: dense or sparse (CSR/CSC) `X`,
-//! `layers/counts` and `raw/X`, dataframes with `_index`, string arrays, categoricals (0.7 and 0.8+
-//! layouts) and numeric columns. Only the matrix, gene names, cell names and asked-for obs columns are read.
+//! Handles files written by anndata 0.6 (compound obs/var, see `h5ad_legacy`) through the current
+//! release: dense or sparse (CSR/CSC) `X`, `layers/counts` and `raw/X`, dataframes with `_index`,
+//! string arrays, categoricals (0.7 and 0.8+ layouts) and numeric columns. Only the matrix, gene
+//! names, cell names and asked-for obs columns are read.
 
 use hdf5_pure::{AttrValue, Dataset, File, FormatError, Group};
 

@@ -43,6 +43,8 @@ pub struct ExpressionData {
 pub struct OrientationChoice {
     pub chosen: Orientation,
     pub reason: String,
+    /// True when no axis' names decided and the shape did (the report then warns).
+    pub from_shape: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
