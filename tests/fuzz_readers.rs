@@ -233,6 +233,7 @@ fn fuzz_h5ad_reader() {
             "gzip_chunked.h5ad",
             "anndata07_csr.h5ad",
             "anndata06_compound.h5ad",
+            "anndata06_raw.h5ad",
             "cpa_norman_layout.h5ad",
         ];
         let originals: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(fixture(f)).unwrap()).collect();

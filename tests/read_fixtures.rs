@@ -286,3 +286,29 @@ fn legacy_compound_anndata_reads_as_anndata_reads_it() {
     let ours: Vec<f64> = n.obs[0].values.iter().map(|v| v.parse().unwrap()).collect();
     assert_eq!(ours, theirs);
 }
+
+/// An AnnData 0.6 file laid out like scanpy's `pbmc68k_reduced.h5ad`: scaled `X` (negative values)
+/// and counts in the top-level `raw.X` with its own compound `raw.var`. The counts are chosen, as
+/// anndata's `adata.raw` gives them; asking for `X` reads the scaled values and refuses the negatives.
+#[test]
+fn legacy_raw_dot_x_reads_as_anndata_reads_adata_raw() {
+    let name = "anndata06_raw.h5ad";
+    let a = anndata_reading(name);
+    let raw = &a["raw"];
+    let d = read(name);
+    assert_eq!(d.matrix_source, "raw.X");
+    assert_eq!(d.cells, strings(&a["obs_names"]));
+    assert_eq!(d.genes, strings(&raw["var_names"]));
+    assert_eq!(d.gene_ids.clone().unwrap(), strings(&raw["var"]["gene_ids"]));
+    let x: Vec<Vec<f32>> = raw["X"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
+        .collect();
+    assert_matrix(name, &d, &x, 0.0);
+    assert_eq!(d.labels.unwrap().values, strings(&a["obs"]["perturbation_name"]));
+    let o = ReadOptions { matrix: MatrixChoice::X, ..Default::default() };
+    let e = io::read_path(&fixture(name), &o).unwrap_err().to_string();
+    assert!(e.contains("negative"), "{e}");
+}

@@ -189,7 +189,7 @@ fn choose_matrix(name: &str, file: &File, choice: &MatrixChoice) -> Result<(Stri
         what,
         hint: format!(
             "available: {}",
-            ["X", "layers/counts", "raw/X"].iter().filter(|p| has(p)).cloned().collect::<Vec<_>>().join(", ")
+            ["X", "layers/counts", "raw/X", "raw.X"].iter().filter(|p| has(p)).cloned().collect::<Vec<_>>().join(", ")
         ),
     };
     match choice {
@@ -198,6 +198,8 @@ fn choose_matrix(name: &str, file: &File, choice: &MatrixChoice) -> Result<(Stri
                 Ok(("layers/counts".into(), "var"))
             } else if has("raw/X") && has("raw/var") {
                 Ok(("raw/X".into(), "raw/var"))
+            } else if has("raw.X") && has("raw.var") {
+                Ok(("raw.X".into(), "raw.var")) // anndata before 0.7
             } else if has("X") {
                 Ok(("X".into(), "var"))
             } else {
@@ -206,7 +208,13 @@ fn choose_matrix(name: &str, file: &File, choice: &MatrixChoice) -> Result<(Stri
         }
         MatrixChoice::X => has("X").then(|| ("X".to_string(), "var")).ok_or_else(|| missing("X".into())),
         MatrixChoice::RawX => {
-            has("raw/X").then(|| ("raw/X".to_string(), "raw/var")).ok_or_else(|| missing("raw/X".into()))
+            if has("raw/X") {
+                Ok(("raw/X".to_string(), "raw/var"))
+            } else if has("raw.X") {
+                Ok(("raw.X".to_string(), "raw.var"))
+            } else {
+                Err(missing("raw/X".into()))
+            }
         }
         MatrixChoice::Layer(l) => {
             let p = format!("layers/{l}");
