@@ -107,11 +107,12 @@ impl Session {
     }
 
     /// Opens a file (h5ad, CSV, TSV, .gz); returns its input report.
-    pub fn open_file(&mut self, file: web_sys::File) -> Result<JsValue, JsError> {
-        let reader = web_sys::FileReaderSync::new().map_err(|e| js_err(format!("{e:?}")))?;
-        let name = file.name();
+    pub fn open_file(&mut self, file: web_sys::File, orientation: Option<String>) -> Result<JsValue, JsError> {
+        let options =
+            ReadOptions { orientation: orientation.unwrap_or_default().parse().map_err(js_err)?, ..Default::default() };
+        let (name, reader) = (file.name(), web_sys::FileReaderSync::new().map_err(|e| js_err(format!("{e:?}")))?);
         let source = FileSource::RandomAccess(SharedSource::new(BrowserFile(file, reader)));
-        to_js(self.analysis_mut()?.open(&name, source, &ReadOptions::default()).map_err(js_err)?)
+        to_js(self.analysis_mut()?.open(&name, source, &options).map_err(js_err)?)
     }
 
     /// The open file's input report (matched to the current model); null with no file open.

@@ -175,7 +175,14 @@ impl Analysis {
         options: &ReadOptions,
     ) -> Result<&InputReport, AnalysisError> {
         self.file = None;
-        let data = io::read_source(name, &source, options)?;
+        // The panel's names help tell a CSV's gene axis from its cells (the page has no GRCh38 table).
+        let mut options = options.clone();
+        if options.known_genes.is_empty() {
+            let panel = self.predictor.card.panel.iter();
+            options.known_genes =
+                panel.flat_map(|g| std::iter::once(g.symbol.clone()).chain(g.gene_id.clone())).collect();
+        }
+        let data = io::read_source(name, &source, &options)?;
         let summary = inspect::summarize_with(name, &data, None).map_err(AnalysisError::Labels)?;
         let labels = match &data.labels {
             Some(col) => Some(crate::labels::parse_column(&col.values).map_err(|(i, e)| {

@@ -1,10 +1,13 @@
 //! Delimited text matrices: cells as rows with a header of genes (pandas `to_csv`), or the transposed
-//! form (genes as rows), detected from which side carries gene names. Comma or tab, optionally
-//! gzip-compressed, with or without a UTF-8 BOM and CRLF line ends. Rows are parsed as they stream in.
+//! form (genes as rows), told apart by which side's names match known genes (`choose_orientation`).
+//! Comma or tab, optionally gzip-compressed, with or without a UTF-8 BOM and CRLF line ends. Rows
+//! are parsed as they stream in.
 
 use std::io::{BufRead, BufReader, Read};
 
-use super::{ExpressionData, Orientation, ReadError, ReadOptions, sparse::CsrMatrix};
+use std::collections::HashSet;
+
+use super::{ExpressionData, Orientation, OrientationChoice, ReadError, ReadOptions, sparse::CsrMatrix};
 
 pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     let mut input = BufReader::with_capacity(1 << 20, reader);
@@ -112,20 +115,31 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
     let matrix = matrix.unwrap_or_else(|| CsrMatrix::new(header.len().saturating_sub(1)));
     let col_names: Vec<String> = if header.len() > matrix.n_cols { header[1..].to_vec() } else { header };
 
-    let genes_as_rows = match options.orientation {
-        Orientation::CellsAsRows => false,
-        Orientation::GenesAsRows => true,
-        Orientation::Auto => gene_likeness(&row_names) > gene_likeness(&col_names),
-    };
+    let orientation = choose_orientation(&row_names, &col_names, options.orientation, &options.known_genes);
+    let genes_as_rows = orientation.chosen == Orientation::GenesAsRows;
+    // A guess from the shape alone is worth a warning the person sees.
+    let warnings =
+        if orientation.from_shape { vec![format!("orientation: {}", orientation.reason)] } else { Vec::new() };
     let kind = if file.to_ascii_lowercase().contains(".tsv") || delimiter == '\t' { "tsv" } else { "csv" };
     let (cells, genes, matrix, source) = if genes_as_rows {
-        (col_names, row_names, matrix.transpose(), format!("{kind} (genes as rows)"))
+        (col_names, row_names, matrix.transpose(), format!("{kind} (genes as rows: {})", orientation.reason))
     } else {
-        (row_names, col_names, matrix, format!("{kind} (cells as rows)"))
+        (row_names, col_names, matrix, format!("{kind} (cells as rows: {})", orientation.reason))
     };
     // The simulator names its index column `simulated_cell`, the CSV's only place for the mark.
     let simulated = header_line.split(delimiter).next().map(unquote).as_deref() == Some("simulated_cell");
-    Ok(ExpressionData { cells, genes, matrix, matrix_source: source, simulated, ..Default::default() })
+    // Ensembl IDs as gene names (Cell Ranger's features, versioned or not) match the panel by ID.
+    let gene_ids = super::h5ad::looks_like_ensembl(&genes).then(|| genes.clone());
+    Ok(ExpressionData {
+        cells,
+        genes,
+        gene_ids,
+        matrix,
+        matrix_source: source,
+        simulated,
+        warnings,
+        ..Default::default()
+    })
 }
 
 fn text_error(file: &str, line: usize, e: std::io::Error) -> ReadError {
@@ -140,29 +154,91 @@ fn unquote(s: &str) -> String {
     s.trim().trim_matches('"').to_string()
 }
 
-/// How much a list of names looks like genes rather than cells: Ensembl IDs and upper-case
-/// symbols score; 10x barcodes (`ACGT...-1`), numbers and lower-case ids do not.
-fn gene_likeness(names: &[String]) -> f64 {
-    let sample: Vec<&String> = names.iter().take(500).collect();
-    if sample.is_empty() {
-        return 0.0;
-    }
-    let genes = sample.iter().filter(|n| is_gene_like(n)).count();
-    genes as f64 / sample.len() as f64
+/// Names sampled, evenly spaced, from each axis when matching: enough to decide, bounded on huge files.
+const SAMPLE: usize = 2000;
+/// Share of an axis' names that must match known genes for that axis to count as genes.
+const ENOUGH: f64 = 0.1;
+/// Without matching names, rows are taken as genes only from this many on (and twice the columns).
+const SHAPE_MIN_GENES: usize = 200;
+
+/// Gene names a file's axes are matched against: the model's panel (symbols, Ensembl IDs with or
+/// without version) and, natively, the GRCh38 table (the page does not ship it, see `inspect`).
+struct KnownGenes {
+    extra: HashSet<String>,
 }
 
-fn is_gene_like(name: &str) -> bool {
-    let core = name.split('-').next().unwrap_or("");
-    let is_barcode = core.len() >= 8 && core.chars().all(|c| matches!(c, 'A' | 'C' | 'G' | 'T' | 'N'));
-    if is_barcode || name.is_empty() || name.chars().all(|c| c.is_ascii_digit()) {
-        return false;
+impl KnownGenes {
+    fn new(names: &[String]) -> KnownGenes {
+        KnownGenes { extra: names.iter().map(|n| key(n)).collect() }
     }
-    if name.starts_with("ENS") && name.contains('G') {
-        return true;
+
+    fn contains(&self, name: &str) -> bool {
+        if name.is_empty() {
+            return false;
+        }
+        if self.extra.contains(&key(name)) {
+            return true;
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::genome::GeneTable::grch38().lookup(name).is_some();
+        #[cfg(target_arch = "wasm32")]
+        false
     }
-    let first = name.chars().next().unwrap_or(' ');
-    first.is_ascii_uppercase()
-        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || "-._".contains(c))
+
+    /// (matched, sampled) over an evenly spaced sample of `names`.
+    fn matches(&self, names: &[String]) -> (usize, usize) {
+        let step = names.len().div_ceil(SAMPLE).max(1);
+        let sample = names.iter().step_by(step);
+        let sampled = sample.clone().count();
+        (sample.filter(|n| self.contains(n.trim())).count(), sampled)
+    }
+}
+
+fn key(name: &str) -> String {
+    crate::genome::strip_version(&name.trim().to_ascii_uppercase()).to_string()
+}
+
+const SOURCES: &str =
+    if cfg!(target_arch = "wasm32") { "the model's panel genes" } else { "the GRCh38 gene table or the model's panel" };
+
+/// The one orientation rule of both faces: the axis whose names match more known genes holds the
+/// genes; when neither matches well enough (or both equally), the shape decides: genes as rows
+/// only when the rows are a gene panel's worth and at least twice the columns.
+/// `rows` are the first-column names, `cols` the header's.
+pub fn choose_orientation(rows: &[String], cols: &[String], asked: Orientation, known: &[String]) -> OrientationChoice {
+    if asked != Orientation::Auto {
+        return OrientationChoice { chosen: asked, reason: format!("asked for ({asked})"), from_shape: false };
+    }
+    let known = KnownGenes::new(known);
+    let ((rm, rn), (cm, cn)) = (known.matches(rows), known.matches(cols));
+    let share = |m: usize, n: usize| if n == 0 { 0.0 } else { m as f64 / n as f64 };
+    let (rs, cs) = (share(rm, rn), share(cm, cn));
+    let counts = format!("{rm} of {rn} row names and {cm} of {cn} column names match {SOURCES}");
+    if rs.max(cs) >= ENOUGH && rs != cs {
+        let chosen = if rs > cs { Orientation::GenesAsRows } else { Orientation::CellsAsRows };
+        let axis = if rs > cs { "rows" } else { "columns" };
+        return OrientationChoice { chosen, reason: format!("{counts}: genes are the {axis}"), from_shape: false };
+    }
+    // No names to go by: cells as rows (what pandas `to_csv` and anndata `to_df` write), unless the
+    // rows clearly outnumber the columns the way a gene panel outnumbers a few cells.
+    let (r, c) = (rows.len(), cols.len());
+    let genes_as_rows = r >= SHAPE_MIN_GENES && r >= 2 * c;
+    let (chosen, why) = if genes_as_rows {
+        (
+            Orientation::GenesAsRows,
+            format!("the rows ({r}) are at least twice as many as the columns ({c}) and taken as genes"),
+        )
+    } else {
+        (Orientation::CellsAsRows, format!("with {r} rows and {c} columns, cells are taken as rows (the usual layout)"))
+    };
+    let undecided = if rs == cs && rs >= ENOUGH { "both axes alike" } else { "not enough to tell genes from cells" };
+    OrientationChoice {
+        chosen,
+        from_shape: true,
+        reason: format!(
+            "{counts}, {undecided}: {why}; if that is wrong, set the orientation (CLI `--orientation`, or the page's orientation control)"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +264,76 @@ mod tests {
         assert_eq!(d.cells, vec!["cell_1", "cell_2", "cell_3"]);
         assert_eq!(d.matrix.dense_row(1), vec![0.0, 5.0]);
         assert!(d.matrix_source.contains("genes as rows"));
+    }
+
+    fn read_with(text: &str, orientation: Orientation, known: &[&str]) -> ExpressionData {
+        let known_genes = known.iter().map(|s| s.to_string()).collect();
+        let options = ReadOptions { orientation, known_genes, ..Default::default() };
+        read_csv("t.tsv", std::io::Cursor::new(text.as_bytes().to_vec()), &options).unwrap()
+    }
+
+    const TENX_GENES: [&str; 4] = ["C1orf112", "XXbac-B461K10.4", "Metazoa_SRP", "snoU13"];
+
+    #[test]
+    fn lower_case_gene_names_and_upper_case_cell_ids_are_told_apart() {
+        // Cells as rows: ids of upper-case letters and digits, genes as 10x writes them.
+        let header = format!(",{},GAPDH", TENX_GENES.join(","));
+        let text = format!("{header}\nCELL12-1,1,0,2,0,3\nS1A01,0,4,0,1,0\n");
+        let d = read_with(&text, Orientation::Auto, &[]);
+        assert_eq!(d.cells, vec!["CELL12-1", "S1A01"]);
+        assert_eq!(d.genes[0], "C1orf112");
+        assert!(d.matrix_source.starts_with("tsv (cells as rows:"), "{}", d.matrix_source);
+        // The same file transposed: genes as rows.
+        let mut t = String::from("gene,CELL12-1,S1A01\n");
+        for (j, g) in TENX_GENES.iter().chain(["GAPDH"].iter()).enumerate() {
+            t.push_str(&format!("{g},{},{}\n", d.matrix.dense_row(0)[j], d.matrix.dense_row(1)[j]));
+        }
+        let e = read_with(&t, Orientation::Auto, &[]);
+        assert_eq!((e.cells.clone(), e.genes.clone()), (d.cells.clone(), d.genes.clone()));
+        assert_eq!(e.matrix, d.matrix);
+        assert!(e.matrix_source.contains("genes are the rows"), "{}", e.matrix_source);
+    }
+
+    #[test]
+    fn the_models_panel_decides_when_the_genome_table_cannot() {
+        // Names in neither the GRCh38 table nor the look of genes, but in the panel (with a version).
+        let text = "gene,c1,c2,c3\nENSG99999999991.2,1,0,0\nmygene_b,0,5,1\n";
+        let d = read_with(text, Orientation::Auto, &["ENSG99999999991", "MYGENE_B"]);
+        assert_eq!(d.cells, vec!["c1", "c2", "c3"]);
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    }
+
+    #[test]
+    fn unknown_names_on_both_axes_fall_back_to_shape_and_say_so() {
+        let text = "id,a1,a2,a3\nb1,1,0,0\nb2,0,5,1\n";
+        let d = read_with(text, Orientation::Auto, &[]);
+        assert_eq!(d.genes, vec!["a1", "a2", "a3"], "cells as rows, the usual layout");
+        assert!(d.warnings.iter().any(|w| w.contains("not enough") && w.contains("--orientation")), "{:?}", d.warnings);
+        // Many more rows than columns, none known: a gene panel as rows.
+        let mut tall = String::from("id,s1,s2\n");
+        for i in 0..300 {
+            tall.push_str(&format!("g{i},1,0\n"));
+        }
+        let d = read_with(&tall, Orientation::Auto, &[]);
+        assert_eq!((d.cells.len(), d.genes.len()), (2, 300));
+        assert!(d.matrix_source.contains("at least twice"), "{}", d.matrix_source);
+        // Both axes alike (the same gene names): no side matches more, so again the shape decides.
+        let text = ",KLF1,CEBPA,GATA1\nKLF1,1,0,0\nCEBPA,0,5,1\n";
+        let d = read_with(text, Orientation::Auto, &[]);
+        assert_eq!(d.genes, vec!["KLF1", "CEBPA", "GATA1"]);
+        assert!(d.matrix_source.contains("both axes alike"), "{}", d.matrix_source);
+        // An explicit orientation wins and says so.
+        let d = read_with(text, Orientation::GenesAsRows, &[]);
+        assert_eq!(d.genes, vec!["KLF1", "CEBPA"]);
+        assert!(d.matrix_source.contains("asked for (genes-as-rows)"), "{}", d.matrix_source);
+        assert!(d.warnings.is_empty());
+    }
+
+    #[test]
+    fn orientation_parses_from_text() {
+        assert_eq!("".parse::<Orientation>(), Ok(Orientation::Auto));
+        assert_eq!("genes-as-rows".parse::<Orientation>(), Ok(Orientation::GenesAsRows));
+        assert!("sideways".parse::<Orientation>().unwrap_err().contains("cells-as-rows"));
     }
 
     #[test]

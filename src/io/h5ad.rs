@@ -1,11 +1,13 @@
 //! AnnData (.h5ad) reading with the pure-Rust `hdf5-pure` crate, so the same code runs in the browser.
-//! Handles files written by anndata 0.7 through the current release: dense or sparse (CSR/CSC) `X`,
-//! `layers/counts` and `raw/X`, dataframes with `_index`, string arrays, categoricals (0.7 and 0.8+
-//! layouts) and numeric columns. Only the matrix, gene names, cell names and asked-for obs columns are read.
+//! Handles files written by anndata 0.6 (compound obs/var, see `h5ad_legacy`) through the current
+//! release: dense or sparse (CSR/CSC) `X`, `layers/counts` and `raw/X`, dataframes with `_index`,
+//! string arrays, categoricals (0.7 and 0.8+ layouts) and numeric columns. Only the matrix, gene
+//! names, cell names and asked-for obs columns are read.
 
 use hdf5_pure::{AttrValue, Dataset, File, FormatError, Group};
 
 use super::h5ad_direct::{self, RawSource};
+use super::h5ad_legacy;
 use super::source::SharedSource;
 use super::{
     ExpressionData, LabelColumn, MatrixChoice, ReadError, ReadOptions, choose_label_column, sparse::CsrMatrix,
@@ -127,15 +129,7 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
         });
     }
     // Pre-0.7 AnnData stored obs/var as structured (compound) datasets rather than groups.
-    if exists_dataset(file, "obs") || exists_dataset(file, "var") {
-        return Err(ReadError::Unsupported {
-            file: name.to_string(),
-            what: "this is a pre-0.7 AnnData layout (obs/var stored as compound datasets)".to_string(),
-            hint: "Re-save it with a current anndata: `import anndata as ad; ad.read_h5ad(old).write_h5ad(new)`"
-                .to_string(),
-        });
-    }
-    if !exists_group(file, "obs") {
+    if !exists_group(file, "obs") && !exists_dataset(file, "obs") {
         return Err(ReadError::Missing {
             file: name.to_string(),
             what: "the 'obs' group".to_string(),
@@ -167,9 +161,10 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
 
     let simulated = file
         .dataset("uns/data_kind")
-        .and_then(|d| d.read_string())
-        .map(|v| v.iter().any(|s| s == "simulated"))
-        .unwrap_or(false);
+        .ok()
+        .filter(|d| check_size(name, file, "uns/data_kind", d).is_ok())
+        .and_then(|d| d.read_string().ok())
+        .is_some_and(|v| v.iter().any(|s| s == "simulated"));
 
     Ok(ExpressionData {
         cells,
@@ -194,15 +189,17 @@ fn choose_matrix(name: &str, file: &File, choice: &MatrixChoice) -> Result<(Stri
         what,
         hint: format!(
             "available: {}",
-            ["X", "layers/counts", "raw/X"].iter().filter(|p| has(p)).cloned().collect::<Vec<_>>().join(", ")
+            ["X", "layers/counts", "raw/X", "raw.X"].iter().filter(|p| has(p)).cloned().collect::<Vec<_>>().join(", ")
         ),
     };
     match choice {
         MatrixChoice::Auto => {
             if has("layers/counts") {
                 Ok(("layers/counts".into(), "var"))
-            } else if has("raw/X") && exists_group(file, "raw/var") {
+            } else if has("raw/X") && has("raw/var") {
                 Ok(("raw/X".into(), "raw/var"))
+            } else if has("raw.X") && has("raw.var") {
+                Ok(("raw.X".into(), "raw.var")) // anndata before 0.7
             } else if has("X") {
                 Ok(("X".into(), "var"))
             } else {
@@ -211,7 +208,13 @@ fn choose_matrix(name: &str, file: &File, choice: &MatrixChoice) -> Result<(Stri
         }
         MatrixChoice::X => has("X").then(|| ("X".to_string(), "var")).ok_or_else(|| missing("X".into())),
         MatrixChoice::RawX => {
-            has("raw/X").then(|| ("raw/X".to_string(), "raw/var")).ok_or_else(|| missing("raw/X".into()))
+            if has("raw/X") {
+                Ok(("raw/X".to_string(), "raw/var"))
+            } else if has("raw.X") {
+                Ok(("raw.X".to_string(), "raw.var"))
+            } else {
+                Err(missing("raw/X".into()))
+            }
         }
         MatrixChoice::Layer(l) => {
             let p = format!("layers/{l}");
@@ -222,6 +225,9 @@ fn choose_matrix(name: &str, file: &File, choice: &MatrixChoice) -> Result<(Stri
 
 /// The dataframe's row names: the dataset named by its `_index` attribute.
 fn read_index(name: &str, file: &File, df: &str) -> Result<Vec<String>, ReadError> {
+    if let Some(frame) = h5ad_legacy::read_frame(name, file, df)? {
+        return Ok(frame.index);
+    }
     let group = file.group(df).map_err(|e| object_error(name, df, e))?;
     let attrs = group.attrs().map_err(|e| object_error(name, df, e))?;
     let index_name = attr_string(&attrs, "_index").unwrap_or_else(|| "_index".to_string());
@@ -231,17 +237,22 @@ fn read_index(name: &str, file: &File, df: &str) -> Result<Vec<String>, ReadErro
         what: format!("the index of '{df}' ('{path}')"),
         hint: "the dataframe has no `_index`; re-save the file with anndata".to_string(),
     })?;
-    read_strings(name, &path, &ds)
+    read_strings(name, file, &path, &ds)
 }
 
-fn read_strings(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+fn read_strings(name: &str, file: &File, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+    check_size(name, file, path, ds)?;
     ds.read_string().map_err(|e| object_error(name, path, e))
 }
 
 /// Column names of a dataframe, from `column-order` when present, else its members.
 fn column_names(file: &File, df: &str) -> Vec<String> {
     let Ok(group) = file.group(df) else {
-        return Vec::new();
+        // A legacy frame's columns; one that cannot be decoded fails later, where it is read.
+        return match h5ad_legacy::read_frame("", file, df) {
+            Ok(Some(frame)) => frame.columns.into_iter().map(|(c, _)| c).collect(),
+            _ => Vec::new(),
+        };
     };
     let index_name = group.attrs().ok().and_then(|a| attr_string(&a, "_index")).unwrap_or_else(|| "_index".into());
     if let Some(order) =
@@ -297,18 +308,30 @@ pub fn looks_like_ensembl(names: &[String]) -> bool {
 /// Reads any dataframe column as text: string arrays, categoricals (both layouts) and numbers.
 fn read_text_column(name: &str, file: &File, df: &str, col: &str, n: usize) -> Result<Vec<String>, ReadError> {
     let path = format!("{df}/{col}");
-    let values = if let Ok(group) = file.group(&path) {
+    let legacy = match h5ad_legacy::read_frame(name, file, df)? {
+        Some(frame) => Some(frame.columns.into_iter().find(|(c, _)| c == col).map(|(_, v)| v).ok_or_else(|| {
+            ReadError::Missing {
+                file: name.to_string(),
+                what: format!("column '{df}.{col}'"),
+                hint: "the legacy dataframe has no such field".into(),
+            }
+        })?),
+        None => None,
+    };
+    let values = if let Some(values) = legacy {
+        values
+    } else if let Ok(group) = file.group(&path) {
         let attrs = group.attrs().map_err(|e| object_error(name, &path, e))?;
         match attr_string(&attrs, "encoding-type").as_deref() {
             Some("categorical") => {
                 let codes = file.dataset(&format!("{path}/codes")).map_err(|e| object_error(name, &path, e))?;
                 let cats = file.dataset(&format!("{path}/categories")).map_err(|e| object_error(name, &path, e))?;
-                let categories = read_category_values(name, &format!("{path}/categories"), &cats)?;
-                decode_categorical(name, &path, &codes, &categories)?
+                let categories = read_category_values(name, file, &format!("{path}/categories"), &cats)?;
+                decode_categorical(name, file, &path, &codes, &categories)?
             }
             Some("nullable-integer") | Some("nullable-boolean") | Some("nullable-string-array") => {
                 let values = file.dataset(&format!("{path}/values")).map_err(|e| object_error(name, &path, e))?;
-                read_any_as_text(name, &format!("{path}/values"), &values)?
+                read_any_as_text(name, file, &format!("{path}/values"), &values)?
             }
             other => {
                 return Err(ReadError::Unsupported {
@@ -323,10 +346,10 @@ fn read_text_column(name: &str, file: &File, df: &str, col: &str, n: usize) -> R
         // anndata 0.7: categorical codes with their categories in `<df>/__categories/<col>`.
         let legacy = format!("{df}/__categories/{col}");
         if let Ok(cats) = file.dataset(&legacy) {
-            let categories = read_category_values(name, &legacy, &cats)?;
-            decode_categorical(name, &path, &ds, &categories)?
+            let categories = read_category_values(name, file, &legacy, &cats)?;
+            decode_categorical(name, file, &path, &ds, &categories)?
         } else {
-            read_any_as_text(name, &path, &ds)?
+            read_any_as_text(name, file, &path, &ds)?
         }
     };
     if values.len() != n {
@@ -338,16 +361,18 @@ fn read_text_column(name: &str, file: &File, df: &str, col: &str, n: usize) -> R
     Ok(values)
 }
 
-fn read_category_values(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
-    read_any_as_text(name, path, ds)
+fn read_category_values(name: &str, file: &File, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+    read_any_as_text(name, file, path, ds)
 }
 
 fn decode_categorical(
     name: &str,
+    file: &File,
     path: &str,
     codes: &Dataset,
     categories: &[String],
 ) -> Result<Vec<String>, ReadError> {
+    check_size(name, file, path, codes)?;
     let codes = codes.read_i64().map_err(|e| object_error(name, path, e))?;
     codes
         .iter()
@@ -366,11 +391,12 @@ fn decode_categorical(
         .collect()
 }
 
-fn read_any_as_text(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
+fn read_any_as_text(name: &str, file: &File, path: &str, ds: &Dataset) -> Result<Vec<String>, ReadError> {
     use hdf5_pure::DType;
+    check_size(name, file, path, ds)?;
     let dtype = ds.dtype().map_err(|e| object_error(name, path, e))?;
     Ok(match dtype {
-        DType::String | DType::VariableLengthString => read_strings(name, path, ds)?,
+        DType::String | DType::VariableLengthString => read_strings(name, file, path, ds)?,
         DType::F32 | DType::F64 => {
             ds.read_f64().map_err(|e| object_error(name, path, e))?.iter().map(|v| v.to_string()).collect()
         }
@@ -396,6 +422,28 @@ fn read_any_as_text(name: &str, path: &str, ds: &Dataset) -> Result<Vec<String>,
     })
 }
 
+/// gzip compresses at most about 1032:1, so a dataset declaring more bytes than this many times
+/// the file's size (at least 64 KiB) has damaged sizes, and reading it would try to allocate them.
+const MAX_EXPANSION: u128 = 1100;
+
+/// Refuses a dataset whose declared size no file of this size can hold, before reading it.
+pub(super) fn check_size(name: &str, file: &File, path: &str, ds: &Dataset) -> Result<(), ReadError> {
+    let shape = ds.shape().map_err(|e| object_error(name, path, e))?;
+    let element = ds.datatype().map_err(|e| object_error(name, path, e))?.type_size();
+    let bytes = shape.iter().fold(element as u128, |a, &d| a.saturating_mul(d as u128));
+    let limit = (file.file_size() as u128).max(1 << 16) * MAX_EXPANSION;
+    if bytes > limit {
+        return Err(ReadError::Damaged {
+            file: name.to_string(),
+            detail: format!(
+                "dataset '{path}' declares shape {shape:?} ({bytes} bytes), more than a file of {} bytes can hold",
+                file.file_size()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Reads the chosen matrix into CSR: dense datasets in row windows, sparse groups by their arrays.
 fn read_matrix(
     name: &str,
@@ -409,11 +457,19 @@ fn read_matrix(
         read_sparse(name, file, raw, &group, path, n_obs, n_vars)
     } else {
         let ds = file.dataset(path).map_err(|e| object_error(name, path, e))?;
-        read_dense(name, &ds, path, n_obs, n_vars)
+        read_dense(name, file, &ds, path, n_obs, n_vars)
     }
 }
 
-fn read_dense(name: &str, ds: &Dataset, path: &str, n_obs: usize, n_vars: usize) -> Result<CsrMatrix, ReadError> {
+fn read_dense(
+    name: &str,
+    file: &File,
+    ds: &Dataset,
+    path: &str,
+    n_obs: usize,
+    n_vars: usize,
+) -> Result<CsrMatrix, ReadError> {
+    check_size(name, file, path, ds)?;
     let shape = ds.shape().map_err(|e| object_error(name, path, e))?;
     if shape.len() != 2 || shape[0] as usize != n_obs || shape[1] as usize != n_vars {
         return Err(ReadError::malformed(
@@ -476,6 +532,9 @@ fn read_sparse(
         })
     };
     let (data_ds, indices_ds, indptr_ds) = (ds("data")?, ds("indices")?, ds("indptr")?);
+    for (member, d) in [("data", &data_ds), ("indices", &indices_ds), ("indptr", &indptr_ds)] {
+        check_size(name, file, &format!("{path}/{member}"), d)?;
+    }
     let data = match h5ad_direct::read_f32(file, raw, &data_ds) {
         Some(v) => v,
         None => data_ds.read_f32().map_err(|e| object_error(name, &format!("{path}/data"), e))?,

@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod h5ad;
 mod h5ad_direct;
+mod h5ad_legacy;
 pub mod h5ad_write;
 pub mod source;
 pub mod sparse;
@@ -22,7 +23,7 @@ pub struct ExpressionData {
     /// Ensembl gene IDs when the file carries them alongside symbols (or instead of them).
     pub gene_ids: Option<Vec<String>>,
     pub matrix: CsrMatrix,
-    /// Where the values came from: `X`, `layers/counts`, `raw/X`, `csv (cells as rows)`, ...
+    /// Where the values came from: `X`, `layers/counts`, `raw/X`, `csv (cells as rows: <why>)`, ...
     pub matrix_source: String,
     /// The perturbation label column, when the file has one (raw strings, as stored).
     pub labels: Option<LabelColumn>,
@@ -34,6 +35,16 @@ pub struct ExpressionData {
     pub simulated: bool,
     /// Problems that do not stop reading (duplicated genes, ...), to show the user.
     pub warnings: Vec<String>,
+}
+
+/// The orientation a delimited file is read in, and why; the reader puts both in `matrix_source`
+/// (`csv (genes as rows: 40 of 40 row names match ...)`), which the report shows.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct OrientationChoice {
+    pub chosen: Orientation,
+    pub reason: String,
+    /// True when no axis' names decided and the shape did (the report then warns).
+    pub from_shape: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -64,13 +75,37 @@ impl std::str::FromStr for MatrixChoice {
     }
 }
 
-/// Which CSV orientation; `Auto` decides from which side's names are genes.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Which CSV orientation; `Auto` decides from which side's names match known genes (see
+/// `csv::choose_orientation`), falling back to the shape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Orientation {
     #[default]
     Auto,
     CellsAsRows,
     GenesAsRows,
+}
+
+impl std::str::FromStr for Orientation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "auto" => Ok(Orientation::Auto),
+            "cells-as-rows" | "cells" => Ok(Orientation::CellsAsRows),
+            "genes-as-rows" | "genes" => Ok(Orientation::GenesAsRows),
+            other => Err(format!("orientation '{other}': use auto, cells-as-rows or genes-as-rows")),
+        }
+    }
+}
+
+impl std::fmt::Display for Orientation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Orientation::Auto => "auto",
+            Orientation::CellsAsRows => "cells-as-rows",
+            Orientation::GenesAsRows => "genes-as-rows",
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -81,6 +116,9 @@ pub struct ReadOptions {
     /// Extra obs columns to read as text (e.g. a `--group-by` column).
     pub extra_obs: Vec<String>,
     pub orientation: Orientation,
+    /// Gene names known besides the GRCh38 table (the model's panel: symbols and Ensembl IDs), used
+    /// to tell a CSV's gene axis from its cell axis. The page has only these (no GRCh38 table there).
+    pub known_genes: Vec<String>,
 }
 
 /// Column names that hold perturbation labels in the public Norman 2019 versions, tried in order.

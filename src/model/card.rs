@@ -104,6 +104,10 @@ pub struct ModelCard {
     pub versions: serde_json::Value,
 }
 
+/// Largest network sizes a card may declare (far above any model this project trains).
+const MAX_D_MODEL: usize = 4096;
+const MAX_FREQS: usize = 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
     #[error("model card: not valid JSON for a mamba-perturb model ({0})")]
@@ -131,6 +135,21 @@ impl ModelCard {
         }
         if card.reference_mean.len() != card.panel.len() || card.reference_sd.len() != card.panel.len() {
             return Err(CardError::Inconsistent("reference profile length differs from the panel".into()));
+        }
+        // The network is built from these sizes before any weight is read: bound them, so a damaged
+        // card gets this message instead of a division by zero or an allocation of terabytes.
+        let n = &card.net;
+        if n.n_heads == 0 || n.d_model == 0 || !n.d_model.is_multiple_of(n.n_heads) {
+            return Err(CardError::Inconsistent(format!(
+                "net.d_model ({}) must be a positive multiple of net.n_heads ({})",
+                n.d_model, n.n_heads
+            )));
+        }
+        if n.d_model > MAX_D_MODEL || n.n_freqs > MAX_FREQS || n.n_genes == 0 {
+            return Err(CardError::Inconsistent(format!(
+                "net sizes out of range: d_model {} (at most {MAX_D_MODEL}), n_freqs {} (at most {MAX_FREQS}), n_genes {} (at least 1)",
+                n.d_model, n.n_freqs, n.n_genes
+            )));
         }
         Ok(card)
     }

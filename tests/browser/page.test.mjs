@@ -197,6 +197,53 @@ test("a shared link opens its model, file, cell and gene", async () => {
   await page.close();
 });
 
+test("CSV/TSV in every orientation and encoding predicts like the CLI, and the orientation control overrides the guess", async () => {
+  // 10x-style gene names and cell ids of upper-case letters and digits, which once passed for genes.
+  const dir = mkdtempSync(path.join(tmpdir(), "mamba-orient-"));
+  const lines = readFileSync(path.join(www, "sample/sample.csv"), "utf8").trim().split("\n").slice(0, 41);
+  const extra = ["C1orf112", "XXbac-B461K10.4", "Metazoa_SRP", "snoU13"];
+  const genes = [...extra, ...lines[0].split(",").slice(1)];
+  const rows = lines.slice(1).map((l, i) => [i % 2 ? `S1A${String(i).padStart(2, "0")}` : `CELL${i}-1`, ...extra.map((_, k) => String((i + k) % 3)), ...l.split(",").slice(1)]);
+  const cellsRows = [["", ...genes].join(","), ...rows.map((r) => r.join(","))].join("\n") + "\n";
+  const genesRows = [["gene", ...rows.map((r) => r[0])].join("\t"), ...genes.map((g, j) => [g, ...rows.map((r) => r[j + 1])].join("\t"))].join("\n") + "\n";
+  const { gzipSync } = await import("node:zlib");
+  const files = {
+    "cells_rows.csv": cellsRows,
+    "genes_rows.tsv.gz": gzipSync(genesRows),
+    "bom_crlf.csv": "\ufeff" + cellsRows.replaceAll("\n", "\r\n"),
+  };
+  for (const [name, body] of Object.entries(files)) writeFileSync(path.join(dir, name), body);
+  const cli = cliPredictions(path.join(dir, "cells_rows.csv"));
+  const page = await openPage("?backend=cpu");
+  for (const [name, orientation] of [["cells_rows.csv", "cells as rows"], ["genes_rows.tsv.gz", "genes as rows"], ["bom_crlf.csv", "cells as rows"]]) {
+    const before = await page.evaluate(() => Number(document.body.dataset.run || 0));
+    await page.setInputFiles("#file", path.join(dir, name));
+    await page.waitForFunction((run) => Number(document.body.dataset.run) > run && document.body.dataset.predicted === "40", before, { timeout: 60_000 });
+    assert.match(await page.textContent("#report"), new RegExp(`${orientation}: .*match`), name);
+    assertSame(await page.evaluate(() => window.__mambaPerturb.cells()), cli, 1e-4);
+  }
+  // Forcing the other orientation re-reads the open file that way: its cells become "genes", none in the panel.
+  await page.selectOption("#orientation", "genes-as-rows");
+  await page.waitForSelector("#error:not([hidden])", { timeout: 30_000 });
+  assert.match(await page.textContent("#error"), /bom_crlf\.csv: none of the file's 40 genes matches/);
+  await page.selectOption("#orientation", "auto");
+  await page.waitForSelector("body[data-predicted='40']", { timeout: 60_000 });
+  await page.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("a pre-0.7 AnnData file (compound obs/var) and CPA's Norman layout read in the page as in the CLI", async () => {
+  const page = await openPage("?backend=cpu");
+  for (const [name, cells] of [["anndata06_compound.h5ad", 60], ["cpa_norman_layout.h5ad", 60]]) {
+    const file = path.join(root, "tests/fixtures", name);
+    const before = await page.evaluate(() => Number(document.body.dataset.run || 0));
+    await page.setInputFiles("#file", file);
+    await page.waitForFunction(([run, n]) => Number(document.body.dataset.run) > run && document.body.dataset.predicted === String(n), [before, cells], { timeout: 60_000 });
+    assertSame(await page.evaluate(() => window.__mambaPerturb.cells()), cliPredictions(file), 1e-4);
+  }
+  await page.close();
+});
+
 test("a malformed file shows a readable error in the page", async () => {
   const page = await openPage();
   await page.setInputFiles("#file", path.join(root, "tests/fixtures/bad_ragged.csv"));

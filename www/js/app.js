@@ -58,7 +58,8 @@ function openFile(file, url = null) {
   hideGenome(); hideLabels(); hideWhy();
   unmark("predicted", "firstRowsMs", "allCellsMs", "genomeDrawn", "confusionAccuracy", "labelCheck", "why");
   showProgress(`reading ${file.name}…`, 0, 1);
-  send({ type: "open", file });
+  state.file = file;
+  send({ type: "open", file, orientation: $("orientation").value });
 }
 async function openUrl(url) {
   const name = url.split("/").pop().split("?")[0];
@@ -85,6 +86,8 @@ function predict() {
   renderCells(state); renderBulk(state); renderCellAccuracy(null);
   mark("run", startRun());
 }
+// Another orientation re-reads the open file (CSV/TSV only; an .h5ad has its own).
+$("orientation").onchange = () => { if (state.file) openFile(state.file, state.dataUrl); };
 $("file").onchange = (e) => { const f = e.target.files[0]; if (f) openFile(f); };
 const drop = $("drop");
 drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };

@@ -16,7 +16,7 @@ export const CONFUSION_ANSWERS = 15;
  * @typedef {{type: "backend", choice: "auto" | "webgpu" | "cpu"}} BackendRequest
  * @typedef {{type: "load-model", folder: string} | {type: "load-model", files: File[]}} LoadModelRequest
  *   A model folder's address (fetched and cached by the worker), or the files a person picked.
- * @typedef {{type: "open", file: File}} OpenRequest  Read in slices by the worker; never copied whole.
+ * @typedef {{type: "open", file: File, orientation: "auto" | "cells-as-rows" | "genes-as-rows"}} OpenRequest  Read in slices by the worker; never copied whole. orientation: for a CSV/TSV.
  * @typedef {{type: "predict", run: number}} PredictRequest  Predicts every cell, in batches.
  * @typedef {{type: "cancel"}} CancelRequest
  * @typedef {{type: "group-by", column: string | null}} GroupByRequest  Pseudobulk by an obs column.

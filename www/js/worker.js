@@ -76,12 +76,12 @@ const handlers = {
     cellCount = report ? report.cells : 0;
     if (report) reply({ type: "report", report });
   },
-  async open({ file }) {
+  async open({ file, orientation }) {
     activeRun = 0;
     reply({ type: "progress", stage: `reading ${file.name}` });
     await pause();
     cellCount = 0; // a file that fails to open leaves none open
-    const report = await call(() => session.open_file(file));
+    const report = await call(() => session.open_file(file, orientation || undefined));
     cellCount = report.cells;
     reply({ type: "report", report });
   },

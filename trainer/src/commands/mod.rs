@@ -30,19 +30,13 @@ pub struct ReadArgs {
 
 impl ReadArgs {
     pub fn options(&self) -> Result<ReadOptions, CliError> {
-        let orientation = match self.orientation.as_str() {
-            "auto" => Orientation::Auto,
-            "cells-as-rows" => Orientation::CellsAsRows,
-            "genes-as-rows" => Orientation::GenesAsRows,
-            other => {
-                return Err(flag("orientation", format!("{other}: use auto, cells-as-rows or genes-as-rows")));
-            }
-        };
+        let orientation = self.orientation.parse::<Orientation>().map_err(|e| flag("orientation", e))?;
         Ok(ReadOptions {
             matrix: self.matrix.parse::<MatrixChoice>().map_err(|e| flag("matrix", e))?,
             label_column: self.label_column.clone(),
             extra_obs: Vec::new(),
             orientation,
+            known_genes: Vec::new(),
         })
     }
 }
