@@ -69,17 +69,15 @@ impl Session {
         Session { analysis: None, device: Device::flex(), gpu: None }
     }
 
-    /// [card, weights] file names of a model folder.
     pub fn model_files() -> Vec<String> {
-        vec![CARD_FILE.into(), WEIGHTS_FILE.into()]
+        vec![CARD_FILE.into(), WEIGHTS_FILE.into()] // a model folder's [card, weights] file names
     }
 
     /// "cpu" (WebAssembly) or "webgpu"; a failure says why and leaves the current backend.
     pub async fn use_backend(&mut self, name: &str) -> Result<(), JsError> {
         if name == "webgpu" && self.gpu.is_none() {
             let gpu = Device::wgpu_options().init_async().await;
-            self.gpu =
-                Some(gpu.map_err(|e| js_err(format!("WebGPU could not start ({e}); staying on the CPU backend")))?);
+            self.gpu = Some(gpu.map_err(|e| js_err(format!("WebGPU could not start ({e}); staying on the CPU")))?);
         }
         self.device = match (name, &self.gpu) {
             ("cpu", _) => Device::flex(),
