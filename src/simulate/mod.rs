@@ -424,6 +424,7 @@ mod tests {
         let rows: Vec<Vec<f32>> = (0..6000).map(|i| sim.data.matrix.dense_row(i)).collect();
         let mean = |idx: &[usize], j: usize| idx.iter().map(|&i| rows[i][j] as f64).sum::<f64>() / idx.len() as f64;
         let mut tested = 0;
+        #[allow(clippy::needless_range_loop)] // j indexes the columns of every row
         for j in 0..sim.data.genes.len() {
             if mean(&control, j) < 1.0 {
                 continue;

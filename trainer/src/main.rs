@@ -28,7 +28,7 @@ enum Command {
     /// Read an expression file (h5ad, CSV, CSV.gz) and print a JSON summary of what was found.
     Inspect(commands::inspect::Args),
     /// Simulate Norman-design Perturb-seq data (clearly marked as simulated) as h5ad or CSV.
-    Simulate(commands::simulate::Args),
+    Simulate(Box<commands::simulate::Args>),
     /// Train the cross-attention model on a labelled file; writes weights, model card and curve.
     Train(commands::train::Args),
     /// Predict the perturbation(s) of each cell (and pseudobulks) with a trained model.
@@ -50,7 +50,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
-        Command::Simulate(a) => commands::simulate::run(a).map_err(error::CliError::Simulate),
+        Command::Simulate(a) => commands::simulate::run(*a).map_err(error::CliError::Simulate),
         Command::Train(a) => commands::train::run(a),
         Command::Predict(a) => commands::predict::run(a),
         Command::Bench(a) => commands::bench::run(a),
