@@ -109,7 +109,7 @@ impl Session {
         let options =
             ReadOptions { orientation: orientation.unwrap_or_default().parse().map_err(js_err)?, ..Default::default() };
         let (name, reader) = (file.name(), web_sys::FileReaderSync::new().map_err(|e| js_err(format!("{e:?}")))?);
-        let source = FileSource::RandomAccess(SharedSource::new(BrowserFile(file, reader)));
+        let source = FileSource::RandomAccess(SharedSource::cached(BrowserFile(file, reader)));
         to_js(self.analysis_mut()?.open(&name, source, &options).map_err(js_err)?)
     }
 

@@ -49,6 +49,85 @@ impl SharedSource {
     pub fn new(source: impl Source + Send + Sync + 'static) -> SharedSource {
         SharedSource(Arc::new(source))
     }
+
+    /// A source whose every read is costly (a browser `File`: one slice and one read per call),
+    /// behind a small block cache: HDF5 metadata and compressed chunks arrive in thousands of
+    /// small reads, which this turns into a few large ones.
+    pub fn cached(source: impl Source + Send + Sync + 'static) -> SharedSource {
+        SharedSource::new(BlockCache { source, blocks: std::sync::Mutex::new(Vec::new()) })
+    }
+}
+
+/// Bytes per cached block, and blocks kept (at most 32 MiB, whatever the file's size).
+const BLOCK: u64 = 1 << 20;
+const BLOCKS_KEPT: usize = 32;
+
+struct BlockCache<S> {
+    source: S,
+    /// Most recently used last: (block number, its bytes).
+    blocks: std::sync::Mutex<Vec<(u64, Vec<u8>)>>,
+}
+
+impl<S: Source> Source for BlockCache<S> {
+    fn len(&self) -> u64 {
+        self.source.len()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), FormatError> {
+        // Large reads (matrix data) go straight through; they would only evict the metadata.
+        if buf.len() as u64 >= BLOCK {
+            return self.source.read_at(offset, buf);
+        }
+        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let number = at / BLOCK;
+            let k = match blocks.iter().position(|(n, _)| *n == number) {
+                Some(k) => k,
+                None => {
+                    let start = number * BLOCK;
+                    let mut bytes = vec![0u8; (self.source.len().saturating_sub(start)).min(BLOCK) as usize];
+                    self.source.read_at(start, &mut bytes)?;
+                    if blocks.len() == BLOCKS_KEPT {
+                        blocks.remove(0);
+                    }
+                    blocks.push((number, bytes));
+                    blocks.len() - 1
+                }
+            };
+            let block = blocks.remove(k);
+            let from = (at - block.0 * BLOCK) as usize;
+            let take = (buf.len() - done).min(block.1.len().saturating_sub(from));
+            if take == 0 {
+                return Err(FormatError::UnexpectedEof { expected: buf.len(), available: done });
+            }
+            buf[done..done + take].copy_from_slice(&block.1[from..from + take]);
+            done += take;
+            blocks.push(block);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_block_cache_reads_what_the_source_holds() {
+        let bytes: Vec<u8> = (0..(3 * BLOCK + 12345)).map(|i| (i * 7 % 251) as u8).collect();
+        let cached = SharedSource::cached(MemorySource(bytes.clone()));
+        for (offset, len) in
+            [(0u64, 10usize), (BLOCK - 3, 7), (2 * BLOCK + 5, 100), (3 * BLOCK, 12345), (5, 2 * BLOCK as usize)]
+        {
+            let mut buf = vec![0u8; len];
+            cached.read_at(offset, &mut buf).unwrap();
+            assert_eq!(buf, &bytes[offset as usize..offset as usize + len], "at {offset}, {len} bytes");
+        }
+        let mut past = vec![0u8; 10];
+        assert!(cached.read_at(3 * BLOCK + 12340, &mut past).is_err(), "reading past the end fails");
+    }
 }
 
 impl Source for SharedSource {
