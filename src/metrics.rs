@@ -1,17 +1,14 @@
 //! Scoring predictions against true gene sets, the same way everywhere: the benchmark, `eval`, and
 //! the accuracy the page shows. Every method produces `SetScores` (control, each single, each pair).
 
-use crate::model::sets::{SetScores, pair_index};
+use crate::model::sets::{Answer, SetScores};
 
 /// 0-based rank of the true answer among all 1 + C + C(C−1)/2 answers (ties count against it).
 pub fn rank_of(s: &SetScores, truth: &[usize]) -> usize {
-    let n = s.singles.len();
-    let p = match truth {
-        [] => s.control,
-        [a] => s.singles[*a],
-        [a, b] => s.pairs[pair_index(*a.min(b), *a.max(b), n)],
-        _ => return usize::MAX,
-    };
+    if truth.len() > 2 {
+        return usize::MAX;
+    }
+    let p = s.probability(truth);
     let better = |q: &f64| *q >= p;
     (s.control >= p) as usize
         + s.singles.iter().filter(|q| better(q)).count()
@@ -21,14 +18,11 @@ pub fn rank_of(s: &SetScores, truth: &[usize]) -> usize {
 
 /// Marginal probability that each candidate gene is perturbed.
 pub fn marginals(s: &SetScores) -> Vec<f64> {
-    let n = s.singles.len();
     let mut m = s.singles.clone();
-    let mut k = 0;
-    for a in 0..n {
-        for b in a + 1..n {
-            m[a] += s.pairs[k];
-            m[b] += s.pairs[k];
-            k += 1;
+    for (answer, p) in s.gene_answers() {
+        if let Answer::Pair(a, b) = answer {
+            m[a] += p;
+            m[b] += p;
         }
     }
     m
@@ -41,23 +35,16 @@ pub fn top_probability(s: &SetScores) -> f64 {
 
 /// The genes of the single most probable answer.
 pub fn top_answer(s: &SetScores) -> Vec<usize> {
-    let n = s.singles.len();
-    let mut best = (s.control, vec![]);
-    for (a, &p) in s.singles.iter().enumerate() {
-        if p > best.0 {
-            best = (p, vec![a]);
-        }
-    }
-    let mut k = 0;
-    for a in 0..n {
-        for b in a + 1..n {
-            if s.pairs[k] > best.0 {
-                best = (s.pairs[k], vec![a, b]);
-            }
-            k += 1;
-        }
-    }
-    best.1
+    best_answer(s, |_| true)
+        .map_or_else(Vec::new, |(answer, p)| if p > s.control { answer.genes() } else { Vec::new() })
+}
+
+/// The most probable single or pair among those `keep` accepts (the first one on ties).
+pub fn best_answer(s: &SetScores, keep: impl Fn(Answer) -> bool) -> Option<(Answer, f64)> {
+    s.gene_answers().filter(|&(a, _)| keep(a)).fold(None, |best, (a, p)| match best {
+        Some((_, q)) if q >= p => best,
+        _ => Some((a, p)),
+    })
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]

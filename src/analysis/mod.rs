@@ -264,18 +264,25 @@ impl Analysis {
         Ok((range.clone(), Pending { input, rows: range.len() }))
     }
 
-    fn accept_cells(
+    fn store_cells(
         &mut self,
         range: std::ops::Range<usize>,
         output: (Vec<f32>, Vec<f32>),
-        top: usize,
-    ) -> Result<Vec<CellPrediction>, AnalysisError> {
+    ) -> Result<(), AnalysisError> {
         let rows = output_rows(output, self.predictor.card.net.n_candidates);
         let f = self.open_file_mut()?;
-        for (i, row) in range.clone().zip(rows) {
+        for (i, row) in range.zip(rows) {
             f.outputs[i] = Some(row);
         }
-        Ok(self.cell_predictions(range, top))
+        Ok(())
+    }
+
+    /// Runs the network on cells [start, start + count) and keeps the outputs.
+    fn run_cells(&mut self, start: usize, count: usize) -> Result<std::ops::Range<usize>, AnalysisError> {
+        let (range, p) = self.cells_pending(start, count)?;
+        let output = self.predictor.logits(&p.input, p.rows).map_err(|e| self.output_error(e))?;
+        self.store_cells(range.clone(), output)?;
+        Ok(range)
     }
 
     /// Runs the network on cells [start, start + count) and returns their top answers.
@@ -285,9 +292,8 @@ impl Analysis {
         count: usize,
         top: usize,
     ) -> Result<Vec<CellPrediction>, AnalysisError> {
-        let (range, p) = self.cells_pending(start, count)?;
-        let output = self.predictor.logits(&p.input, p.rows).map_err(|e| self.output_error(e))?;
-        self.accept_cells(range, output, top)
+        let range = self.run_cells(start, count)?;
+        Ok(self.cell_predictions(range, top))
     }
 
     pub async fn predict_cells_async(
@@ -298,7 +304,8 @@ impl Analysis {
     ) -> Result<Vec<CellPrediction>, AnalysisError> {
         let (range, p) = self.cells_pending(start, count)?;
         let output = self.predictor.logits_async(&p.input, p.rows).await.map_err(|e| self.output_error(e))?;
-        self.accept_cells(range, output, top)
+        self.store_cells(range.clone(), output)?;
+        Ok(self.cell_predictions(range, top))
     }
 
     /// Runs every cell, `batch` at a time, reporting (done, total) after each batch.
@@ -309,7 +316,7 @@ impl Analysis {
     ) -> Result<(), AnalysisError> {
         let n = self.cell_count();
         for start in (0..n).step_by(batch.max(1)) {
-            self.predict_cells(start, batch, 0)?;
+            self.run_cells(start, batch)?; // answers are ranked when asked for, not here
             progress((start + batch).min(n), n);
         }
         Ok(())
@@ -371,9 +378,7 @@ impl Analysis {
 
     fn groups_pending(&self) -> Result<Pending, AnalysisError> {
         let f = self.open_file()?;
-        let (values, g) = (&f.prepared.values, f.prepared.n_genes);
-        let input: Vec<f32> = f.grouping.groups.iter().flat_map(|(_, m)| mean_profile(values, g, m)).collect();
-        Ok(Pending { input, rows: f.grouping.groups.len() })
+        Ok(f.mean_profiles(f.grouping.groups.iter().map(|(_, m)| m.as_slice())))
     }
 
     fn accept_groups(&mut self, output: (Vec<f32>, Vec<f32>), top: usize) -> Result<Pseudobulk, AnalysisError> {
@@ -397,10 +402,8 @@ impl Analysis {
 
     /// Answer distributions of the mean profiles of arbitrary groups of cells (e.g. 10-cell pseudobulks).
     pub fn score_groups(&self, groups: &[Vec<usize>]) -> Result<Vec<SetScores>, AnalysisError> {
-        let f = self.open_file()?;
-        let (values, g) = (&f.prepared.values, f.prepared.n_genes);
-        let input: Vec<f32> = groups.iter().flat_map(|m| mean_profile(values, g, m)).collect();
-        self.predictor.score_rows(&input, 256).map_err(|e| self.output_error(e))
+        let p = self.open_file()?.mean_profiles(groups.iter().map(Vec::as_slice));
+        self.predictor.score_rows(&p.input, 256).map_err(|e| self.output_error(e))
     }
 
     /// The last computed pseudobulk of the current grouping (empty groups if none yet).
@@ -463,6 +466,13 @@ impl Analysis {
 }
 
 impl OpenFile {
+    /// The mean normalised profile of each group of cells: the network input of pseudobulks.
+    fn mean_profiles<'a>(&self, groups: impl Iterator<Item = &'a [usize]>) -> Pending {
+        let (values, g) = (&self.prepared.values, self.prepared.n_genes);
+        let input: Vec<f32> = groups.flat_map(|m| mean_profile(values, g, m)).collect();
+        Pending { rows: input.len() / g.max(1), input }
+    }
+
     fn clear_outputs(&mut self) {
         self.outputs.iter_mut().for_each(|o| *o = None);
         self.group_outputs = None;

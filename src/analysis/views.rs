@@ -12,7 +12,7 @@ use super::{Analysis, AnalysisError, CellAccuracy, OpenFile, Pending};
 use crate::export::csv_field;
 use crate::labels::Perturbation;
 use crate::metrics;
-use crate::model::sets::{SetScores, pair_at, pair_index};
+use crate::model::sets::SetScores;
 
 /// Cells averaged for a group's attention at most (evenly spaced over the group): enough for a
 /// stable mean, and a bounded cost on the page.
@@ -203,7 +203,10 @@ impl Analysis {
         let rows_of = |cells: &[usize]| -> Vec<Pending> {
             cells
                 .chunks(ATTENTION_BATCH)
-                .map(|c| Pending { input: c.iter().flat_map(|&i| f.row(i, g).to_vec()).collect(), rows: c.len() })
+                .map(|c| Pending {
+                    input: c.iter().flat_map(|&i| f.row(i, g).iter().copied()).collect(),
+                    rows: c.len(),
+                })
                 .collect()
         };
         let plan = match request {
@@ -365,8 +368,10 @@ impl Analysis {
         let mut checks = Vec::new();
         let mut per_label: BTreeMap<String, LabelCounts> = BTreeMap::new();
         for (i, label, own, s) in self.scored_cells()? {
-            let p_label = probability(&s, &own);
-            let (other, p_other) = best_except(&s, &own);
+            let p_label = s.probability(&own);
+            // The most probable answer other than the label and control.
+            let (other, p_other) = metrics::best_answer(&s, |a| a.genes() != own)
+                .map_or((Vec::new(), 0.0), |(answer, p)| (answer.genes(), p));
             let verdict = if p_label >= s.control.max(p_other) {
                 "consistent"
             } else if !own.is_empty() && s.control >= p_other {
@@ -476,34 +481,6 @@ fn evenly_spaced(members: &[usize], n: usize) -> Vec<usize> {
         return members.to_vec();
     }
     (0..n).map(|k| members[k * members.len() / n]).collect()
-}
-
-/// P(answer) for an answer given as candidate indices (empty: control).
-pub fn probability(s: &SetScores, genes: &[usize]) -> f64 {
-    match genes {
-        [] => s.control,
-        [a] => s.singles[*a],
-        [a, b] => s.pairs[pair_index(*a.min(b), *a.max(b), s.singles.len())],
-        _ => 0.0,
-    }
-}
-
-/// The most probable answer other than `own` and control.
-fn best_except(s: &SetScores, own: &[usize]) -> (Vec<usize>, f64) {
-    let n = s.singles.len();
-    let mut best = (Vec::new(), f64::NEG_INFINITY);
-    for (a, &p) in s.singles.iter().enumerate() {
-        if p > best.1 && own != [a] {
-            best = (vec![a], p);
-        }
-    }
-    for (k, &p) in s.pairs.iter().enumerate() {
-        let (a, b) = pair_at(k, n);
-        if p > best.1 && own != [a, b] {
-            best = (vec![a, b], p);
-        }
-    }
-    best
 }
 
 impl View {

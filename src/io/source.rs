@@ -110,26 +110,6 @@ impl<S: Source> Source for BlockCache<S> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_block_cache_reads_what_the_source_holds() {
-        let bytes: Vec<u8> = (0..(3 * BLOCK + 12345)).map(|i| (i * 7 % 251) as u8).collect();
-        let cached = SharedSource::cached(MemorySource(bytes.clone()));
-        for (offset, len) in
-            [(0u64, 10usize), (BLOCK - 3, 7), (2 * BLOCK + 5, 100), (3 * BLOCK, 12345), (5, 2 * BLOCK as usize)]
-        {
-            let mut buf = vec![0u8; len];
-            cached.read_at(offset, &mut buf).unwrap();
-            assert_eq!(buf, &bytes[offset as usize..offset as usize + len], "at {offset}, {len} bytes");
-        }
-        let mut past = vec![0u8; 10];
-        assert!(cached.read_at(3 * BLOCK + 12340, &mut past).is_err(), "reading past the end fails");
-    }
-}
-
 impl Source for SharedSource {
     fn len(&self) -> u64 {
         self.0.len()
@@ -178,5 +158,25 @@ impl Read for SequentialReader {
             self.position += n as u64;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_block_cache_reads_what_the_source_holds() {
+        let bytes: Vec<u8> = (0..(3 * BLOCK + 12345)).map(|i| (i * 7 % 251) as u8).collect();
+        let cached = SharedSource::cached(MemorySource(bytes.clone()));
+        for (offset, len) in
+            [(0u64, 10usize), (BLOCK - 3, 7), (2 * BLOCK + 5, 100), (3 * BLOCK, 12345), (5, 2 * BLOCK as usize)]
+        {
+            let mut buf = vec![0u8; len];
+            cached.read_at(offset, &mut buf).unwrap();
+            assert_eq!(buf, &bytes[offset as usize..offset as usize + len], "at {offset}, {len} bytes");
+        }
+        let mut past = vec![0u8; 10];
+        assert!(cached.read_at(3 * BLOCK + 12340, &mut past).is_err(), "reading past the end fails");
     }
 }

@@ -60,6 +60,22 @@ pub fn pair_index(a: usize, b: usize, n: usize) -> usize {
     a * n - a * (a + 1) / 2 + (b - a - 1)
 }
 
+/// A single or a pair of candidates, by index.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Answer {
+    Single(usize),
+    Pair(usize, usize),
+}
+
+impl Answer {
+    pub fn genes(self) -> Vec<usize> {
+        match self {
+            Answer::Single(a) => vec![a],
+            Answer::Pair(a, b) => vec![a, b],
+        }
+    }
+}
+
 /// The pair at position `k` (inverse of `pair_index`).
 pub fn pair_at(mut k: usize, n: usize) -> (usize, usize) {
     for a in 0..n {
@@ -78,6 +94,27 @@ fn log_sum_exp(v: impl Iterator<Item = f64> + Clone) -> f64 {
 }
 
 impl SetScores {
+    /// P(answer) for an answer given as candidate indices (empty: control); 0 for 3 or more genes.
+    pub fn probability(&self, genes: &[usize]) -> f64 {
+        match genes {
+            [] => self.control,
+            [a] => self.singles[*a],
+            [a, b] => self.pairs[pair_index(*a.min(b), *a.max(b), self.singles.len())],
+            _ => 0.0,
+        }
+    }
+
+    /// Every single and pair with its probability (control left out), pairs in `pair_index` order.
+    pub fn gene_answers(&self) -> impl Iterator<Item = (Answer, f64)> + '_ {
+        let n = self.singles.len();
+        let pairs = (0..n).flat_map(move |a| (a + 1..n).map(move |b| Answer::Pair(a, b)));
+        self.singles
+            .iter()
+            .enumerate()
+            .map(|(a, &p)| (Answer::Single(a), p))
+            .chain(pairs.zip(self.pairs.iter().copied()))
+    }
+
     /// `gene_logits` already bounded (as the network outputs them through `bound`).
     pub fn from_logits(gene_logits: &[f32], count_logits: &[f32]) -> SetScores {
         let l: Vec<f64> = gene_logits.iter().map(|&x| x as f64).collect();
