@@ -1,7 +1,8 @@
 // Attention along the genome: each panel gene's attention weight at its GRCh38 locus over a
 // cytoband ideogram of chromosomes 1–22, X, Y; hover names the gene, a click zooms into a
 // chromosome; PNG and SVG export. One drawing routine, two targets (canvas on screen, SVG file).
-import { $, download, esc } from "./dom.js";
+import { $, download } from "./dom.js";
+import { canvasOut, svgFile } from "./draw.js";
 import { mark } from "./test-hooks.js";
 
 const CHROMS = [...Array(22).keys()].map((i) => String(i + 1)).concat(["X", "Y"]);
@@ -49,22 +50,6 @@ function scene(out, W, H, view) {
   return { X, chroms };
 }
 
-function canvasOut(ctx) {
-  return {
-    rect: (x, y, w, h, fill, stroke) => { if (fill !== "none") { ctx.fillStyle = fill; ctx.fillRect(x, y, w, h); } if (stroke) { ctx.strokeStyle = stroke; ctx.strokeRect(x, y, w, h); } },
-    line: (x1, y1, x2, y2, color, width) => { ctx.strokeStyle = color; ctx.lineWidth = width; ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x2, y2); ctx.stroke(); },
-    text: (x, y, s, color, size) => { ctx.fillStyle = color; ctx.font = `${size}px sans-serif`; ctx.fillText(s, x, y); },
-  };
-}
-
-function svgOut(parts) {
-  return {
-    rect: (x, y, w, h, fill, stroke) => parts.push(`<rect x="${x.toFixed(1)}" y="${y}" width="${w.toFixed(2)}" height="${h}" fill="${fill}"${stroke ? ` stroke="${stroke}"` : ""}/>`),
-    line: (x1, y1, x2, y2, color, width) => parts.push(`<line x1="${x1.toFixed(1)}" y1="${y1.toFixed(1)}" x2="${x2.toFixed(1)}" y2="${y2.toFixed(1)}" stroke="${color}" stroke-width="${width}"/>`),
-    text: (x, y, s, color, size) => parts.push(`<text x="${x.toFixed(1)}" y="${y}" fill="${color}" font-size="${size}" font-family="sans-serif">${esc(s)}</text>`),
-  };
-}
-
 export async function drawGenome(view) {
   await loadBands();
   shown = view;
@@ -93,8 +78,4 @@ $("genome-canvas").onclick = (e) => {
 };
 $("zoom-out").onclick = () => { zoom = null; drawGenome(shown); };
 $("export-png").onclick = () => $("genome-canvas").toBlob((b) => download("attention.png", b, "image/png"));
-$("export-svg").onclick = () => {
-  const parts = [], cv = $("genome-canvas");
-  scene(svgOut(parts), cv.width, cv.height, shown);
-  download("attention.svg", `<svg xmlns="http://www.w3.org/2000/svg" width="${cv.width}" height="${cv.height}">${parts.join("")}</svg>`, "image/svg+xml");
-};
+$("export-svg").onclick = () => download("attention.svg", svgFile($("genome-canvas"), (out, W, H) => scene(out, W, H, shown)), "image/svg+xml");

@@ -1,7 +1,8 @@
 // The views that explain and check: the confusion picture and per-label table, the label check, the
 // most attended genes and a cell's "why". The core computes every number (src/analysis/views.rs);
-// this file draws them. The confusion heatmap has one drawing routine for canvas and SVG.
+// this file draws them (through draw.js, so the SVG export is the picture on screen).
 import { $, download, esc, percent } from "./dom.js";
+import { canvasOut, svgFile } from "./draw.js";
 import { mark } from "./test-hooks.js";
 
 let confusion = null;
@@ -22,22 +23,6 @@ function confusionScene(out, W, H, c) {
   });
 }
 
-function canvasOut(ctx) {
-  return {
-    rect: (x, y, w, h, fill) => { ctx.fillStyle = fill; ctx.fillRect(x, y, w, h); },
-    text: (x, y, s, color, size, angle = 0) => {
-      ctx.save(); ctx.translate(x, y); ctx.rotate((angle * Math.PI) / 180);
-      ctx.fillStyle = color; ctx.font = `${size}px sans-serif`; ctx.fillText(s, 0, 0); ctx.restore();
-    },
-  };
-}
-function svgOut(parts) {
-  return {
-    rect: (x, y, w, h, fill) => parts.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${w.toFixed(1)}" height="${h.toFixed(1)}" fill="${fill}"/>`),
-    text: (x, y, s, color, size, angle = 0) => parts.push(`<text transform="translate(${x.toFixed(1)},${y.toFixed(1)}) rotate(${angle})" fill="${color}" font-size="${size}" font-family="sans-serif">${esc(s)}</text>`),
-  };
-}
-
 /** The confusion picture and the per-label table. */
 export function showConfusion(c) {
   confusion = c;
@@ -49,11 +34,7 @@ export function showConfusion(c) {
   mark("confusionAccuracy", c.scores.exact_top1);
 }
 $("confusion-png").onclick = () => $("confusion-canvas").toBlob((b) => download("confusion.png", b, "image/png"));
-$("confusion-svg").onclick = () => {
-  const parts = [], cv = $("confusion-canvas");
-  confusionScene(svgOut(parts), cv.width, cv.height, confusion);
-  download("confusion.svg", `<svg xmlns="http://www.w3.org/2000/svg" width="${cv.width}" height="${cv.height}">${parts.join("")}</svg>`, "image/svg+xml");
-};
+$("confusion-svg").onclick = () => download("confusion.svg", svgFile($("confusion-canvas"), (out, W, H) => confusionScene(out, W, H, confusion)), "image/svg+xml");
 
 export function showLabelCheck(l) {
   const t = l.totals;
