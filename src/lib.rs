@@ -21,6 +21,7 @@ pub mod model;
 pub mod model_folder;
 pub mod normalize;
 pub mod predict;
+pub mod reference;
 pub mod simulate;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -13,6 +13,7 @@ use crate::model::card::{CardError, ModelCard};
 use crate::model::sets::{SetScores, pair_at};
 use crate::model::{GenomeFeatures, PerturbNet};
 use crate::normalize::{self, ValueKind};
+use crate::reference::Reference;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
@@ -41,9 +42,12 @@ pub struct Prepared {
     pub cells: Vec<String>,
     /// cells × panel genes, row-major, log1p(CP10k).
     pub values: Vec<f32>,
-    /// Per panel gene: whether the file measures it (an unmeasured gene's value is 0).
+    /// Per panel gene: whether the file measures it (an unmeasured gene's value is 0 and the
+    /// network treats it as absent).
     pub measured: Vec<bool>,
     pub n_genes: usize,
+    /// What each gene is measured against (the file's own cells, as the model expects).
+    pub reference: Reference,
     pub report: MatchReport,
 }
 
@@ -51,10 +55,12 @@ pub struct Prepared {
 pub struct MatchReport {
     pub panel_genes: usize,
     pub matched: usize,
-    /// Panel genes absent from the file (their input is 0).
+    /// Panel genes absent from the file (absent for the network too: not attended to).
     pub missing: Vec<String>,
     pub values: ValueKind,
-    /// Share of cells whose profile is further from the training cells than 99% of those were.
+    /// What each gene's level is measured against, e.g. "this file's 1000 cells".
+    pub reference: String,
+    /// Share of cells further from the reference than 99% of the training cells were from theirs.
     pub atypical_cells: f64,
     pub warnings: Vec<String>,
 }
@@ -102,6 +108,16 @@ impl Predictor {
         &self.features
     }
 
+    /// The model's training reference with every panel gene measured (the card's mean and sd).
+    pub fn training_reference(&self) -> Reference {
+        Reference {
+            mean: self.card.reference_mean.clone(),
+            sd: self.card.reference_sd.clone(),
+            measured: vec![true; self.card.panel.len()],
+            source: "the model's training cells".into(),
+        }
+    }
+
     pub fn candidates(&self) -> Vec<String> {
         self.card.candidates.iter().map(|g| g.symbol.clone()).collect()
     }
@@ -131,8 +147,12 @@ impl Predictor {
         }
         let missing: Vec<String> =
             columns.iter().zip(panel).filter(|(c, _)| c.is_none()).map(|(_, p)| p.symbol.clone()).collect();
-        let atypical_cells = self.atypical_share(&x, g);
-        let mut warnings = Vec::new();
+        let measured: Vec<bool> = columns.iter().map(Option::is_some).collect();
+        let card = &self.card;
+        let (reference, warning) =
+            Reference::for_file(&x, &measured, card.reference, (&card.reference_mean, &card.reference_sd));
+        let atypical_cells = self.atypical_share(&x, &reference);
+        let mut warnings: Vec<String> = warning.into_iter().collect();
         if matched * 10 < g * 8 {
             warnings.push(format!(
                 "only {matched} of the model's {g} panel genes are in the file; predictions will be less reliable"
@@ -147,57 +167,92 @@ impl Predictor {
         Ok(Prepared {
             cells: data.cells.clone(),
             values: x,
-            measured: columns.iter().map(Option::is_some).collect(),
+            measured,
             n_genes: g,
-            report: MatchReport { panel_genes: g, matched, missing, values, atypical_cells, warnings },
+            report: MatchReport {
+                panel_genes: g,
+                matched,
+                missing,
+                values,
+                reference: reference.source.clone(),
+                atypical_cells,
+                warnings,
+            },
+            reference,
         })
     }
 
-    /// Share of cells whose mean squared z-score over the panel exceeds the training cells' 99th percentile.
-    fn atypical_share(&self, x: &[f32], g: usize) -> f64 {
+    /// Share of cells whose mean squared z-score over the measured panel genes exceeds the training
+    /// cells' 99th percentile (each against its own reference).
+    fn atypical_share(&self, x: &[f32], reference: &Reference) -> f64 {
+        let g = reference.mean.len();
         let n = x.len() / g.max(1);
         if n == 0 {
             return 0.0;
         }
         let limit = self.card.metrics.get("typicality_p99").and_then(|v| v.as_f64()).unwrap_or(f64::INFINITY);
-        let far = x
-            .chunks(g)
-            .filter(|row| typicality(row, &self.card.reference_mean, &self.card.reference_sd) > limit)
-            .count();
+        let far = x.chunks(g).filter(|row| typicality(row, reference) > limit).count();
         far as f64 / n as f64
     }
 
-    fn run(&self, x: &[f32], rows: usize, with_attention: bool) -> crate::model::NetOutput {
+    fn run(&self, x: &[f32], rows: usize, reference: &Reference, with_attention: bool) -> crate::model::NetOutput {
         let input = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, self.card.net.n_genes]), &self.device);
-        self.net.forward(input, &self.features, with_attention)
+        let features = self.features.with_reference(&reference.mean, &reference.sd, &reference.measured);
+        self.net.forward(input, &features, with_attention)
     }
 
-    /// Runs the network on `rows` cells (row-major `x`) and returns their gene and count logits.
-    pub fn logits(&self, x: &[f32], rows: usize) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
-        let out = self.run(x, rows, false);
+    /// Runs the network on `rows` cells (row-major `x`, measured against `reference`) and returns
+    /// their gene and count logits.
+    pub fn logits(&self, x: &[f32], rows: usize, reference: &Reference) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
+        let out = self.run(x, rows, reference, false);
         Ok((read(out.gene_logits.try_into_data())?, read(out.count_logits.try_into_data())?))
     }
 
     /// The same as `logits`, reading results asynchronously (required in the browser).
-    pub async fn logits_async(&self, x: &[f32], rows: usize) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
-        let out = self.run(x, rows, false);
+    pub async fn logits_async(
+        &self,
+        x: &[f32],
+        rows: usize,
+        reference: &Reference,
+    ) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
+        let out = self.run(x, rows, reference, false);
         Ok((read(out.gene_logits.into_data_async().await)?, read(out.count_logits.into_data_async().await)?))
     }
 
     /// Attention over the panel genes (mean over heads) of each of `queries` (candidate indices, or
     /// `n_candidates` for "no perturbation"), for each of `rows` profiles: rows × queries × genes.
-    pub fn attention(&self, x: &[f32], rows: usize, queries: &[usize]) -> Result<Vec<f32>, PredictError> {
-        read(self.attention_rows(x, rows, queries)?.try_into_data())
+    pub fn attention(
+        &self,
+        x: &[f32],
+        rows: usize,
+        reference: &Reference,
+        queries: &[usize],
+    ) -> Result<Vec<f32>, PredictError> {
+        read(self.attention_rows(x, rows, reference, queries)?.try_into_data())
     }
 
     /// The same as `attention`, read asynchronously for the browser.
-    pub async fn attention_async(&self, x: &[f32], rows: usize, queries: &[usize]) -> Result<Vec<f32>, PredictError> {
-        read(self.attention_rows(x, rows, queries)?.into_data_async().await)
+    pub async fn attention_async(
+        &self,
+        x: &[f32],
+        rows: usize,
+        reference: &Reference,
+        queries: &[usize],
+    ) -> Result<Vec<f32>, PredictError> {
+        read(self.attention_rows(x, rows, reference, queries)?.into_data_async().await)
     }
 
-    fn attention_rows(&self, x: &[f32], rows: usize, queries: &[usize]) -> Result<Tensor<4>, PredictError> {
-        let w =
-            self.run(x, rows, true).attention.ok_or_else(|| PredictError::Output("no attention returned".into()))?;
+    fn attention_rows(
+        &self,
+        x: &[f32],
+        rows: usize,
+        reference: &Reference,
+        queries: &[usize],
+    ) -> Result<Tensor<4>, PredictError> {
+        let w = self
+            .run(x, rows, reference, true)
+            .attention
+            .ok_or_else(|| PredictError::Output("no attention returned".into()))?;
         let [_, heads, _, _] = w.dims();
         let index: Vec<i64> = queries.iter().map(|&q| q as i64).collect();
         let picked = w.select(2, Tensor::<1, burn::tensor::Int>::from_ints(index.as_slice(), &self.device));
@@ -205,11 +260,11 @@ impl Predictor {
     }
 
     /// Scores rows of normalised panel values (row-major), `batch` rows per forward pass.
-    pub fn score_rows(&self, x: &[f32], batch: usize) -> Result<Vec<SetScores>, PredictError> {
+    pub fn score_rows(&self, x: &[f32], reference: &Reference, batch: usize) -> Result<Vec<SetScores>, PredictError> {
         let g = self.card.net.n_genes;
         let mut out = Vec::with_capacity(x.len() / g.max(1));
         for chunk in x.chunks(batch.max(1) * g) {
-            let (gene_logits, count_logits) = self.logits(chunk, chunk.len() / g)?;
+            let (gene_logits, count_logits) = self.logits(chunk, chunk.len() / g, reference)?;
             out.extend(set_scores(&gene_logits, &count_logits, self.card.net.n_candidates));
         }
         Ok(out)
@@ -226,21 +281,10 @@ impl Predictor {
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(batch) {
             let end = (start + batch).min(n);
-            out.extend(self.score_rows(&prepared.values[start * g..end * g], batch)?);
+            out.extend(self.score_rows(&prepared.values[start * g..end * g], &prepared.reference, batch)?);
             progress(end, n);
         }
         Ok(out)
-    }
-
-    /// The mean normalised profile of each group of cells, scored.
-    pub fn score_pseudobulk(
-        &self,
-        prepared: &Prepared,
-        groups: &[(String, Vec<usize>)],
-    ) -> Result<Vec<SetScores>, PredictError> {
-        let x: Vec<f32> =
-            groups.iter().flat_map(|(_, members)| mean_profile(&prepared.values, prepared.n_genes, members)).collect();
-        self.score_rows(&x, 256)
     }
 }
 
@@ -267,18 +311,16 @@ pub fn mean_profile(x: &[f32], g: usize, members: &[usize]) -> Vec<f32> {
     m
 }
 
-/// Mean squared z-score of a normalised profile against the training reference (clipped per gene).
-pub fn typicality(row: &[f32], mean: &[f32], sd: &[f32]) -> f64 {
-    let n = row.len().max(1) as f64;
-    row.iter()
-        .zip(mean)
-        .zip(sd)
-        .map(|((&x, &m), &s)| {
-            let z = (x - m) as f64 / (s as f64).max(0.05);
-            z.clamp(-10.0, 10.0).powi(2)
-        })
-        .sum::<f64>()
-        / n
+/// Mean squared z-score of a normalised profile over the genes its reference measures (clipped per gene).
+pub fn typicality(row: &[f32], reference: &Reference) -> f64 {
+    let mut n = 0usize;
+    let mut total = 0f64;
+    for (j, &x) in row.iter().enumerate().filter(|(j, _)| reference.measured[*j]) {
+        let z = (x - reference.mean[j]) as f64 / (reference.sd[j] as f64).max(0.05);
+        total += z.clamp(-10.0, 10.0).powi(2);
+        n += 1;
+    }
+    total / n.max(1) as f64
 }
 
 /// For each wanted gene, the file's column: by Ensembl ID (version ignored) first, then symbol

@@ -15,9 +15,9 @@ use crate::inspect::{self, Summary};
 use crate::io::{self, ExpressionData, FileSource, LabelColumn, ReadError, ReadOptions};
 use crate::labels::Perturbation;
 use crate::metrics::{self, Scores};
-use crate::model::sets::SetScores;
+use crate::model::sets::{self, SetScores};
 use crate::model_folder::ModelFiles;
-use crate::predict::{MatchReport, PredictError, Predictor, Prepared, Ranked, mean_profile, top_k};
+use crate::predict::{MatchReport, PredictError, Predictor, Prepared, Ranked, top_k};
 
 mod views;
 pub use views::{Attention, Confusion, GeneWeight, LabelCheck, Selection, View, ViewRequest, Why};
@@ -69,7 +69,9 @@ pub struct GroupPrediction {
 }
 
 /// Pseudobulk of every group of one obs column (and of all cells), with accuracy when the column
-/// holds the labels.
+/// holds the labels. A group's answer combines its cells' posteriors (`sets::combine`): averaging
+/// profiles first blurs a mixed group (responders and cells whose guide failed) into a profile
+/// that no cell has, and scored 0.15 against 0.92 from posteriors on held-out pairs.
 #[derive(Clone, Debug, Serialize)]
 pub struct Pseudobulk {
     pub column: Option<String>,
@@ -94,6 +96,9 @@ pub struct InputReport {
     /// What pseudobulks can be grouped by: the file's obs columns, then `PREDICTED_ANSWER`.
     pub group_columns: Vec<String>,
 }
+
+/// Cells predicted per network call when a pseudobulk needs cells not predicted yet.
+const PSEUDOBULK_BATCH: usize = 256;
 
 /// The grouping by each cell's top answer, offered beside the file's obs columns.
 pub const PREDICTED_ANSWER: &str = "predicted answer";
@@ -122,8 +127,8 @@ struct OpenFile {
     outputs: Vec<Option<Box<[f32]>>>,
     /// The current pseudobulk grouping: its column (None: all cells only) and groups.
     grouping: Grouping,
-    /// Network outputs for the groups of `grouping`, once computed.
-    group_outputs: Option<Vec<Box<[f32]>>>,
+    /// Answer distributions of the groups of `grouping`, once computed.
+    group_scores: Option<Vec<SetScores>>,
 }
 
 struct Grouping {
@@ -206,7 +211,7 @@ impl Analysis {
             labels,
             outputs: vec![None; n],
             grouping: Grouping { column: None, by_labels: false, groups: Vec::new() },
-            group_outputs: None,
+            group_scores: None,
         };
         let label_column = file.data.labels.as_ref().map(|l| l.name.clone());
         file.grouping = file.grouping_by(label_column.as_deref(), None);
@@ -250,7 +255,7 @@ impl Analysis {
             None => None,
         };
         f.grouping = f.grouping_by(column, values);
-        f.group_outputs = None;
+        f.group_scores = None;
         Ok(())
     }
 
@@ -280,7 +285,8 @@ impl Analysis {
     /// Runs the network on cells [start, start + count) and keeps the outputs.
     fn run_cells(&mut self, start: usize, count: usize) -> Result<std::ops::Range<usize>, AnalysisError> {
         let (range, p) = self.cells_pending(start, count)?;
-        let output = self.predictor.logits(&p.input, p.rows).map_err(|e| self.output_error(e))?;
+        let reference = &self.open_file()?.prepared.reference;
+        let output = self.predictor.logits(&p.input, p.rows, reference).map_err(|e| self.output_error(e))?;
         self.store_cells(range.clone(), output)?;
         Ok(range)
     }
@@ -302,10 +308,17 @@ impl Analysis {
         count: usize,
         top: usize,
     ) -> Result<Vec<CellPrediction>, AnalysisError> {
-        let (range, p) = self.cells_pending(start, count)?;
-        let output = self.predictor.logits_async(&p.input, p.rows).await.map_err(|e| self.output_error(e))?;
-        self.store_cells(range.clone(), output)?;
+        let range = self.run_cells_async(start, count).await?;
         Ok(self.cell_predictions(range, top))
+    }
+
+    async fn run_cells_async(&mut self, start: usize, count: usize) -> Result<std::ops::Range<usize>, AnalysisError> {
+        let (range, p) = self.cells_pending(start, count)?;
+        let reference = &self.open_file()?.prepared.reference;
+        let output =
+            self.predictor.logits_async(&p.input, p.rows, reference).await.map_err(|e| self.output_error(e))?;
+        self.store_cells(range.clone(), output)?;
+        Ok(range)
     }
 
     /// Runs every cell, `batch` at a time, reporting (done, total) after each batch.
@@ -376,48 +389,80 @@ impl Analysis {
 
     // ---- pseudobulk ----
 
-    fn groups_pending(&self) -> Result<Pending, AnalysisError> {
-        let f = self.open_file()?;
-        Ok(f.mean_profiles(f.grouping.groups.iter().map(|(_, m)| m.as_slice())))
+    /// Runs of cells not predicted yet (start, count), in order.
+    fn unpredicted_runs(&self) -> Vec<(usize, usize)> {
+        let Some(f) = &self.file else { return Vec::new() };
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for i in (0..f.outputs.len()).filter(|&i| f.outputs[i].is_none()) {
+            match runs.last_mut() {
+                Some((s, c)) if *s + *c == i && *c < PSEUDOBULK_BATCH => *c += 1,
+                _ => runs.push((i, 1)),
+            }
+        }
+        runs
     }
 
-    fn accept_groups(&mut self, output: (Vec<f32>, Vec<f32>), top: usize) -> Result<Pseudobulk, AnalysisError> {
-        let rows = output_rows(output, self.predictor.card.net.n_candidates);
-        self.open_file_mut()?.group_outputs = Some(rows);
-        self.pseudobulk_result(top)
-    }
-
-    /// Pseudobulk (mean normalised profile) of all cells and of each group of the current column.
+    /// Pseudobulk of all cells and of each group of the current column, from the cells' posteriors
+    /// (cells not predicted yet are predicted first).
     pub fn pseudobulk(&mut self, top: usize) -> Result<Pseudobulk, AnalysisError> {
-        let p = self.groups_pending()?;
-        let output = self.predictor.logits(&p.input, p.rows).map_err(|e| self.output_error(e))?;
-        self.accept_groups(output, top)
+        for (start, count) in self.unpredicted_runs() {
+            self.run_cells(start, count)?;
+        }
+        self.combine_groups(top)
     }
 
     pub async fn pseudobulk_async(&mut self, top: usize) -> Result<Pseudobulk, AnalysisError> {
-        let p = self.groups_pending()?;
-        let output = self.predictor.logits_async(&p.input, p.rows).await.map_err(|e| self.output_error(e))?;
-        self.accept_groups(output, top)
+        for (start, count) in self.unpredicted_runs() {
+            self.run_cells_async(start, count).await?;
+        }
+        self.combine_groups(top)
     }
 
-    /// Answer distributions of the mean profiles of arbitrary groups of cells (e.g. 10-cell pseudobulks).
+    fn combine_groups(&mut self, top: usize) -> Result<Pseudobulk, AnalysisError> {
+        let groups: Vec<Vec<usize>> = self.open_file()?.grouping.groups.iter().map(|(_, m)| m.clone()).collect();
+        let scores = self.score_groups(&groups)?;
+        self.open_file_mut()?.group_scores = Some(scores);
+        self.pseudobulk_result(top)
+    }
+
+    /// The prior that combines cells into groups: the model's training answer sizes.
+    fn answer_prior(&self) -> [f64; 3] {
+        let card = &self.predictor.card;
+        sets::answer_prior(card.answer_sizes.unwrap_or([1.0 / 3.0; 3]), card.net.n_candidates)
+    }
+
+    /// Answer distributions of arbitrary groups of predicted cells (e.g. 10-cell pseudobulks),
+    /// combined from their cells' posteriors.
     pub fn score_groups(&self, groups: &[Vec<usize>]) -> Result<Vec<SetScores>, AnalysisError> {
-        let p = self.open_file()?.mean_profiles(groups.iter().map(Vec::as_slice));
-        self.predictor.score_rows(&p.input, 256).map_err(|e| self.output_error(e))
+        let f = self.open_file()?;
+        let c = self.predictor.card.net.n_candidates;
+        let prior = self.answer_prior();
+        groups
+            .iter()
+            .map(|members| {
+                let cells = members
+                    .iter()
+                    .map(|&i| match f.outputs.get(i) {
+                        Some(Some(row)) => Ok(scores_of(row, c)),
+                        Some(None) => Err(AnalysisError::NotPredicted(i)),
+                        None => Err(AnalysisError::NoCell { index: i, cells: f.outputs.len() }),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(sets::combine(&cells.iter().collect::<Vec<_>>(), prior))
+            })
+            .collect()
     }
 
     /// The last computed pseudobulk of the current grouping (empty groups if none yet).
     pub fn pseudobulk_result(&self, top: usize) -> Result<Pseudobulk, AnalysisError> {
         let f = self.open_file()?;
-        let c = self.predictor.card.net.n_candidates;
         let candidates = self.predictor.candidates();
-        let Some(outputs) = &f.group_outputs else {
+        let Some(outputs) = &f.group_scores else {
             return Ok(Pseudobulk { column: f.grouping.column.clone(), groups: Vec::new(), accuracy: None });
         };
         let mut groups = Vec::new();
         let (mut scored, mut truths) = (Vec::new(), Vec::new());
-        for (k, ((name, members), row)) in f.grouping.groups.iter().zip(outputs).enumerate() {
-            let scores = scores_of(row, c);
+        for (k, ((name, members), scores)) in f.grouping.groups.iter().zip(outputs).enumerate() {
             // Group 0 is "all cells"; grouped by labels, the others are canonical labels.
             let label = (f.grouping.by_labels && k > 0).then(|| name.clone());
             if let Some(t) =
@@ -466,16 +511,9 @@ impl Analysis {
 }
 
 impl OpenFile {
-    /// The mean normalised profile of each group of cells: the network input of pseudobulks.
-    fn mean_profiles<'a>(&self, groups: impl Iterator<Item = &'a [usize]>) -> Pending {
-        let (values, g) = (&self.prepared.values, self.prepared.n_genes);
-        let input: Vec<f32> = groups.flat_map(|m| mean_profile(values, g, m)).collect();
-        Pending { rows: input.len() / g.max(1), input }
-    }
-
     fn clear_outputs(&mut self) {
         self.outputs.iter_mut().for_each(|o| *o = None);
-        self.group_outputs = None;
+        self.group_scores = None;
         self.report.genes = self.prepared.report.clone();
     }
 

@@ -179,7 +179,7 @@ impl Analysis {
         let plan = self.attention_plan(request)?;
         let mut weights = Vec::new();
         for p in &plan.batches {
-            let w = self.predictor.attention_async(&p.input, p.rows, &plan.queries).await;
+            let w = self.predictor.attention_async(&p.input, p.rows, self.reference()?, &plan.queries).await;
             weights.extend(w.map_err(|e| self.output_error(e))?);
         }
         self.finish_view(request, plan, weights)
@@ -190,10 +190,14 @@ impl Analysis {
         let plan = self.attention_plan(request)?;
         let mut weights = Vec::new();
         for p in &plan.batches {
-            let w = self.predictor.attention(&p.input, p.rows, &plan.queries);
+            let w = self.predictor.attention(&p.input, p.rows, self.reference()?, &plan.queries);
             weights.extend(w.map_err(|e| self.output_error(e))?);
         }
         self.finish_view(request, plan, weights)
+    }
+
+    fn reference(&self) -> Result<&crate::reference::Reference, AnalysisError> {
+        Ok(&self.open_file()?.prepared.reference)
     }
 
     /// The network inputs a view needs: none, or the profiles and queries whose attention it shows.
@@ -440,7 +444,8 @@ impl Analysis {
                 let c = card.candidates.iter().position(|c| c.symbol == gene);
                 let j = c.and_then(|c| own[c]).filter(|&j| f.prepared.measured[j]);
                 let level = j.map(|j| f.row(i, g)[j]);
-                let (mean, sd) = (j.map(|j| card.reference_mean[j]), j.map(|j| card.reference_sd[j]));
+                let reference = &f.prepared.reference;
+                let (mean, sd) = (j.map(|j| reference.mean[j]), j.map(|j| reference.sd[j]));
                 let z = level.zip(mean).zip(sd).map(|((x, m), s)| (x - m) / s.max(0.05));
                 Evidence {
                     gene,

@@ -97,6 +97,13 @@ pub struct ModelCard {
     /// out-of-distribution warnings).
     pub reference_mean: Vec<f32>,
     pub reference_sd: Vec<f32>,
+    /// What inputs are measured against: each file's own cells, or (older models) the training cells.
+    #[serde(default)]
+    pub reference: crate::reference::ReferenceKind,
+    /// P(0, 1 or 2 genes perturbed) among the training cells: the prior that combines cells'
+    /// posteriors into a pseudobulk's. None (older models): equal sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_sizes: Option<[f64; 3]>,
     pub weights: WeightsInfo,
     pub command: String,
     pub seed: u64,

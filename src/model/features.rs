@@ -26,6 +26,9 @@ pub struct GenomeFeatures {
     /// [candidates + 1]: each query's own gene among the tokens, or `genes` (a zero token) when
     /// the panel does not measure it; the control query always gets the zero token.
     pub own_token: Tensor<1, Int>,
+    /// [1 or batch, genes]: 1 where the input measures the gene, 0 where it is absent (its key is
+    /// masked from attention and a candidate's absent own gene gives no own token). None: all measured.
+    pub present: Option<Tensor<2>>,
 }
 
 /// sin/cos of 2π·2^k·position for k < freqs: coarse to fine position along the chromosome.
@@ -77,6 +80,35 @@ impl GenomeFeatures {
         own.resize(candidate_loci.len(), g as i64);
         own.push(g as i64);
         let own_token = Tensor::from_data(TensorData::new(own, [candidate_loci.len() + 1]), device);
-        GenomeFeatures { gene_chrom, gene_locus, query_chrom, query_locus, gene_mean, gene_inv_sd, own_token }
+        GenomeFeatures {
+            gene_chrom,
+            gene_locus,
+            query_chrom,
+            query_locus,
+            gene_mean,
+            gene_inv_sd,
+            own_token,
+            present: None,
+        }
+    }
+
+    /// The same genes and queries, measured against another reference with only some genes present.
+    pub fn with_reference(&self, mean: &[f32], sd: &[f32], measured: &[bool]) -> Self {
+        let device = self.gene_mean.device();
+        let g = mean.len();
+        let inv: Vec<f32> = sd.iter().map(|s| 1.0 / s.max(0.05)).collect();
+        let all = measured.iter().all(|&m| m);
+        let present: Vec<f32> = measured.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect();
+        GenomeFeatures {
+            gene_mean: Tensor::from_data(TensorData::new(mean.to_vec(), [1, g]), &device),
+            gene_inv_sd: Tensor::from_data(TensorData::new(inv, [1, g]), &device),
+            present: (!all).then(|| Tensor::from_data(TensorData::new(present, [1, g]), &device)),
+            ..self.clone()
+        }
+    }
+
+    /// The same features with per-row presence ([batch, genes], 1 present / 0 absent).
+    pub fn with_present(&self, present: Tensor<2>) -> Self {
+        GenomeFeatures { present: Some(present), ..self.clone() }
     }
 }

@@ -97,6 +97,19 @@ impl NetConfig {
 }
 
 impl PerturbNet {
+    /// The same network with its output logits divided by `t` (temperature scaling, folded into the
+    /// heads so the page and every face run it unchanged). Gene logits are divided before their
+    /// bound, so `bound(raw / t)` is what comes out.
+    pub fn with_temperature(mut self, t: f32) -> Self {
+        let scale = |l: Linear| Linear {
+            weight: l.weight.map(|w| w.div_scalar(t)),
+            bias: l.bias.map(|b| b.map(|b| b.div_scalar(t))),
+        };
+        self.head_gene = scale(self.head_gene);
+        self.head_count = scale(self.head_count);
+        self
+    }
+
     /// `x`: [batch, genes] normalised expression (log1p CP10k) over the panel.
     pub fn forward(&self, x: Tensor<2>, genome: &GenomeFeatures, with_attention: bool) -> NetOutput {
         let [batch, n_genes] = x.dims();
@@ -121,9 +134,17 @@ impl PerturbNet {
         // Each candidate's own gene token (a zero token when the panel lacks that gene; zeros for control).
         let d = self.gene_id.weight.dims()[1];
         let padded = Tensor::cat(vec![tokens.clone(), Tensor::zeros([batch, 1, d], &device)], 1); // [B, G+1, d]
-        let own = padded.select(1, genome.own_token.clone()); // [B, Q, d]
+        let mut own = padded.select(1, genome.own_token.clone()); // [B, Q, d]
 
-        let out = self.attention.forward(MhaInput::new(queries, tokens.clone(), tokens));
+        // Genes the input does not measure are absent: no key to attend to, no own token.
+        let mut input = MhaInput::new(queries, tokens.clone(), tokens);
+        if let Some(present) = &genome.present {
+            let present = present.clone().expand([batch, n_genes]);
+            let padded = Tensor::cat(vec![present.clone(), Tensor::zeros([batch, 1], &device)], 1);
+            own = own * padded.select(1, genome.own_token.clone()).unsqueeze_dim::<3>(2);
+            input = input.mask_pad(present.lower_elem(0.5));
+        }
+        let out = self.attention.forward(input);
         let hidden = gelu(self.head_hidden.forward(Tensor::cat(vec![out.context, own], 2))); // [B, Q, d]
         let n_candidates = n_queries - 1;
         let gene_logits =

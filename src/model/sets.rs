@@ -136,6 +136,36 @@ impl SetScores {
     }
 }
 
+/// P(S) for one answer of each size before seeing a cell: P(size) spread evenly within the size.
+/// `sizes`: P(0, 1, 2 genes); `n` candidates.
+pub fn answer_prior(sizes: [f64; 3], n: usize) -> [f64; 3] {
+    let pairs = (n * n.saturating_sub(1) / 2).max(1) as f64;
+    [sizes[0], sizes[1] / n.max(1) as f64, sizes[2] / pairs]
+}
+
+/// A group's answer distribution from its cells' posteriors, taken as independent given the answer:
+/// log P(S | cells) = Σ log P(S | cell) − (n − 1) log P(S), normalised. `prior` from `answer_prior`.
+pub fn combine(cells: &[&SetScores], prior: [f64; 3]) -> SetScores {
+    let Some(first) = cells.first() else {
+        return SetScores { control: 1.0, singles: Vec::new(), pairs: Vec::new() };
+    };
+    let n = cells.len() as f64;
+    let total = |pick: &dyn Fn(&SetScores) -> f64, p: f64| {
+        cells.iter().map(|s| pick(s).max(1e-300).ln()).sum::<f64>() - (n - 1.0) * p.max(1e-300).ln()
+    };
+    let control = total(&|s| s.control, prior[0]);
+    let singles: Vec<f64> = (0..first.singles.len()).map(|a| total(&|s| s.singles[a], prior[1])).collect();
+    let pairs: Vec<f64> = (0..first.pairs.len()).map(|k| total(&|s| s.pairs[k], prior[2])).collect();
+    let max = singles.iter().chain(&pairs).fold(control, |a, &b| a.max(b));
+    let z = (control - max).exp() + singles.iter().chain(&pairs).map(|v| (v - max).exp()).sum::<f64>();
+    let norm = |v: f64| (v - max).exp() / z;
+    SetScores {
+        control: norm(control),
+        singles: singles.into_iter().map(norm).collect(),
+        pairs: pairs.into_iter().map(norm).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +191,26 @@ mod tests {
         assert!((total - 1.0).abs() < 1e-9);
         let best = (0..s.pairs.len()).max_by(|&a, &b| s.pairs[a].total_cmp(&s.pairs[b])).unwrap();
         assert_eq!(pair_at(best, 4), (0, 1));
+    }
+
+    #[test]
+    fn combining_cells_sharpens_towards_their_common_answer() {
+        // Three cells, each mildly for gene 1; with a flat prior their product is clearly for gene 1.
+        let cell = SetScores::from_logits(&[0.0, 1.0, 0.0], &[0.0, 1.0, -1.0]);
+        let prior = answer_prior([1.0 / 3.0; 3], 3);
+        let one = combine(&[&cell], prior);
+        assert!((one.singles[1] - cell.singles[1]).abs() < 1e-12, "one cell is its own pseudobulk");
+        let three = combine(&[&cell, &cell, &cell], prior);
+        let best = three.gene_answers().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        assert_eq!(best.0, Answer::Single(1));
+        assert!(
+            three.singles[1] > 0.5 && three.singles[1] > cell.singles[1],
+            "{} vs {}",
+            three.singles[1],
+            cell.singles[1]
+        );
+        let total = three.control + three.singles.iter().sum::<f64>() + three.pairs.iter().sum::<f64>();
+        assert!((total - 1.0).abs() < 1e-9);
     }
 
     #[test]

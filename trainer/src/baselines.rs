@@ -205,9 +205,47 @@ impl LinearBaseline {
     }
 }
 
+/// z-scores of the input against its reference; absent genes sit at the reference centre (0).
+fn standardised(x: Tensor<2>, f: &GenomeFeatures) -> Tensor<2> {
+    let z = ((x - f.gene_mean.clone()) * f.gene_inv_sd.clone()).clamp(-5.0, 10.0);
+    match &f.present {
+        Some(p) => z * p.clone(),
+        None => z,
+    }
+}
+
 impl SetModel for LinearBaseline {
     fn logits(&self, x: Tensor<2>, f: &GenomeFeatures) -> (Tensor<2>, Tensor<2>) {
-        let z = ((x - f.gene_mean.clone()) * f.gene_inv_sd.clone()).clamp(-5.0, 10.0);
+        let z = standardised(x, f);
         (bound(self.gene.forward(z.clone())), self.count.forward(z))
+    }
+}
+
+/// Ablation `mlp`: the network's inputs (z-scored panel, absent genes absent) through two hidden
+/// layers of the model's width, no attention and no gene positions; same set likelihood.
+#[derive(Module, Debug)]
+pub struct MlpAblation {
+    hidden1: Linear,
+    hidden2: Linear,
+    gene: Linear,
+    count: Linear,
+}
+
+impl MlpAblation {
+    pub fn new(g: usize, c: usize, width: usize, device: &Device) -> Self {
+        MlpAblation {
+            hidden1: LinearConfig::new(g, width).init(device),
+            hidden2: LinearConfig::new(width, width).init(device),
+            gene: LinearConfig::new(width, c).init(device),
+            count: LinearConfig::new(width, 3).init(device),
+        }
+    }
+}
+
+impl SetModel for MlpAblation {
+    fn logits(&self, x: Tensor<2>, f: &GenomeFeatures) -> (Tensor<2>, Tensor<2>) {
+        use burn::tensor::activation::gelu;
+        let h = gelu(self.hidden2.forward(gelu(self.hidden1.forward(standardised(x, f)))));
+        (bound(self.gene.forward(h.clone())), self.count.forward(h))
     }
 }

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use mamba_perturb::model::sets::set_nll;
 use mamba_perturb::model::{GenomeFeatures, PerturbNet};
+use rand::Rng;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -62,6 +63,13 @@ pub struct TrainConfig {
     /// Remove the candidate genes' own expression from the input.
     #[arg(long)]
     pub mask_targets: bool,
+    /// Share of training cells shown with a thinned panel (a random 25-100 % of genes present, the
+    /// rest absent), so the model stays calibrated on files that measure only part of its panel.
+    #[arg(long, default_value_t = 0.5)]
+    pub gene_dropout: f64,
+    /// Ablation: no chromosome or locus features (the card then lists no gene positions).
+    #[arg(long)]
+    pub no_position: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -180,7 +188,11 @@ pub fn fit<M: SetModel>(
         for rows in order.chunks(opts.batch) {
             let t = std::time::Instant::now();
             let (x, y, k) = batch_tensors(train, rows, g, c, &device);
-            let (gene_logits, count_logits) = net.logits(x, &train_features);
+            let features = match thinned_panel(rows.len(), g, opts.gene_dropout, &mut rng, &device) {
+                Some(present) => train_features.with_present(present),
+                None => train_features.clone(),
+            };
+            let (gene_logits, count_logits) = net.logits(x, &features);
             let loss = set_nll(gene_logits, count_logits, y, k);
             let value: f32 = loss.clone().into_data().try_to_vec().unwrap_or_default()[0];
             let grads = GradientsParams::from_grads(loss.backward(), &net);
@@ -223,4 +235,68 @@ pub fn fit<M: SetModel>(
     bar.finish_and_clear();
     let (_, net, best_epoch) = best.expect("at least one epoch ran");
     Fitted { net, history, best_epoch, seconds_per_step: step_time / steps.max(1) as f64 }
+}
+
+/// Per-row presence for a batch ([rows, g], 1 present / 0 absent): a `share` of rows keep a random
+/// 25-100 % of the genes; None when no row is thinned.
+fn thinned_panel(rows: usize, g: usize, share: f64, rng: &mut ChaCha8Rng, device: &Device) -> Option<Tensor<2>> {
+    if share <= 0.0 {
+        return None;
+    }
+    let mut present = vec![1f32; rows * g];
+    for row in present.chunks_mut(g) {
+        if rng.random::<f64>() < share {
+            let keep = rng.random_range(0.25..1.0);
+            row.iter_mut().for_each(|v| *v = if rng.random::<f64>() < keep { 1.0 } else { 0.0 });
+        }
+    }
+    Some(Tensor::from_data(TensorData::new(present, [rows, g]), device))
+}
+
+/// The temperature T that minimises the validation conditions' NLL when every logit is divided by
+/// it (gene logits before their bound), by golden-section search over [0.25, 8]. Held-out training
+/// conditions stand in for unseen ones, so probabilities on new pairs mean what they say.
+pub fn temperature<M: SetModel>(net: &M, features: &GenomeFeatures, valid: &Split, c: usize, device: &Device) -> f64 {
+    let n = valid.targets.len();
+    if n == 0 {
+        return 1.0;
+    }
+    let g = features.gene_mean.dims()[1];
+    let mut outputs = Vec::with_capacity(n);
+    let rows: Vec<usize> = (0..n).collect();
+    for chunk in rows.chunks(256) {
+        let (x, _, _) = batch_tensors(valid, chunk, g, c, device);
+        let (gene, count) = net.logits(x, features);
+        let gene: Vec<f32> = gene.into_data().try_to_vec().unwrap_or_default();
+        let count: Vec<f32> = count.into_data().try_to_vec().unwrap_or_default();
+        for (r, &i) in chunk.iter().enumerate() {
+            outputs.push((gene[r * c..(r + 1) * c].to_vec(), count[r * 3..(r + 1) * 3].to_vec(), i));
+        }
+    }
+    let bound = mamba_perturb::model::sets::LOGIT_BOUND;
+    let nll = |t: f64| -> f64 {
+        outputs
+            .iter()
+            .map(|(gene, count, i)| {
+                let scaled: Vec<f32> = gene
+                    .iter()
+                    .map(|&l| {
+                        let raw = bound as f64 * ((l / bound).clamp(-0.999_999, 0.999_999) as f64).atanh();
+                        (bound as f64 * (raw / t / bound as f64).tanh()) as f32
+                    })
+                    .collect();
+                let count: Vec<f32> = count.iter().map(|&v| (v as f64 / t) as f32).collect();
+                let s = mamba_perturb::model::sets::SetScores::from_logits(&scaled, &count);
+                -s.probability(&valid.targets[*i]).max(1e-300).ln()
+            })
+            .sum::<f64>()
+            / n as f64
+    };
+    let (mut lo, mut hi) = (0.25f64.ln(), 8f64.ln());
+    let phi = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..30 {
+        let (a, b) = (hi - phi * (hi - lo), lo + phi * (hi - lo));
+        if nll(a.exp()) < nll(b.exp()) { hi = b } else { lo = a }
+    }
+    ((lo + hi) / 2.0).exp()
 }

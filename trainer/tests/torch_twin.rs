@@ -30,7 +30,7 @@ fn torch_weights_import_and_match_pytorch_logits() {
     let rows = expected["x"].as_array().unwrap();
     let x: Vec<f32> =
         rows.iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32)).collect();
-    let (gene, count) = p.logits(&x, rows.len()).unwrap();
+    let (gene, count) = p.logits(&x, rows.len(), &p.training_reference()).unwrap();
     let flat = |k: &str| -> Vec<f32> {
         expected[k]
             .as_array()

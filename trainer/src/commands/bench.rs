@@ -9,18 +9,19 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use mamba_perturb::model::GenomeFeatures;
-use mamba_perturb::model::sets::SetScores;
+use mamba_perturb::model::sets::{self, SetScores};
 use mamba_perturb::predict::{Predictor, mean_profile, set_scores};
+use mamba_perturb::reference::{Reference, centre_and_scale};
 use mamba_perturb::simulate::design;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use crate::baselines::{self, LinearBaseline, TrainView};
+use crate::baselines::{self, LinearBaseline, MlpAblation, TrainView};
 use crate::dataset;
 use crate::splits::{self, SplitKind};
-use crate::training::{self, Split};
+use crate::training::{self, SetModel, Split};
 use mamba_perturb::metrics::{self, METRIC_NAMES};
 
 use crate::error::{CliError, flag, io_at, output};
@@ -44,6 +45,9 @@ pub struct Args {
     /// --data and testing on every cell of this file.
     #[arg(long)]
     pub transfer_data: Option<PathBuf>,
+    /// Leave out the ablation rows (`attention-no-position`, `mlp`), each a model of its own to train.
+    #[arg(long)]
+    pub skip_ablations: bool,
     #[command(flatten)]
     pub model: crate::training::TrainConfig,
     #[command(flatten)]
@@ -60,10 +64,14 @@ const PARTIAL_PANELS: [(&str, f64, bool); 4] = [
     ("partial-panel-50-targets", 0.5, true),
 ];
 
+const ABLATION_NO_POSITION: &str = "attention-no-position";
+const ABLATION_MLP: &str = "mlp";
+
 /// What each row of the table is: the product, a baseline, an ablation, or a ceiling.
 fn role(method: &str) -> &'static str {
     match method {
         "mamba-perturb" => "model",
+        ABLATION_NO_POSITION | ABLATION_MLP => "ablation",
         _ => "baseline",
     }
 }
@@ -130,11 +138,24 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     "train_seconds": t0.elapsed().as_secs_f64(), "seconds_per_step": trained.card.metrics["seconds_per_train_step"]}));
                 let panel = trained.panel.clone();
                 let (mean, sd) = (trained.card.reference_mean.clone(), trained.card.reference_sd.clone());
+                let sizes = trained.card.answer_sizes.unwrap_or([1.0 / 3.0; 3]);
                 let device = Device::flex();
                 let predictor = Predictor::from_parts(trained.card, trained.net, &device);
+                // The ablation without gene positions: the same network and training, no chromosome/locus.
+                let no_position = match args.skip_ablations {
+                    true => None,
+                    false => {
+                        let mut nargs = margs.clone();
+                        nargs.no_position = true;
+                        let t =
+                            super::train::train_on(&data, &split, &nargs, &format!("{label} {ABLATION_NO_POSITION}"))?;
+                        Some(Predictor::from_parts(t.card, t.net, &device))
+                    }
+                };
 
                 // Test cells: the held-out conditions, or (transfer) every cell of the other file, its
-                // genes matched to the panel by name (absent ones enter as 0, as in `predict`).
+                // genes matched to the panel by name (absent ones are absent, as in `predict`). Each
+                // file is measured against its own cells, as `Predictor::prepare` does.
                 let tested = match (&other, transfer) {
                     (Some(o), true) => o,
                     _ => &data,
@@ -143,9 +164,23 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     true => (0..tested.labels.len()).collect(),
                     false => splits::rows_of(&data.condition, &split.test),
                 };
-                let x_test = match transfer {
-                    true => tested.dense_columns(&test_rows, &tested.columns_of(&data, &panel)),
-                    false => data.dense(&test_rows, &panel),
+                let (x_test, reference) = match transfer {
+                    true => {
+                        let columns = tested.columns_of(&data, &panel);
+                        let measured: Vec<bool> = columns.iter().map(Option::is_some).collect();
+                        let x = tested.dense_columns(&test_rows, &columns);
+                        let (m, s) = centre_and_scale(&x, panel.len());
+                        (x, Reference { mean: m, sd: s, measured, source: "the other file's cells".into() })
+                    }
+                    false => (
+                        data.dense(&test_rows, &panel),
+                        Reference {
+                            mean: mean.clone(),
+                            sd: sd.clone(),
+                            measured: vec![true; panel.len()],
+                            source: "the file's cells".into(),
+                        },
+                    ),
                 };
 
                 // Baselines see the same training cells (training + validation conditions).
@@ -185,29 +220,63 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     );
                     (fitted.net, feats(&device), g, c)
                 };
+                let mlp = (!args.skip_ablations).then(|| {
+                    let (g, c) = (panel.len(), data.candidates.len());
+                    let gene_loci: Vec<_> = vec![None; g];
+                    let cand_loci: Vec<_> = vec![None; c];
+                    let feats = |d: &Device| GenomeFeatures::new(&gene_loci, &cand_loci, 1, &[], &mean, &sd, d);
+                    let valid_rows = splits::rows_of(&data.condition, &split.valid);
+                    let (xv, tv) = (data.dense(&valid_rows, &panel), data.targets(&valid_rows));
+                    let only_train = splits::rows_of(&data.condition, &split.train);
+                    let (xt, tt) = (data.dense(&only_train, &panel), data.targets(&only_train));
+                    let width = 4 * margs.d_model;
+                    let fitted = training::fit(
+                        &|d: &Device| MlpAblation::new(g, c, width, d),
+                        (g, c),
+                        &feats,
+                        &Split { x: &xt, targets: &tt },
+                        &Split { x: &xv, targets: &tv },
+                        &margs,
+                        &format!("{label} {ABLATION_MLP}"),
+                    );
+                    (fitted.net, feats(&device), g, c)
+                });
 
                 // Every method at every level of one panel: the full one, then genes removed as a file
                 // lacking them would (their input is 0, as `Predictor::prepare` leaves absent genes).
-                let prior = answer_prior(&t_train, data.candidates.len());
-                let mut score_panel = |panel_name: &str, x: &[f32]| -> Result<(), CliError> {
+                let prior = sets::answer_prior(sizes, data.candidates.len());
+                let mut score_panel = |panel_name: &str, x: &[f32], reference: &Reference| -> Result<(), CliError> {
                     let truths = tested.targets(&test_rows);
                     let levels = make_levels(&tested.condition, &test_rows, x, panel.len(), &truths, seed);
                     for level in &levels {
-                        let z = baselines::zscore(&level.x, &mean, &sd);
-                        let methods: Vec<(&str, Vec<SetScores>)> = vec![
-                            ("mamba-perturb", predictor.score_rows(&level.x, 256).map_err(output)?),
+                        // Baselines see z-scores against the same reference; an absent gene sits at its centre.
+                        let mut z = baselines::zscore(&level.x, &reference.mean, &reference.sd);
+                        let g = panel.len();
+                        z.iter_mut()
+                            .enumerate()
+                            .filter(|(k, _)| !reference.measured[k % g])
+                            .for_each(|(_, v)| *v = 0.0);
+                        let mut methods: Vec<(&str, Vec<SetScores>)> = vec![
+                            ("mamba-perturb", predictor.score_rows(&level.x, reference, 256).map_err(output)?),
                             ("target-upregulation", baselines::upregulation(&view, &z)),
-                            ("logistic-regression", score_linear(&lr, &level.x)),
+                            ("logistic-regression", score_linear(&lr, &level.x, reference)),
                             ("nearest-centroid", baselines::nearest_centroid(&view, &z)),
                             ("additive-inverse", baselines::additive_inverse(&view, &z)),
                             ("prior-only", baselines::prior_only(&view, level.truths.len())),
                         ];
+                        if let Some(p) = &no_position {
+                            methods
+                                .push((ABLATION_NO_POSITION, p.score_rows(&level.x, reference, 256).map_err(output)?));
+                        }
+                        if let Some(m) = &mlp {
+                            methods.push((ABLATION_MLP, score_linear(m, &level.x, reference)));
+                        }
                         for (method, scores) in methods {
                             let key = (method, split_name, vis, panel_name);
                             let (classes, conditions) = (&class_of, &tested.conditions);
                             if level.name == "cell" {
                                 // Pseudobulk from the cells' posteriors, for every method.
-                                let (bulk, truths, conds) = posterior_pseudobulk(&scores, level, &prior);
+                                let (bulk, truths, conds) = posterior_pseudobulk(&scores, level, prior);
                                 let name = "pseudobulk-posterior";
                                 record(&mut values, key, name, &bulk, &truths, &conds, classes, conditions);
                             }
@@ -217,20 +286,22 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     }
                     Ok(())
                 };
-                score_panel("full", &x_test)?;
+                score_panel("full", &x_test, &reference)?;
                 if split_kind == SplitKind::HeldoutPairs && !transfer {
                     let targets: Vec<usize> = view.candidate_column.iter().flatten().copied().collect();
                     for (name, keep, drop_targets) in PARTIAL_PANELS {
                         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9a9e1);
                         let mut x = x_test.clone();
+                        let mut partial = reference.clone();
                         let g = panel.len();
                         for j in 0..g {
                             let is_target = targets.contains(&j);
                             if (!is_target || drop_targets) && rand::Rng::random::<f64>(&mut rng) >= keep {
                                 x.iter_mut().skip(j).step_by(g).for_each(|v| *v = 0.0);
+                                partial.measured[j] = false;
                             }
                         }
-                        score_panel(name, &x)?;
+                        score_panel(name, &x, &partial)?;
                     }
                 }
                 let key = (
@@ -328,42 +399,17 @@ fn record(
     }
 }
 
-/// P(S) before seeing a cell: P(size) from the training cells, uniform within a size.
-fn answer_prior(train_targets: &[Vec<usize>], n: usize) -> [f64; 3] {
-    let mut count = [1.0f64; 3]; // add-one, so no size is impossible
-    train_targets.iter().for_each(|t| count[t.len().min(2)] += 1.0);
-    let total: f64 = count.iter().sum();
-    let pairs = (n * n.saturating_sub(1) / 2).max(1) as f64;
-    [count[0] / total, count[1] / total / n.max(1) as f64, count[2] / total / pairs]
-}
-
-/// Pseudobulk of each test condition from its cells' posteriors: log P(S | cells) =
-/// Σ log P(S | cell) − (n − 1) log P(S), normalised.
+/// Pseudobulk of each test condition from its cells' posteriors (`sets::combine`, as the page's).
 fn posterior_pseudobulk(
     cells: &[SetScores],
     level: &Level,
-    prior: &[f64; 3],
+    prior: [f64; 3],
 ) -> (Vec<SetScores>, Vec<Vec<usize>>, Vec<usize>) {
     let mut by_cond: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     level.conditions.iter().enumerate().for_each(|(i, &c)| by_cond.entry(c).or_default().push(i));
     let (mut out, mut truths, mut conds) = (Vec::new(), Vec::new(), Vec::new());
     for (cond, members) in by_cond {
-        let n = members.len() as f64;
-        let combine = |pick: &dyn Fn(&SetScores) -> f64, p: f64| {
-            members.iter().map(|&i| pick(&cells[i]).max(1e-300).ln()).sum::<f64>() - (n - 1.0) * p.ln()
-        };
-        let first = &cells[members[0]];
-        let control = combine(&|s| s.control, prior[0]);
-        let singles: Vec<f64> = (0..first.singles.len()).map(|a| combine(&|s| s.singles[a], prior[1])).collect();
-        let pairs: Vec<f64> = (0..first.pairs.len()).map(|k| combine(&|s| s.pairs[k], prior[2])).collect();
-        let max = singles.iter().chain(&pairs).fold(control, |a, &b| a.max(b));
-        let z = (control - max).exp() + singles.iter().chain(&pairs).map(|v| (v - max).exp()).sum::<f64>();
-        let norm = |v: f64| (v - max).exp() / z;
-        out.push(SetScores {
-            control: norm(control),
-            singles: singles.into_iter().map(norm).collect(),
-            pairs: pairs.into_iter().map(norm).collect(),
-        });
+        out.push(sets::combine(&members.iter().map(|&i| &cells[i]).collect::<Vec<_>>(), prior));
         truths.push(level.truths[members[0]].clone());
         conds.push(cond);
     }
@@ -414,15 +460,24 @@ fn make_levels(
     vec![cell, pseudobulk, bulk10]
 }
 
-fn score_linear(lr: &(LinearBaseline, GenomeFeatures, usize, usize), x: &[f32]) -> Vec<SetScores> {
-    use crate::training::SetModel;
+fn score_linear<M: SetModel>(
+    model: &(M, GenomeFeatures, usize, usize),
+    x: &[f32],
+    reference: &Reference,
+) -> Vec<SetScores> {
     use burn::tensor::{Tensor, TensorData};
-    let (net, feats, g, c) = lr;
+    let (net, feats, g, c) = model;
+    let feats = feats.with_reference(&reference.mean, &reference.sd, &reference.measured);
     let device = Device::flex();
     let mut out = Vec::new();
     for chunk in x.chunks(1024 * g) {
-        let t = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [chunk.len() / g, *g]), &device);
-        let (gene_logits, count_logits) = net.logits(t, feats);
+        let rows = chunk.len() / g;
+        let t = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [rows, *g]), &device);
+        let f = match &feats.present {
+            Some(p) => feats.with_present(p.clone().expand([rows, *g])),
+            None => feats.clone(),
+        };
+        let (gene_logits, count_logits) = net.logits(t, &f);
         let gene_logits: Vec<f32> = gene_logits.into_data().try_to_vec().unwrap_or_default();
         let count_logits: Vec<f32> = count_logits.into_data().try_to_vec().unwrap_or_default();
         out.extend(set_scores(&gene_logits, &count_logits, *c));

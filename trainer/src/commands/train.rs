@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use mamba_perturb::model::card::{CARD_FORMAT, ModelCard, TrainingData, WeightsInfo};
+use mamba_perturb::model::card::{CARD_FORMAT, CardGene, ModelCard, TrainingData, WeightsInfo};
 use mamba_perturb::model::{GenomeFeatures, NetConfig};
 use mamba_perturb::model_folder;
 use mamba_perturb::predict::typicality;
+use mamba_perturb::reference::{Reference, ReferenceKind, centre_and_scale};
 
 use crate::dataset::{self, Labelled};
 use crate::error::{CliError, flag, io_at};
@@ -52,8 +53,17 @@ pub fn train_on(
         return Err(CliError::Data { file: data.name.clone(), problem: "no training cells after the split".into() });
     }
     let panel = data.choose_panel(&train_rows, args.hvg, args.mask_targets);
-    let panel_genes = data.card_genes(&panel);
-    let candidates = data.candidate_card_genes();
+    let unplace = |genes: Vec<CardGene>| -> Vec<CardGene> {
+        match args.no_position {
+            true => genes
+                .into_iter()
+                .map(|g| CardGene { chrom: None, start: None, end: None, relative: None, ..g })
+                .collect(),
+            false => genes,
+        }
+    };
+    let panel_genes = unplace(data.card_genes(&panel));
+    let candidates = unplace(data.candidate_card_genes());
     let net_config = NetConfig {
         n_genes: panel.len(),
         n_candidates: candidates.len(),
@@ -67,23 +77,17 @@ pub fn train_on(
     let x_train = data.dense(&train_rows, &panel);
     let x_valid = data.dense(&valid_rows, &panel);
     let (t_train, t_valid) = (data.targets(&train_rows), data.targets(&valid_rows));
-    // Reference profile: standardises the tokens and flags cells unlike the training data.
+    // Reference: each gene's centre and scale over the whole file's cells, label-free, exactly as
+    // `Predictor::prepare` measures any file the model is later run on.
     let g = panel.len();
-    let n = train_rows.len() as f64;
-    let mut mean = vec![0f64; g];
-    let mut sq = vec![0f64; g];
-    for row in x_train.chunks(g) {
-        for j in 0..g {
-            mean[j] += row[j] as f64;
-            sq[j] += (row[j] as f64).powi(2);
-        }
-    }
-    let mean: Vec<f32> = mean.iter().map(|m| (m / n) as f32).collect();
-    let sd: Vec<f32> =
-        sq.iter().zip(&mean).map(|(s, &m)| ((s / n - (m as f64).powi(2)).max(0.0).sqrt()) as f32).collect();
-    let mut typ: Vec<f64> = x_train.chunks(g).map(|r| typicality(r, &mean, &sd)).collect();
+    let all_rows: Vec<usize> = (0..data.labels.len()).collect();
+    let (mean, sd) = centre_and_scale(&data.dense(&all_rows, &panel), g);
+    let reference = Reference { mean: mean.clone(), sd: sd.clone(), measured: vec![true; g], source: String::new() };
+    let mut typ: Vec<f64> = x_train.chunks(g).map(|r| typicality(r, &reference)).collect();
     typ.sort_by(|a, b| a.total_cmp(b));
     let p99 = typ[((typ.len() as f64 * 0.99) as usize).min(typ.len() - 1)];
+    let mut sizes = [0f64; 3];
+    t_train.iter().for_each(|t| sizes[t.len().min(2)] += 1.0 / t_train.len() as f64);
 
     let gene_loci: Vec<_> = panel_genes.iter().map(|g| g.locus()).collect();
     let cand_loci: Vec<_> = candidates.iter().map(|g| g.locus()).collect();
@@ -98,6 +102,16 @@ pub fn train_on(
         args,
         label,
     );
+    // Temperature scaling on the validation conditions, folded into the network's heads.
+    let plain = Device::flex();
+    let t = training::temperature(
+        &fitted.net,
+        &features(&plain),
+        &Split { x: &x_valid, targets: &t_valid },
+        candidates.len(),
+        &plain,
+    );
+    let net = fitted.net.with_temperature(t as f32);
 
     let kind = if data.data.simulated { "simulated" } else { "real" };
     let last = fitted.history.iter().find(|e| e.epoch == fitted.best_epoch);
@@ -126,11 +140,14 @@ pub fn train_on(
         net: net_config.clone(),
         reference_mean: mean,
         reference_sd: sd,
+        reference: ReferenceKind::FileCells,
+        answer_sizes: Some(sizes),
         weights: WeightsInfo { file: model_folder::WEIGHTS_FILE.into(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
         command: String::new(),
         seed: args.seed,
         metrics: serde_json::json!({
             "typicality_p99": p99,
+            "temperature": t,
             "best_epoch": fitted.best_epoch,
             "validation_loss": last.map(|e| e.valid_loss),
             "validation_exact_top1": last.map(|e| e.valid_top1),
@@ -144,7 +161,7 @@ pub fn train_on(
         }),
         versions: serde_json::json!({ "mamba_perturb": env!("CARGO_PKG_VERSION"), "burn": "0.22.1" }),
     };
-    Ok(Trained { card, net: fitted.net, panel, fitted_history: fitted.history })
+    Ok(Trained { card, net, panel, fitted_history: fitted.history })
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
