@@ -33,6 +33,11 @@ pub struct NetConfig {
     pub n_heads: usize,
     /// Sinusoidal frequencies used to encode the relative locus.
     pub n_freqs: usize,
+    /// A cis path: one small function, shared by every candidate, of the z-score of the candidate's
+    /// own gene, added to its logit. CRISPRa raises its target in any screen, so this rule carries
+    /// over to other files and to genes never seen in training. False for models from before it.
+    #[serde(default)]
+    pub cis: bool,
 }
 
 impl NetConfig {
@@ -41,7 +46,8 @@ impl NetConfig {
     pub fn forward_flops_per_cell(&self) -> f64 {
         let (g, q, d) = (self.n_genes as f64, (self.n_candidates + 1) as f64, self.d_model as f64);
         let macs =
-            g * (d + d * d) + 2.0 * g * d * d + 2.0 * q * g * d + 2.0 * q * d * d + q * (2.0 * d * d + d) + 3.0 * d;
+            g * (d + d * d) + 2.0 * g * d * d + 2.0 * q * g * d + 2.0 * q * d * d + q * (2.0 * d * d + d) + 3.0 * d
+                + if self.cis { 2.0 * q * d } else { 0.0 };
         2.0 * macs
     }
 }
@@ -65,6 +71,9 @@ pub struct PerturbNet {
     head_hidden: Linear,
     head_gene: Linear,
     head_count: Linear,
+    /// z-score of the own gene → d → 1 (None without the cis path).
+    cis_in: Option<Linear>,
+    cis_out: Option<Linear>,
 }
 
 /// What a forward pass returns.
@@ -92,6 +101,8 @@ impl NetConfig {
             head_hidden: LinearConfig::new(2 * d, d).init(device),
             head_gene: LinearConfig::new(d, 1).init(device),
             head_count: LinearConfig::new(d, 3).init(device),
+            cis_in: self.cis.then(|| LinearConfig::new(1, d).init(device)),
+            cis_out: self.cis.then(|| LinearConfig::new(d, 1).init(device)),
         }
     }
 }
@@ -107,6 +118,7 @@ impl PerturbNet {
         };
         self.head_gene = scale(self.head_gene);
         self.head_count = scale(self.head_count);
+        self.cis_out = self.cis_out.map(scale);
         self
     }
 
@@ -117,7 +129,7 @@ impl PerturbNet {
 
         // Gene tokens: expression embedding (of the z-score, clipped) + identity + chromosome + locus.
         let z = ((x - genome.gene_mean.clone()) * genome.gene_inv_sd.clone()).clamp(-5.0, 10.0);
-        let value = gelu(self.value_in.forward(z.unsqueeze_dim::<3>(2)));
+        let value = gelu(self.value_in.forward(z.clone().unsqueeze_dim::<3>(2)));
         let value = self.value_out.forward(value); // [B, G, d]
         let ids = Tensor::<1, Int>::arange(0..n_genes as i64, &device).unsqueeze::<2>();
         let identity = self.gene_id.forward(ids); // [1, G, d]
@@ -138,17 +150,28 @@ impl PerturbNet {
 
         // Genes the input does not measure are absent: no key to attend to, no own token.
         let mut input = MhaInput::new(queries, tokens.clone(), tokens);
+        // [B, Q]: 1 where the query has an own gene the input measures.
+        let mut has_own = Tensor::cat(vec![Tensor::ones([1, n_genes], &device), Tensor::zeros([1, 1], &device)], 1)
+            .select(1, genome.own_token.clone())
+            .repeat_dim(0, batch);
         if let Some(present) = &genome.present {
             let present = present.clone().expand([batch, n_genes]);
             let padded = Tensor::cat(vec![present.clone(), Tensor::zeros([batch, 1], &device)], 1);
-            own = own * padded.select(1, genome.own_token.clone()).unsqueeze_dim::<3>(2);
+            has_own = has_own * padded.select(1, genome.own_token.clone());
+            own = own * has_own.clone().unsqueeze_dim::<3>(2);
             input = input.mask_pad(present.lower_elem(0.5));
         }
         let out = self.attention.forward(input);
         let hidden = gelu(self.head_hidden.forward(Tensor::cat(vec![out.context, own], 2))); // [B, Q, d]
         let n_candidates = n_queries - 1;
-        let gene_logits =
-            sets::bound(self.head_gene.forward(hidden.clone().narrow(1, 0, n_candidates)).squeeze_dim::<2>(2));
+        let mut raw = self.head_gene.forward(hidden.clone().narrow(1, 0, n_candidates)).squeeze_dim::<2>(2);
+        if let (Some(cis_in), Some(cis_out)) = (&self.cis_in, &self.cis_out) {
+            let padded = Tensor::cat(vec![z, Tensor::zeros([batch, 1], &device)], 1);
+            let own_z = padded.select(1, genome.own_token.clone()).narrow(1, 0, n_candidates); // [B, C]
+            let cis = cis_out.forward(gelu(cis_in.forward(own_z.unsqueeze_dim::<3>(2)))).squeeze_dim::<2>(2);
+            raw = raw + cis * has_own.narrow(1, 0, n_candidates);
+        }
+        let gene_logits = sets::bound(raw);
         let count_logits = self.head_count.forward(hidden.narrow(1, n_candidates, 1)).squeeze_dim::<2>(1);
         NetOutput { gene_logits, count_logits, attention: with_attention.then_some(out.weights) }
     }

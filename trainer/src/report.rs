@@ -3,8 +3,10 @@
 
 use serde_json::Value;
 
-const METHODS: [&str; 6] = [
+const METHODS: [&str; 8] = [
     "mamba-perturb",
+    "attention-no-position",
+    "mlp",
     "logistic-regression",
     "additive-inverse",
     "nearest-centroid",
@@ -74,6 +76,9 @@ pub fn markdown(r: &Value) -> String {
             s += "| method | cell exact top-1 | top-5 | top-10 | ≥1 gene hit@1 | MRR | micro-F1 | ECE top-1 | pseudobulk exact top-1 (mean profile) | pseudobulk exact top-1 (from cell posteriors) | 10-cell pseudobulk exact top-1 |\n";
             s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
             for m in METHODS {
+                if find(r, m, split, targets, "cell", "all", "exact_pair_top1").is_none() {
+                    continue;
+                }
                 let c = |metric: &str| cell(find(r, m, split, targets, "cell", "all", metric));
                 s += &format!(
                     "| {m} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -95,7 +100,7 @@ pub fn markdown(r: &Value) -> String {
     if find_on(r, "partial-panel-50", "mamba-perturb", "heldout-pairs", "visible", "cell", "all", "exact_pair_top1")
         .is_some()
     {
-        s += "\n### Partial panels (`heldout-pairs`, cell exact top-1; genes removed at evaluation only, their input 0)\n\n";
+        s += "\n### Partial panels (`heldout-pairs`, cell exact top-1; genes removed at evaluation only and absent for every method)\n\n";
         s +=
             &format!("| method | targets | {} |\n| --- | --- |{}\n", panels.join(" | "), " --- |".repeat(panels.len()));
         for targets in ["visible", "masked"] {
@@ -111,6 +116,7 @@ pub fn markdown(r: &Value) -> String {
             }
         }
     }
+    s += &paired_differences(r);
     s += "\n### By genetic-interaction class of the held-out pair (cell exact top-1, `heldout-pairs`)\n\n";
     let classes = ["additive", "dominant", "synergy", "buffering", "unfitted"];
     s += "| method | targets | ";
@@ -131,6 +137,51 @@ pub fn markdown(r: &Value) -> String {
         }
     }
     s
+}
+
+/// Per-seed values of one row (seeds in the run's order).
+fn seed_values(r: &Value, method: &str, split: &str, targets: &str, level: &str) -> Option<Vec<f64>> {
+    r["results"].as_array()?.iter().find_map(|x| {
+        (x["method"] == method
+            && (x["panel"] == "full" || x["panel"].is_null())
+            && x["split"] == split
+            && x["targets"] == targets
+            && x["level"] == level
+            && x["class"] == "all"
+            && x["metric"] == "exact_pair_top1")
+            .then(|| x["values"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()))
+            .flatten()
+    })
+}
+
+/// The model minus each other method, seed by seed (paired: same split, same cells), as mean ± sd of
+/// the differences: the figure that says whether a difference is larger than the seeds' spread.
+fn paired_differences(r: &Value) -> String {
+    let mut s = String::from(
+        "\n### Paired differences: mamba-perturb minus each method (exact top-1, `heldout-pairs`, mean ± sd of the per-seed differences)\n\n| method | targets | cell | pseudobulk (from cell posteriors) |\n| --- | --- | --- | --- |\n",
+    );
+    let mut any = false;
+    for targets in ["visible", "masked"] {
+        for m in METHODS.iter().skip(1) {
+            let diff = |level: &str| -> Option<(f64, f64)> {
+                let a = seed_values(r, "mamba-perturb", "heldout-pairs", targets, level)?;
+                let b = seed_values(r, m, "heldout-pairs", targets, level)?;
+                let d: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+                let n = d.len() as f64;
+                let mean = d.iter().sum::<f64>() / n;
+                let sd = if d.len() > 1 { (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+                (!d.is_empty()).then_some((mean, sd))
+            };
+            let (c, p) = (diff("cell"), diff("pseudobulk-posterior"));
+            if c.is_none() && p.is_none() {
+                continue;
+            }
+            any = true;
+            let signed = |v: Option<(f64, f64)>| v.map(|(m, s)| format!("{m:+.3} ± {s:.3}")).unwrap_or_else(|| "–".into());
+            s += &format!("| {m} | {targets} | {} | {} |\n", signed(c), signed(p));
+        }
+    }
+    if any { s } else { String::new() }
 }
 
 /// Cell-level exact top-1 per method on held-out pairs, target genes visible and masked.

@@ -72,7 +72,7 @@ function showReport(r) {
   $("report").innerHTML = `<p><b>${esc(s.file)}</b>: ${s.cells} cells × ${s.genes} genes (matrix <code>${esc(s.matrix)}</code>),
     values: <b>${esc(s.values)}</b>${s.kind === "simulated" ? " · <b>simulated data</b>" : ""}.
     Label column: ${s.label_column ? `<code>${esc(s.label_column)}</code> (${s.conditions} conditions; accuracy shown below)` : "none"}.</p>
-    <p>${g.matched} of the model's ${g.panel_genes} panel genes found.${missing}</p>
+    <p>${g.matched} of the model's ${g.panel_genes} panel genes found (absent ones are left out, not read as zero); each gene is measured against ${esc(g.reference)}.${missing}</p>
     ${[...s.warnings, ...g.warnings].map((w) => `<p class="warning">${esc(w)}</p>`).join("")}`;
   $("group-by").innerHTML = `<option value="">(all cells only)</option>` + r.group_columns.map((c) => `<option value="${esc(c)}">${esc(c)}</option>`).join("");
   if (s.label_column) $("group-by").value = s.label_column;

@@ -36,7 +36,7 @@ export const CONFUSION_ANSWERS = 15;
  * @typedef {{group: string, cells: number, label?: string, top: Ranked[]}} GroupPrediction
  * @typedef {{exact_top1: number, any_gene_hit1: number, n: number}} Scores  (and the other metrics of src/metrics.rs)
  * @typedef {{scores: Scores, outside_the_model: number}} CellAccuracy
- * @typedef {{summary: object, genes: {panel_genes: number, matched: number, missing: string[], atypical_cells: number, warnings: string[]}, cells: number}} InputReport
+ * @typedef {{summary: object, genes: {panel_genes: number, matched: number, missing: string[], reference: string, atypical_cells: number, warnings: string[]}, cells: number}} InputReport
  *
  * @typedef {{type: "backend", choice: string, active: "cpu" | "webgpu", gpu: {usable: boolean, name: string | null, why: string}, note: string}} BackendReply
  * @typedef {{type: "model", info: object}} ModelReply  The card's overview (name, description, kind, panel, candidates, ...).

@@ -51,15 +51,16 @@ pub fn open(model: &std::path::Path, file: &std::path::Path, read: &super::ReadA
     let report = analysis.open(&name, FileSource::Path(file.to_path_buf()), &read.options()?)?;
     let g = &report.genes;
     eprintln!(
-        "{tag}{name}: {} cells; {} of {} panel genes found; values: {}",
+        "{tag}{name}: {} cells; {} of {} panel genes found; values: {}; genes measured against {}",
         report.cells,
         g.matched,
         g.panel_genes,
-        g.values.describe()
+        g.values.describe(),
+        g.reference
     );
     if !g.missing.is_empty() {
         let more = if g.missing.len() > 10 { ", ..." } else { "" };
-        eprintln!("missing panel genes (set to 0): {}{more}", g.missing[..g.missing.len().min(10)].join(", "));
+        eprintln!("missing panel genes (left out, not read as 0): {}{more}", g.missing[..g.missing.len().min(10)].join(", "));
     }
     for w in report.summary.warnings.iter().chain(&g.warnings) {
         eprintln!("warning: {w}");

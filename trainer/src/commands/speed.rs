@@ -34,6 +34,8 @@ pub fn run(args: Args) -> Result<(), crate::error::CliError> {
         d_model: args.d_model,
         n_heads: args.heads,
         n_freqs: 6,
+        // The PyTorch twin it is timed against has no cis path.
+        cis: false,
     };
     let plain = Device::flex();
     plain.seed(0);

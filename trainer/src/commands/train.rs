@@ -70,6 +70,7 @@ pub fn train_on(
         d_model: args.d_model,
         n_heads: args.heads,
         n_freqs: args.freqs,
+        cis: args.cis && !args.mask_targets,
     };
     if !args.d_model.is_multiple_of(args.heads) {
         return Err(flag("d-model", format!("{} must be a multiple of --heads {}", args.d_model, args.heads)));
