@@ -304,6 +304,7 @@ struct Fit {
 /// and P = −∇²h = Σ_j w_j a_j a_jᵀ + I (positive definite: h is concave). `at_start`: a_j·θ and
 /// e^{a_j·θ} when θ is the cell's starting point, shared by every profile, with e^{c_j} in `m`, so
 /// the first evaluation of each profile needs no exponential.
+#[allow(clippy::needless_range_loop)] // j indexes five per-gene arrays; u, v a 4×4 matrix
 fn evaluate(
     p: &Profile,
     g: &Genes,
@@ -346,6 +347,7 @@ struct Acc {
 impl Acc {
     /// One gene's NB term (its θ-free part left out) and its derivatives in η.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // u, v index the 4×4 matrix and a_j together
     fn add(&mut self, a: &[f64; 4], r: f64, x: f64, eta: f64, mu: f64) {
         let rm = r + mu;
         self.h += x * eta - (x + r) * rm.ln();
@@ -390,7 +392,7 @@ fn cholesky(p: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
         for j in 0..=i {
             let s = p[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
             if i == j {
-                if !(s > 0.0) {
+                if s.is_nan() || s <= 0.0 {
                     return None;
                 }
                 l[i][i] = s.sqrt();
@@ -424,7 +426,7 @@ fn laplace(p: &Profile, g: &Genes, x: &[f64], start: &Start) -> Fit {
     for iter in 0..NEWTON_MAX_ITER {
         let (h, grad, hess) = evaluate(p, g, x, &theta, (iter == 0).then_some(start));
         if let Some((h_last, t_last)) = last
-            && !(h >= h_last - 1e-10 * h_last.abs().max(1.0))
+            && (h.is_nan() || h < h_last - 1e-10 * h_last.abs().max(1.0))
         {
             for u in 0..4 {
                 theta[u] = 0.5 * (theta[u] + t_last[u]);

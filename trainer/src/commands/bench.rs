@@ -273,11 +273,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
                         let mut x = x_test.clone();
                         let g = panel.len();
                         let mut kept = vec![true; g];
-                        for j in 0..g {
+                        for (j, kept) in kept.iter_mut().enumerate() {
                             let is_target = targets.contains(&j);
                             if (!is_target || drop_targets) && rand::Rng::random::<f64>(&mut rng) >= keep {
                                 x.iter_mut().skip(j).step_by(g).for_each(|v| *v = 0.0);
-                                kept[j] = false;
+                                *kept = false;
                             }
                         }
                         score_panel(name, &x, &kept)?;
@@ -312,6 +312,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 if ceiling.is_some() {
                     timing["oracle_seconds"] = json!(run_oracle_seconds);
                     timing["oracle_genes"] = json!(run_oracle_genes);
+                    timing["oracle_cells"] = json!(test_rows.len());
                 }
                 oracle_seconds += run_oracle_seconds;
                 timings.push(timing);
