@@ -221,7 +221,14 @@ impl<'w> Oracle<'w> {
                 *t += l;
             }
         }
+        // A fit that failed numerically (NaN) says nothing for its condition; if every condition
+        // failed, the prior is the answer.
+        total.iter_mut().filter(|t| t.is_nan()).for_each(|t| *t = f64::NEG_INFINITY);
         let max = total.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        if !max.is_finite() {
+            let z: f64 = log_prior.iter().map(|p| p.exp()).sum();
+            return log_prior.iter().map(|p| p.exp() / z).collect();
+        }
         let z: f64 = total.iter().map(|t| (t - max).exp()).sum();
         total.iter().map(|t| (t - max).exp() / z).collect()
     }

@@ -2,7 +2,8 @@
 //! seed, split (held-out pairs; unseen genes) and target visibility (visible; masked), the model
 //! and every baseline are fitted on the training conditions and scored on whole held-out
 //! conditions at cell, pseudobulk (all cells of a condition) and 10-cell pseudobulk level, overall
-//! and per genetic-interaction class of the pair. Writes results/benchmark.{json,md,svg}.
+//! and per genetic-interaction class of the pair. A file the simulator wrote also gets Bayes-ceiling
+//! rows (`ceiling.rs`). Writes results/benchmark.{json,md,svg}.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
