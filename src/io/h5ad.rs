@@ -165,6 +165,13 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
         .filter(|d| check_size(name, file, "uns/data_kind", d).is_ok())
         .and_then(|d| d.read_string().ok())
         .is_some_and(|v| v.iter().any(|s| s == "simulated"));
+    let world = file
+        .dataset("uns/world")
+        .ok()
+        .filter(|d| check_size(name, file, "uns/world", d).is_ok())
+        .and_then(|d| d.read_string().ok())
+        .and_then(|v| v.into_iter().next())
+        .filter(|_| simulated);
 
     Ok(ExpressionData {
         cells,
@@ -176,6 +183,7 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
         obs,
         obs_column_names,
         simulated,
+        world,
         warnings: Vec::new(),
     })
 }

@@ -33,6 +33,9 @@ pub struct ExpressionData {
     pub obs_column_names: Vec<String>,
     /// True when the file says it was written by the mambaPerturb simulator.
     pub simulated: bool,
+    /// The simulator's description of the world behind the file (`uns/world`: seed and parameters,
+    /// JSON), when the file carries one: enough to rebuild every condition's expected profile.
+    pub world: Option<String>,
     /// Problems that do not stop reading (duplicated genes, ...), to show the user.
     pub warnings: Vec<String>,
 }

@@ -45,9 +45,13 @@ impl NetConfig {
     /// key/value/query/output projections, attention scores and context, and the heads.
     pub fn forward_flops_per_cell(&self) -> f64 {
         let (g, q, d) = (self.n_genes as f64, (self.n_candidates + 1) as f64, self.d_model as f64);
-        let macs =
-            g * (d + d * d) + 2.0 * g * d * d + 2.0 * q * g * d + 2.0 * q * d * d + q * (2.0 * d * d + d) + 3.0 * d
-                + if self.cis { 2.0 * q * d } else { 0.0 };
+        let macs = g * (d + d * d)
+            + 2.0 * g * d * d
+            + 2.0 * q * g * d
+            + 2.0 * q * d * d
+            + q * (2.0 * d * d + d)
+            + 3.0 * d
+            + if self.cis { 2.0 * q * d } else { 0.0 };
         2.0 * macs
     }
 }

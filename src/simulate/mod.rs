@@ -7,6 +7,7 @@
 
 pub mod design;
 pub mod layouts;
+pub mod oracle;
 pub mod realism;
 pub mod world;
 
@@ -97,12 +98,8 @@ pub(crate) struct PanelModel<'w> {
 
 impl<'w> PanelModel<'w> {
     pub fn new(world: &'w World, panel: Vec<usize>) -> Self {
-        let rows: Vec<Vec<f32>> = (0..world.conditions.len())
-            .map(|k| {
-                let lz = world.ln_z[k] as f32;
-                panel.iter().map(|&j| world.ln_share[j] + world.effects[k][j] - lz).collect()
-            })
-            .collect();
+        let rows: Vec<Vec<f32>> =
+            (0..world.conditions.len()).map(|k| panel.iter().map(|&j| world.ln_share_in(k, j)).collect()).collect();
         let panel_share = rows.iter().map(|r| r.iter().map(|&v| (v as f64).exp()).sum::<f64>().min(1.0)).collect();
         let dispersion = panel.iter().map(|&j| world.dispersion[j] as f64).collect();
         let loadings = std::array::from_fn(|a| panel.iter().map(|&j| world.state_loadings[a][j]).collect());
@@ -239,6 +236,7 @@ pub fn simulate_in(
         obs: Vec::new(),
         obs_column_names: vec!["perturbation_name".into()],
         simulated: true,
+        world: Some(world.describe()),
         warnings: Vec::new(),
     };
     Ok(Simulation {
@@ -472,6 +470,32 @@ mod tests {
         let g = genes.iter().position(|s| s == "KLF1").unwrap();
         assert!(a[klf1][g] > a[0][g] + 2.0, "{} vs {}", a[klf1][g], a[0][g]);
         assert!(sim.data.genes.iter().all(|s| genes.contains(s)));
+    }
+
+    #[test]
+    fn additive_doubles_follow_the_same_rule_as_built_doubles() {
+        // Without a residual, an unfitted double (c1 = c2 = 1, not de-attenuated) is built additive:
+        // `additive_effects` must then return exactly its effects; fitted ones differ.
+        let params = WorldParams { double_residual: 0.0, ..Default::default() };
+        let w = World::build(2, &params);
+        let (mut same, mut differ) = (0, 0);
+        for k in 0..w.conditions.len() {
+            let Some((e, ln_z)) = w.additive_effects(k) else {
+                assert_ne!(w.conditions[k].perturbation.genes().len(), 2);
+                continue;
+            };
+            if w.conditions[k].coefs.is_none() {
+                assert_eq!(e, w.effects[k], "{}", w.conditions[k].perturbation);
+                assert_eq!(ln_z, w.ln_z[k]);
+                same += 1;
+            } else if e != w.effects[k] {
+                differ += 1;
+            }
+        }
+        assert!(same >= 1 && differ > 100, "{same} unfitted, {differ} fitted doubles differ");
+        let back = World::from_description(&w.describe()).unwrap();
+        assert_eq!(back.effects, w.effects);
+        assert!(World::from_description("{\"seed\": 1, \"params\": {\"depth_sd\": -1}}").is_err());
     }
 
     #[test]

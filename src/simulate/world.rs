@@ -202,7 +202,8 @@ pub struct World {
     pub symbols: Vec<String>,
     /// Whether a universe gene is a CRISPRa target.
     pub is_target: Vec<bool>,
-    /// ln of each gene's share of a control cell's UMIs (sums to 1 over the universe).
+    /// Each gene's share of a control cell's UMIs (sums to 1 over the universe), and its ln.
+    pub share: Vec<f64>,
     pub ln_share: Vec<f32>,
     pub dispersion: Vec<f32>,
     pub state_loadings: [Vec<f32>; 3],
@@ -347,6 +348,24 @@ fn sparse(g: usize, fraction: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
             }
         })
         .collect()
+}
+
+/// ln Σ_j share_j·e^{effect_j}: what turns a condition's effects into shares (its ln Z).
+fn ln_normaliser(share: &[f64], effect: &[f32]) -> f64 {
+    share.iter().zip(effect).map(|(s, x)| s * (*x as f64).exp()).sum::<f64>().ln()
+}
+
+/// A single's relative change of every gene's share, q_A/q⁰ − 1: the Δ of the authors' GI model.
+fn relative_change(share: &[f64], effect: &[f32]) -> Vec<f64> {
+    let z = ln_normaliser(share, effect).exp();
+    effect.iter().map(|&e| (e as f64).exp() / z - 1.0).collect()
+}
+
+/// The authors' GI model in expression space, the one rule every double is built with: a gene's
+/// share fold q_AB/q⁰ from the singles' Δ_A, Δ_B, the coefficients and the double's own residual r
+/// (0 for none), floored so no gene vanishes.
+fn double_fold(c1: f64, c2: f64, da: f64, db: f64, r: f64) -> f64 {
+    (1.0 + c1 * da + c2 * db + r).max(0.05)
 }
 
 struct Calibrator<'a> {
@@ -536,8 +555,6 @@ impl World {
         // 5. Doubles: expected shares follow the authors' GI model in expression space, plus a
         // residual (the double's emergent cluster program and a private part) calibrated to its DE count.
         let single_of = |gene: &str| targets.iter().find(|t| t.symbol == gene).map(|t| (t.single, t.gene));
-        let ln_z_of = |e: &[f32]| -> f64 { share.iter().zip(e).map(|(s, x)| s * (*x as f64).exp()).sum::<f64>().ln() };
-        let single_z: Vec<f64> = effects.iter().map(|e| ln_z_of(e)).collect();
         let mut residual_scales = Vec::new();
         let mut pending = Vec::new();
         for (k, c) in conditions.iter().enumerate() {
@@ -549,9 +566,8 @@ impl World {
             let (c1, c2) = c.coefs.unwrap_or((1.0, 1.0));
             let (c1, c2) = (1.0 + p.interaction * (c1 - 1.0), 1.0 + p.interaction * (c2 - 1.0));
             coefs[k] = Some((c1, c2));
-            let (za, zb) = (single_z[a], single_z[b]);
-            let da: Vec<f64> = effects[a].iter().map(|&e| (e as f64).exp() / za.exp() - 1.0).collect();
-            let db: Vec<f64> = effects[b].iter().map(|&e| (e as f64).exp() / zb.exp() - 1.0).collect();
+            // The singles' effects do not carry their CRISPRa boost yet (it is set after this loop).
+            let (da, db) = (relative_change(&share, &effects[a]), relative_change(&share, &effects[b]));
             // Refitting on ~282 measured cells per single attenuates c1, c2 (noise in the regressors),
             // as it did for the authors: use the coefficients whose expected refit is theirs.
             let (c1, c2) = if c.coefs.is_some() {
@@ -575,7 +591,7 @@ impl World {
             // The GI combination of the singles' relative share changes.
             let combine = |t: f64, j: usize| -> f64 {
                 let r = (t * resid[j] as f64).exp() - 1.0;
-                (1.0 + c1 * da[j] + c2 * db[j] + r).max(0.05)
+                double_fold(c1, c2, da[j], db[j], r)
             };
             let t = match c.de_genes {
                 Some(de) if c.coefs.is_some() => {
@@ -595,7 +611,7 @@ impl World {
             effects[k] = (0..g)
                 .map(|j| {
                     let r = (t * resid[j] as f64).exp() - 1.0;
-                    (1.0 + c1 * da[j] + c2 * db[j] + r).max(0.05).ln() as f32
+                    double_fold(c1, c2, da[j], db[j], r).ln() as f32
                 })
                 .collect();
             scale[k] = t;
@@ -606,7 +622,7 @@ impl World {
         for t in &targets {
             effects[t.single][t.gene] = boost[t.single];
         }
-        let ln_z: Vec<f64> = effects.iter().map(|e| ln_z_of(e)).collect();
+        let ln_z: Vec<f64> = effects.iter().map(|e| ln_normaliser(&share, e)).collect();
 
         World {
             seed,
@@ -615,6 +631,7 @@ impl World {
             gene_ids,
             symbols,
             is_target,
+            share,
             ln_share,
             dispersion,
             state_loadings,
@@ -643,6 +660,45 @@ impl World {
         }
         let d = (self.responder_depth[k].ln() - self.ln_z[k]) as f32;
         self.ln_share.iter().zip(&self.effects[k]).map(|(s, e)| s + e + d).collect()
+    }
+
+    /// ln of gene j's share of a responding cell's UMIs in condition k (control: k = 0), in f32 as
+    /// the simulator draws cells from it.
+    pub fn ln_share_in(&self, k: usize, j: usize) -> f32 {
+        self.ln_share[j] + self.effects[k][j] - self.ln_z[k] as f32
+    }
+
+    /// Effects of double `k` had it no interaction of its own: the GI rule with c1 = c2 = 1 and no
+    /// residual, over the singles' relative changes, both targets raised as in their singles; with
+    /// its ln Z. None when `k` is not a double of two simulated singles.
+    pub fn additive_effects(&self, k: usize) -> Option<(Vec<f32>, f64)> {
+        let genes = self.conditions.get(k)?.perturbation.genes();
+        let [a, b] = genes else { return None };
+        let single = |s: &String| self.targets.iter().find(|t| &t.symbol == s);
+        let (ta, tb) = (single(a)?, single(b)?);
+        // A single's effects before its CRISPRa boost, which is how `build` combines them.
+        let unboosted = |t: &Target| {
+            let mut e = self.effects[t.single].clone();
+            e[t.gene] = 0.0;
+            relative_change(&self.share, &e)
+        };
+        let (da, db) = (unboosted(ta), unboosted(tb));
+        let mut e: Vec<f32> = da.iter().zip(&db).map(|(&x, &y)| double_fold(1.0, 1.0, x, y, 0.0).ln() as f32).collect();
+        e[ta.gene] = self.effects[ta.single][ta.gene];
+        e[tb.gene] = self.effects[tb.single][tb.gene];
+        let ln_z = ln_normaliser(&self.share, &e);
+        Some((e, ln_z))
+    }
+
+    /// Rebuilds the world a file's `uns/world` describes (the inverse of `describe`).
+    pub fn from_description(json: &str) -> Result<World, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("uns/world is not valid JSON: {e}"))?;
+        let seed = v["seed"].as_u64().ok_or("uns/world has no numeric 'seed'")?;
+        let params: WorldParams = serde_json::from_value(v["params"].clone())
+            .map_err(|e| format!("uns/world 'params' are not the simulator's parameters: {e}"))?;
+        params.check().map_err(|e| format!("uns/world: {e}"))?;
+        Ok(World::build(seed, &params))
     }
 
     /// The world as JSON (seed, every parameter, universe size), for `uns/world`.

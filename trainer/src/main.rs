@@ -2,6 +2,7 @@
 //! core, and prints; errors are printed as one line on stderr with a non-zero exit, never a panic.
 
 mod baselines;
+mod ceiling;
 mod commands;
 mod dataset;
 mod error;

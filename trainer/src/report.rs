@@ -14,6 +14,21 @@ const METHODS: [&str; 8] = [
     "prior-only",
 ];
 
+/// Rows with role `ceiling` (the Bayes oracle of a simulated file): shown after the methods, marked,
+/// only where the results have them.
+const CEILINGS: [&str; 2] = ["oracle", "oracle-additive"];
+
+/// The methods, then the ceilings the results hold.
+fn rows(r: &Value) -> Vec<&'static str> {
+    let has = |m: &str| r["results"].as_array().is_some_and(|a| a.iter().any(|x| x["method"] == m));
+    METHODS.iter().copied().chain(CEILINGS.iter().copied().filter(|m| has(m))).collect()
+}
+
+/// How a row is named in a table: ceilings say so.
+fn label(method: &str) -> String {
+    if CEILINGS.contains(&method) { format!("*{method}* (ceiling)") } else { method.to_string() }
+}
+
 fn find(
     r: &Value,
     method: &str,
@@ -67,6 +82,7 @@ pub fn markdown(r: &Value) -> String {
         r["dataset"]["conditions"],
         r["seeds"]
     );
+    s += &ceiling_note(r);
     for split in ["heldout-pairs", "unseen-genes", "transfer"] {
         for targets in ["visible", "masked"] {
             if find(r, "mamba-perturb", split, targets, "cell", "all", "exact_pair_top1").is_none() {
@@ -75,13 +91,14 @@ pub fn markdown(r: &Value) -> String {
             s += &format!("\n### Split `{split}`, target genes {targets}\n\n");
             s += "| method | cell exact top-1 | top-5 | top-10 | ≥1 gene hit@1 | MRR | micro-F1 | ECE top-1 | pseudobulk exact top-1 (mean profile) | pseudobulk exact top-1 (from cell posteriors) | 10-cell pseudobulk exact top-1 |\n";
             s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
-            for m in METHODS {
+            for m in rows(r) {
                 if find(r, m, split, targets, "cell", "all", "exact_pair_top1").is_none() {
                     continue;
                 }
                 let c = |metric: &str| cell(find(r, m, split, targets, "cell", "all", metric));
                 s += &format!(
-                    "| {m} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    label(m),
                     c("exact_pair_top1"),
                     c("exact_pair_top5"),
                     c("exact_pair_top10"),
@@ -104,7 +121,7 @@ pub fn markdown(r: &Value) -> String {
         s +=
             &format!("| method | targets | {} |\n| --- | --- |{}\n", panels.join(" | "), " --- |".repeat(panels.len()));
         for targets in ["visible", "masked"] {
-            for m in METHODS {
+            for m in rows(r) {
                 let row: Vec<String> = panels
                     .iter()
                     .map(|p| cell(find_on(r, p, m, "heldout-pairs", targets, "cell", "all", "exact_pair_top1")))
@@ -112,7 +129,7 @@ pub fn markdown(r: &Value) -> String {
                 if row.iter().all(|c| c == "–") {
                     continue;
                 }
-                s += &format!("| {m} | {targets} | {} |\n", row.join(" | "));
+                s += &format!("| {} | {targets} | {} |\n", label(m), row.join(" | "));
             }
         }
     }
@@ -125,7 +142,7 @@ pub fn markdown(r: &Value) -> String {
     s += &" --- |".repeat(classes.len());
     s += "\n";
     for targets in ["visible", "masked"] {
-        for m in METHODS {
+        for m in rows(r) {
             if find(r, m, "heldout-pairs", targets, "cell", "all", "exact_pair_top1").is_none() {
                 continue;
             }
@@ -133,7 +150,7 @@ pub fn markdown(r: &Value) -> String {
                 .iter()
                 .map(|c| cell(find(r, m, "heldout-pairs", targets, "cell", c, "exact_pair_top1")))
                 .collect();
-            s += &format!("| {m} | {targets} | {} |\n", row.join(" | "));
+            s += &format!("| {} | {targets} | {} |\n", label(m), row.join(" | "));
         }
     }
     s
@@ -169,7 +186,11 @@ fn paired_differences(r: &Value) -> String {
                 let d: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
                 let n = d.len() as f64;
                 let mean = d.iter().sum::<f64>() / n;
-                let sd = if d.len() > 1 { (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+                let sd = if d.len() > 1 {
+                    (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+                } else {
+                    0.0
+                };
                 (!d.is_empty()).then_some((mean, sd))
             };
             let (c, p) = (diff("cell"), diff("pseudobulk-posterior"));
@@ -177,17 +198,40 @@ fn paired_differences(r: &Value) -> String {
                 continue;
             }
             any = true;
-            let signed = |v: Option<(f64, f64)>| v.map(|(m, s)| format!("{m:+.3} ± {s:.3}")).unwrap_or_else(|| "–".into());
+            let signed =
+                |v: Option<(f64, f64)>| v.map(|(m, s)| format!("{m:+.3} ± {s:.3}")).unwrap_or_else(|| "–".into());
             s += &format!("| {m} | {targets} | {} | {} |\n", signed(c), signed(p));
         }
     }
     if any { s } else { String::new() }
 }
 
-/// Cell-level exact top-1 per method on held-out pairs, target genes visible and masked.
+/// What the ceiling rows are, or why there are none.
+fn ceiling_note(r: &Value) -> String {
+    let files = r["oracle"]["files"].as_array().cloned().unwrap_or_default();
+    let mut s = String::new();
+    if files.iter().any(|f| f["rows"] == true) {
+        s += "\nRows marked *(ceiling)* are not methods: *oracle* is the Bayes posterior with the simulator's world known \
+              (expected profiles, noise, depth, cell state, guide failure; prior: the design's shares), the best any method \
+              can do on average from these genes; *oracle-additive* is the same with every double's own interaction \
+              removed (its singles composed additively). At pseudobulk levels they pool the cells' likelihoods.\n";
+    }
+    for f in files.iter().filter(|f| f["rows"] == false) {
+        s += &format!(
+            "\n{}: {}.\n",
+            f["file"].as_str().unwrap_or("?"),
+            f["reason"].as_str().unwrap_or("no oracle rows")
+        );
+    }
+    s
+}
+
+/// Cell-level exact top-1 per method on held-out pairs, target genes visible and masked (ceilings
+/// as the last bars, when present).
 pub fn bar_chart(r: &Value) -> String {
+    let methods = rows(r);
     let (w, h, left, top, bottom) = (720.0, 360.0, 170.0, 50.0, 40.0);
-    let bar_h = (h - top - bottom) / METHODS.len() as f64 / 2.4;
+    let bar_h = (h - top - bottom) / methods.len() as f64 / 2.4;
     let scale = |v: f64| (w - left - 40.0) * v.clamp(0.0, 1.0);
     let simulated = r["dataset"]["kind"] == "simulated";
     let mut s = format!(
@@ -198,9 +242,10 @@ pub fn bar_chart(r: &Value) -> String {
 "##,
         if simulated { "[SIMULATED data] " } else { "" }
     );
-    for (i, m) in METHODS.iter().enumerate() {
+    for (i, m) in methods.iter().enumerate() {
         let y0 = top + i as f64 * bar_h * 2.4;
-        s += &format!(r#"<text x="{:.0}" y="{:.1}" text-anchor="end">{m}</text>"#, left - 8.0, y0 + bar_h * 1.2);
+        let name = if CEILINGS.contains(m) { format!("{m} (ceiling)") } else { m.to_string() };
+        s += &format!(r#"<text x="{:.0}" y="{:.1}" text-anchor="end">{name}</text>"#, left - 8.0, y0 + bar_h * 1.2);
         for (k, (targets, color)) in [("visible", "#1f77b4"), ("masked", "#ff7f0e")].iter().enumerate() {
             if let Some((mean, sd)) = find(r, m, "heldout-pairs", targets, "cell", "all", "exact_pair_top1") {
                 let y = y0 + k as f64 * bar_h;

@@ -2,7 +2,8 @@
 //! seed, split (held-out pairs; unseen genes) and target visibility (visible; masked), the model
 //! and every baseline are fitted on the training conditions and scored on whole held-out
 //! conditions at cell, pseudobulk (all cells of a condition) and 10-cell pseudobulk level, overall
-//! and per genetic-interaction class of the pair. Writes results/benchmark.{json,md,svg}.
+//! and per genetic-interaction class of the pair. A file the simulator wrote also gets Bayes-ceiling
+//! rows (`ceiling.rs`). Writes results/benchmark.{json,md,svg}.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use crate::baselines::{self, LinearBaseline, MlpAblation, TrainView};
+use crate::ceiling::{self, Ceiling};
 use crate::dataset;
 use crate::splits::{self, SplitKind};
 use crate::training::{self, SetModel, Split};
@@ -72,6 +74,7 @@ fn role(method: &str) -> &'static str {
     match method {
         "mamba-perturb" => "model",
         ABLATION_NO_POSITION | ABLATION_MLP => "ablation",
+        "oracle" | "oracle-additive" => "ceiling",
         _ => "baseline",
     }
 }
@@ -106,6 +109,16 @@ pub fn run(args: Args) -> Result<(), CliError> {
             ),
         });
     }
+    // Bayes ceilings: the world behind each evaluated file, when the simulator wrote it.
+    let data_world = ceiling::world_of(&data);
+    let other_world = other.as_ref().map(ceiling::world_of);
+    let data_ceiling = data_world.as_ref().map_err(Clone::clone).and_then(|w| Ceiling::new(w, &data, &data.candidates));
+    let other_ceiling = match (&other, &other_world) {
+        (Some(o), Some(w)) => Some(w.as_ref().map_err(Clone::clone).and_then(|w| Ceiling::new(w, o, &data.candidates))),
+        _ => None,
+    };
+    let mut oracle_seconds = 0.0;
+    let mut oracle_unconverged = 0;
     // (split, evaluated on the other file): the named splits, then `transfer` when asked for.
     let mut runs: Vec<(SplitKind, bool)> = kinds.iter().map(|&k| (k, false)).collect();
     if other.is_some() {
@@ -133,9 +146,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 margs.mask_targets = masked;
                 let t0 = std::time::Instant::now();
                 let trained = super::train::train_on(&data, &split, &margs, &label)?;
-                timings.push(json!({"seed": seed, "split": split_name, "targets": vis, "unseen_genes": split.unseen_genes,
+                let mut timing = json!({"seed": seed, "split": split_name, "targets": vis, "unseen_genes": split.unseen_genes,
                     "test_conditions": split.test.len(),
-                    "train_seconds": t0.elapsed().as_secs_f64(), "seconds_per_step": trained.card.metrics["seconds_per_train_step"]}));
+                    "train_seconds": t0.elapsed().as_secs_f64(), "seconds_per_step": trained.card.metrics["seconds_per_train_step"]});
                 let panel = trained.panel.clone();
                 let (mean, sd) = (trained.card.reference_mean.clone(), trained.card.reference_sd.clone());
                 let sizes = trained.card.answer_sizes.unwrap_or([1.0 / 3.0; 3]);
@@ -164,24 +177,28 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     true => (0..tested.labels.len()).collect(),
                     false => splits::rows_of(&data.condition, &split.test),
                 };
-                let (x_test, reference) = match transfer {
-                    true => {
-                        let columns = tested.columns_of(&data, &panel);
-                        let measured: Vec<bool> = columns.iter().map(Option::is_some).collect();
-                        let x = tested.dense_columns(&test_rows, &columns);
-                        let (m, s) = centre_and_scale(&x, panel.len());
-                        (x, Reference { mean: m, sd: s, measured, source: "the other file's cells".into() })
-                    }
-                    false => (
-                        data.dense(&test_rows, &panel),
-                        Reference {
-                            mean: mean.clone(),
-                            sd: sd.clone(),
-                            measured: vec![true; panel.len()],
-                            source: "the file's cells".into(),
-                        },
-                    ),
+                // The tested file's column of each panel gene (None: it does not measure the gene).
+                let tested_columns: Vec<Option<usize>> = match transfer {
+                    true => tested.columns_of(&data, &panel),
+                    false => panel.iter().map(|&j| Some(j)).collect(),
                 };
+                let x_test = tested.dense_columns(&test_rows, &tested_columns);
+                let measured: Vec<bool> = tested_columns.iter().map(Option::is_some).collect();
+                let reference = match transfer {
+                    // Every cell of the other file is tested: its own reference is over all of them.
+                    true => {
+                        let (m, s) = centre_and_scale(&x_test, panel.len());
+                        Reference { mean: m, sd: s, measured, source: "the other file's cells".into() }
+                    }
+                    false => {
+                        Reference { mean: mean.clone(), sd: sd.clone(), measured, source: "the file's cells".into() }
+                    }
+                };
+                let ceiling = match transfer {
+                    true => other_ceiling.as_ref().and_then(|c| c.as_ref().ok()),
+                    false => data_ceiling.as_ref().ok(),
+                };
+                let (mut run_oracle_seconds, mut run_oracle_genes) = (0.0, Vec::new());
 
                 // Baselines see the same training cells (training + validation conditions).
                 let mut train_conds = split.train.clone();
@@ -243,11 +260,27 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 });
 
                 // Every method at every level of one panel: the full one, then genes removed as a file
-                // lacking them would (their input is 0, as `Predictor::prepare` leaves absent genes).
+                // lacking them would (absent for every method, as `Predictor::prepare` leaves them).
                 let prior = sets::answer_prior(sizes, data.candidates.len());
                 let mut score_panel = |panel_name: &str, x: &[f32], reference: &Reference| -> Result<(), CliError> {
+                    let kept = &reference.measured;
                     let truths = tested.targets(&test_rows);
                     let levels = make_levels(&tested.condition, &test_rows, x, panel.len(), &truths, seed);
+                    // The ceiling sees exactly the genes this row's methods see: a removed gene is
+                    // absent, not a zero count.
+                    let oracle_lik = match ceiling {
+                        Some(c) => {
+                            let columns: Vec<usize> =
+                                tested_columns.iter().zip(kept).filter(|(_, k)| **k).filter_map(|(c, _)| *c).collect();
+                            let t = std::time::Instant::now();
+                            let lik = c.likelihoods(tested, &test_rows, &columns)?;
+                            run_oracle_seconds += t.elapsed().as_secs_f64();
+                            run_oracle_genes.push(json!({"panel": panel_name, "genes": lik.genes}));
+                            oracle_unconverged += lik.unconverged;
+                            Some((c, lik))
+                        }
+                        None => None,
+                    };
                     for level in &levels {
                         // Baselines see z-scores against the same reference; an absent gene sits at its centre.
                         let mut z = baselines::zscore(&level.x, &reference.mean, &reference.sd);
@@ -283,6 +316,20 @@ pub fn run(args: Args) -> Result<(), CliError> {
                             let (truths, conds) = (&level.truths, &level.conditions);
                             record(&mut values, key, level.name, &scores, truths, conds, classes, conditions);
                         }
+                        if let Some((c, lik)) = &oracle_lik {
+                            for variant in ceiling::VARIANTS {
+                                let scores = c.scores(lik, &level.members, variant);
+                                let key = (variant.name(), split_name, vis, panel_name);
+                                let (truths, conds, all) = (&level.truths, &level.conditions, &tested.conditions);
+                                record(&mut values, key, level.name, &scores, truths, conds, &class_of, all);
+                                // Bayes pools a condition's cells by their likelihoods whatever the
+                                // level: its posterior from all cells is also its pseudobulk-posterior.
+                                if level.name == "pseudobulk" {
+                                    let name = "pseudobulk-posterior";
+                                    record(&mut values, key, name, &scores, truths, conds, &class_of, all);
+                                }
+                            }
+                        }
                     }
                     Ok(())
                 };
@@ -313,10 +360,30 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     "all".to_string(),
                     "exact_pair_top1".to_string(),
                 );
-                eprintln!(
-                    "{label}: test exact top-1 (cell) {:.3}",
-                    values.get(&key).and_then(|v| v.last()).unwrap_or(&f64::NAN)
+                let oracle_key = (
+                    String::from("oracle"),
+                    key.1.clone(),
+                    key.2.clone(),
+                    key.3.clone(),
+                    key.4.clone(),
+                    key.5.clone(),
+                    key.6.clone(),
                 );
+                eprintln!(
+                    "{label}: test exact top-1 (cell) {:.3}{}",
+                    values.get(&key).and_then(|v| v.last()).unwrap_or(&f64::NAN),
+                    match values.get(&oracle_key).and_then(|v| v.last()) {
+                        Some(v) => format!(" (oracle {v:.3}, {run_oracle_seconds:.1} s)"),
+                        None => String::new(),
+                    }
+                );
+                if ceiling.is_some() {
+                    timing["oracle_seconds"] = json!(run_oracle_seconds);
+                    timing["oracle_genes"] = json!(run_oracle_genes);
+                    timing["oracle_cells"] = json!(test_rows.len());
+                }
+                oracle_seconds += run_oracle_seconds;
+                timings.push(timing);
             }
         }
     }
@@ -330,18 +397,37 @@ pub fn run(args: Args) -> Result<(), CliError> {
                    "class": class, "metric": metric, "mean": mean, "sd": sd, "n_seeds": v.len(), "values": v, "seeds": seeds})
         })
         .collect();
+    let world_json =
+        |f: &dataset::Labelled| f.data.world.as_deref().and_then(|w| serde_json::from_str::<serde_json::Value>(w).ok());
+    let ceiling_json = |name: &str, c: &Result<Ceiling, String>| match c {
+        Ok(c) => json!({"file": name, "rows": true, "prior": c.prior_json()}),
+        Err(reason) => json!({"file": name, "rows": false, "reason": format!("no oracle rows: {reason}")}),
+    };
+    let mut oracle_files = vec![ceiling_json(&data.name, &data_ceiling)];
+    if let (Some(o), Some(c)) = (&other, &other_ceiling) {
+        oracle_files.push(ceiling_json(&o.name, c));
+    }
     let report = json!({
         "transfer_dataset": other.as_ref().map(|o| json!({"name": std::path::Path::new(&o.name).file_name().map(|f| f.to_string_lossy().to_string()),
-                    "sha256": o.sha256, "cells": o.labels.len(), "genes": o.data.genes.len(), "simulated": o.data.simulated})),
+                    "sha256": o.sha256, "cells": o.labels.len(), "genes": o.data.genes.len(), "simulated": o.data.simulated, "world": world_json(o)})),
         "dataset": {"name": std::path::Path::new(&data.name).file_name().map(|f| f.to_string_lossy().to_string()), "kind": kind,
                     "sha256": data.sha256, "cells": data.labels.len(), "genes": data.data.genes.len(),
-                    "conditions": data.conditions.len(), "world": null},
+                    "conditions": data.conditions.len(), "world": world_json(&data)},
+        "oracle_prior": data_ceiling.as_ref().ok().map(|c| c.prior_json()),
+        "oracle": {
+            "rows": ["oracle", "oracle-additive"],
+            "what": "Bayes posterior over the design's 237 conditions with the simulator's world known (expected profiles, dispersion, depth, cell-state loadings, guide failure); oracle-additive: the same with every double replaced by the additive composition of its singles (c1 = c2 = 1, no residual, both CRISPRa boosts)",
+            "likelihood": "P(x | k) = (1 - f) L_k(x) + f L_control(x) (guide failure f); L integrates depth and the 3 cell-state axes out of the negative binomial by a Laplace approximation (Newton to the mode); raw counts of exactly the genes the row's methods see",
+            "files": oracle_files,
+            "seconds": oracle_seconds,
+            "unconverged_fits": oracle_unconverged,
+        },
         "pseudobulk_levels": {"pseudobulk": "mean normalised profile of all test cells of a condition, through the method",
                               "pseudobulk10": "the same for random groups of 10 cells",
-                              "pseudobulk-posterior": "log P(S | cells) = sum of log P(S | cell) - (n - 1) log P(S), with P(S) uniform within each answer size and P(size) from the training cells"},
+                              "pseudobulk-posterior": "log P(S | cells) = sum of log P(S | cell) - (n - 1) log P(S), with P(S) uniform within each answer size and P(size) from the training cells",
+                              "oracle": "oracle rows pool a group's cells by their likelihoods at every pseudobulk level (log P(k | cells) = sum of log P(x_i | k) + log prior, the exact Bayes combination), not through a mean profile; their pseudobulk and pseudobulk-posterior are therefore the same posterior"},
         "seeds": seeds,
-        "model": {"hvg": args.model.hvg, "d_model": args.model.d_model, "heads": args.model.heads, "epochs": args.model.epochs,
-                  "batch": args.model.batch, "lr": args.model.lr},
+        "model": &args.model,
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "total_seconds": started.elapsed().as_secs_f64(),
         "timings": timings,
@@ -422,6 +508,8 @@ struct Level {
     x: Vec<f32>,
     truths: Vec<Vec<usize>>,
     conditions: Vec<usize>,
+    /// The test cells (positions in the test rows) behind each row of `x`.
+    members: Vec<Vec<usize>>,
 }
 
 fn make_levels(
@@ -437,24 +525,27 @@ fn make_levels(
         x: x.to_vec(),
         truths: truths.to_vec(),
         conditions: rows.iter().map(|&i| condition[i]).collect(),
+        members: (0..rows.len()).map(|k| vec![k]).collect(),
     };
     let mut by_cond: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (k, &i) in rows.iter().enumerate() {
         by_cond.entry(condition[i]).or_default().push(k);
     }
     let mean_of = |members: &[usize]| mean_profile(x, g, members);
-    let mut pseudobulk = Level { name: "pseudobulk", x: vec![], truths: vec![], conditions: vec![] };
-    let mut bulk10 = Level { name: "pseudobulk10", x: vec![], truths: vec![], conditions: vec![] };
+    let empty = |name| Level { name, x: vec![], truths: vec![], conditions: vec![], members: vec![] };
+    let (mut pseudobulk, mut bulk10) = (empty("pseudobulk"), empty("pseudobulk10"));
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb01c);
     for (cond, mut members) in by_cond {
         pseudobulk.x.extend(mean_of(&members));
         pseudobulk.truths.push(truths[members[0]].clone());
         pseudobulk.conditions.push(cond);
+        pseudobulk.members.push(members.clone());
         members.shuffle(&mut rng);
         for chunk in members.chunks(10).filter(|c| c.len() == 10) {
             bulk10.x.extend(mean_of(chunk));
             bulk10.truths.push(truths[chunk[0]].clone());
             bulk10.conditions.push(cond);
+            bulk10.members.push(chunk.to_vec());
         }
     }
     vec![cell, pseudobulk, bulk10]

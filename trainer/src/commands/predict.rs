@@ -60,7 +60,10 @@ pub fn open(model: &std::path::Path, file: &std::path::Path, read: &super::ReadA
     );
     if !g.missing.is_empty() {
         let more = if g.missing.len() > 10 { ", ..." } else { "" };
-        eprintln!("missing panel genes (left out, not read as 0): {}{more}", g.missing[..g.missing.len().min(10)].join(", "));
+        eprintln!(
+            "missing panel genes (left out, not read as 0): {}{more}",
+            g.missing[..g.missing.len().min(10)].join(", ")
+        );
     }
     for w in report.summary.warnings.iter().chain(&g.warnings) {
         eprintln!("warning: {w}");
