@@ -254,6 +254,7 @@ fn bench_writes_roles_partial_panels_calibration_posterior_pseudobulk_and_ceilin
         let expected = match row["method"].as_str().unwrap() {
             "mamba-perturb" => "model",
             "oracle" | "oracle-additive" => "ceiling",
+            "attention-no-position" | "mlp" => "ablation",
             _ => "baseline",
         };
         assert_eq!(role, expected);
@@ -295,9 +296,15 @@ fn bench_writes_roles_partial_panels_calibration_posterior_pseudobulk_and_ceilin
         (Some(4), Some(5))
     );
     assert_eq!(r["oracle_prior"]["kind"], "design");
-    for method in
-        ["mamba-perturb", "additive-inverse", "logistic-regression", "target-upregulation", "nearest-centroid"]
-    {
+    for method in [
+        "mamba-perturb",
+        "attention-no-position",
+        "mlp",
+        "additive-inverse",
+        "logistic-regression",
+        "target-upregulation",
+        "nearest-centroid",
+    ] {
         let ece = find(method, "full", "cell", "ece_top1").unwrap()["mean"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&ece), "{method}: {ece}");
         assert!(find(method, "full", "pseudobulk-posterior", "exact_pair_top1").is_some(), "{method}");
@@ -318,4 +325,6 @@ fn bench_writes_roles_partial_panels_calibration_posterior_pseudobulk_and_ceilin
     let md = std::fs::read_to_string(dir.join("results/benchmark.md")).unwrap();
     assert!(md.contains("Partial panels") && md.contains("ECE top-1") && md.contains("SIMULATED"));
     assert!(md.contains("*oracle* (ceiling)") && md.contains("*oracle-additive* (ceiling)"));
+    // The position ablation as a paired per-seed difference (two seeds: mean ± sd).
+    assert!(md.contains("Paired differences") && md.contains("| attention-no-position | visible |"), "{md}");
 }
