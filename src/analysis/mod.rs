@@ -475,7 +475,7 @@ impl Analysis {
                 group: name.clone(),
                 cells: members.len(),
                 label,
-                top: top_k(&scores, &candidates, top),
+                top: top_k(scores, &candidates, top),
             });
         }
         let accuracy = f.grouping.by_labels.then(|| metrics::score(&scored, &truths));

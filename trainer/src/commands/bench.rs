@@ -470,7 +470,9 @@ fn record(
     for (class, idx) in classes {
         let s: Vec<SetScores> = idx.iter().map(|&i| scores[i].clone()).collect();
         let t: Vec<Vec<usize>> = idx.iter().map(|&i| truths[i].clone()).collect();
-        for (name, v) in METRIC_NAMES.iter().zip(metrics::score(&s, &t).values()) {
+        let collapse = (level == "cell").then(|| ("answer_collapse", answer_collapse(&s, &t)));
+        let named = METRIC_NAMES.iter().copied().zip(metrics::score(&s, &t).values()).chain(collapse);
+        for (name, v) in named {
             let key = (
                 method.into(),
                 split.into(),
@@ -483,6 +485,22 @@ fn record(
             values.entry(key).or_default().push(v);
         }
     }
+}
+
+/// How far the most frequent top-1 answer exceeds its allowed share of the cells, max(20 %,
+/// 1.5 × its true share): ≤ 0 when no answer swallows the cells (as a partial panel once made nearly
+/// every cell one of two answers).
+fn answer_collapse(scores: &[SetScores], truths: &[Vec<usize>]) -> f64 {
+    let mut predicted: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
+    scores.iter().for_each(|s| *predicted.entry(metrics::top_answer(s)).or_default() += 1);
+    let n = scores.len().max(1) as f64;
+    predicted
+        .iter()
+        .map(|(answer, &count)| {
+            let truth = truths.iter().filter(|t| *t == answer).count() as f64 / n;
+            count as f64 / n - (0.2f64).max(1.5 * truth)
+        })
+        .fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// Pseudobulk of each test condition from its cells' posteriors (`sets::combine`, as the page's).
