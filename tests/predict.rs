@@ -128,3 +128,33 @@ fn the_default_model_finds_crispra_targets_in_fresh_simulated_cells() {
     let rate = hits as f64 / s.len() as f64;
     assert!(rate > 0.5, "at least one true gene in the top answer for only {rate:.2} of cells");
 }
+
+#[test]
+fn another_gene_count_and_depth_are_measured_against_the_file_itself() {
+    // The default model's world measured differently: 3,000 genes instead of 1,000 (other per-cell
+    // totals), then also a third of the depth. Each file is its own reference, so accuracy follows
+    // the information in the file: unchanged with more genes, lower (not collapsed) at lower depth.
+    let p = default_model();
+    assert_eq!(p.card.reference, mamba_perturb::reference::ReferenceKind::FileCells);
+    let candidates = p.candidates();
+    let accuracy = |genes: usize, depth: f64| -> (f64, String) {
+        let world = simulate::WorldParams { control_depth: depth, ..Default::default() };
+        let config = SimConfig { seed: 0, cells: 1200, genes, cell_seed: Some(5), world, ..Default::default() };
+        let sim = simulate::simulate(&config, |_, _| {}).unwrap();
+        let prepared = p.prepare(&sim.data).unwrap();
+        let s = p.score_cells(&prepared, 256, |_, _| {}).unwrap();
+        let truth = &sim.data.labels.as_ref().unwrap().values;
+        let hits = s.iter().zip(truth).filter(|(sc, t)| top_k(sc, &candidates, 1)[0].perturbation == **t).count();
+        (hits as f64 / s.len() as f64, prepared.report.reference)
+    };
+    let full = simulate::WorldParams::default().control_depth;
+    let (standard, _) = accuracy(1000, full);
+    let (more_genes, reference) = accuracy(3000, full);
+    let (shallow, _) = accuracy(3000, full / 3.0);
+    println!(
+        "[simulated] exact top-1 per cell: 1,000 genes {standard:.3}; 3,000 genes {more_genes:.3}; 3,000 genes at a third of the depth {shallow:.3}"
+    );
+    assert!(reference.contains("1200 cells"), "{reference}");
+    assert!((more_genes - standard).abs() < 0.05, "{more_genes} vs {standard}");
+    assert!(shallow > standard - 0.15, "{shallow} vs {standard}");
+}
