@@ -21,7 +21,7 @@ CHROMS = ["1", "2", "7", "11", "17", "19", "X", "Y"]
 def main():
     torch.manual_seed(7)
     os.makedirs(OUT, exist_ok=True)
-    net = PerturbNet(G, C, D, H, F_).eval()
+    net = PerturbNet(G, C, D, H, F_, cis=True).eval()
     with torch.no_grad():  # non-trivial values everywhere, LayerNorm included
         for p in net.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
@@ -39,8 +39,13 @@ def main():
                  own_token=own_tokens(panel_symbols, cand_symbols))
     x = (torch.rand(5, G) * 4.0).float()
     x[0, :] = 0.0  # an empty cell
+    # A file that lacks some panel genes (among them the own genes of candidates 0 and 2): absent keys
+    # and own tokens, as a partial panel enters the Burn model.
+    present = torch.ones(1, G)
+    present[0, [1, 7, 8, 15]] = 0.0
     with torch.no_grad():
         gene, count, _ = net(x, feats)
+        gene_p, count_p, _ = net(x, dict(feats, present=present))
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, os.path.join(OUT, "weights.safetensors"))
 
     def card_gene(i, name, l):
@@ -56,7 +61,7 @@ def main():
         "panel": [card_gene(i, panel_symbols[i], l) for i, l in enumerate(gene_loci)],
         "candidates": [card_gene(i, cand_symbols[i], l) for i, l in enumerate(cand_loci)],
         "targets_masked": False, "normalization": "log1p(CP10k)",
-        "net": {"n_genes": G, "n_candidates": C, "d_model": D, "n_heads": H, "n_freqs": F_},
+        "net": {"n_genes": G, "n_candidates": C, "d_model": D, "n_heads": H, "n_freqs": F_, "cis": True},
         "reference_mean": mean, "reference_sd": sd,
         "weights": {"file": "model.bpk", "sha256": "", "bytes": 0, "dtype": "f32"},
         "command": "reference/pytorch/make_twin_fixture.py", "seed": 7, "metrics": {}, "versions": {"torch": torch.__version__},
@@ -64,7 +69,9 @@ def main():
     with open(os.path.join(OUT, "card.json"), "w") as f:
         json.dump(card, f, indent=1)
     with open(os.path.join(OUT, "expected.json"), "w") as f:
-        json.dump({"x": x.tolist(), "gene_logits": gene.tolist(), "count_logits": count.tolist()}, f)
+        json.dump({"x": x.tolist(), "gene_logits": gene.tolist(), "count_logits": count.tolist(),
+                   "present": present[0].tolist(), "partial_gene_logits": gene_p.tolist(),
+                   "partial_count_logits": count_p.tolist()}, f)
     print(f"wrote {OUT}: {G} genes, {C} candidates, d={D}, torch {torch.__version__}")
 
 

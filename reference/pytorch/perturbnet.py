@@ -49,18 +49,22 @@ class MultiHeadAttention(nn.Module):
         self.heads, self.d_k = heads, d // heads
         self.query, self.key, self.value, self.output = (nn.Linear(d, d) for _ in range(4))
 
-    def forward(self, q, kv):
+    def forward(self, q, kv, mask_pad=None):
+        """mask_pad: [B, keys] bool, True where a key is absent (Burn fills its score with -1e4)."""
         b, lq, d = q.shape
         lk = kv.shape[1]
         split = lambda x, n: x.view(b, n, self.heads, self.d_k).transpose(1, 2)
         qh, kh, vh = split(self.query(q), lq), split(self.key(kv), lk), split(self.value(kv), lk)
-        weights = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(self.d_k), dim=-1)
+        scores = qh @ kh.transpose(-1, -2) / math.sqrt(self.d_k)
+        if mask_pad is not None:
+            scores = scores.masked_fill(mask_pad[:, None, None, :], -1.0e4)
+        weights = torch.softmax(scores, dim=-1)
         context = (weights @ vh).transpose(1, 2).reshape(b, lq, d)
         return self.output(context), weights
 
 
 class PerturbNet(nn.Module):
-    def __init__(self, n_genes, n_candidates, d_model=32, n_heads=4, n_freqs=6):
+    def __init__(self, n_genes, n_candidates, d_model=32, n_heads=4, n_freqs=6, cis=False):
         super().__init__()
         d = d_model
         self.value_in = nn.Linear(1, d)
@@ -74,11 +78,16 @@ class PerturbNet(nn.Module):
         self.head_hidden = nn.Linear(2 * d, d)  # [attention context ; own-gene token]
         self.head_gene = nn.Linear(d, 1)
         self.head_count = nn.Linear(d, 3)
+        # The cis path (card net.cis): a shared function of each candidate's own-gene z-score.
+        self.cis_in = nn.Linear(1, d) if cis else None
+        self.cis_out = nn.Linear(d, 1) if cis else None
         self.n_candidates = n_candidates
 
     def forward(self, x, feats):
         """x: [B, G] log1p(CP10k); feats: dict of gene_chrom, gene_locus, query_chrom, query_locus, mean, inv_sd,
-        own_token ([C + 1] long: each query's own gene index, or G for none)."""
+        own_token ([C + 1] long: each query's own gene index, or G for none), and optionally present
+        ([1 or B, G]: 1 where the input measures the gene, 0 where it is absent)."""
+        b, g = x.shape
         z = ((x - feats["mean"]) * feats["inv_sd"]).clamp(-5.0, 10.0)
         value = self.value_out(F.gelu(self.value_in(z.unsqueeze(-1))))
         place = self.chrom(feats["gene_chrom"]) + self.locus(feats["gene_locus"])
@@ -87,9 +96,20 @@ class PerturbNet(nn.Module):
         queries = (self.query_id.weight + qplace).unsqueeze(0).expand(x.shape[0], -1, -1)
         padded = torch.cat([tokens, torch.zeros_like(tokens[:, :1])], 1)
         own = padded[:, feats["own_token"]]
-        context, weights = self.attention(queries, tokens)
+        has_own = torch.cat([torch.ones(1, g), torch.zeros(1, 1)], 1)[:, feats["own_token"]].repeat(b, 1)
+        mask = None
+        if feats.get("present") is not None:
+            present = feats["present"].expand(b, g)
+            has_own = has_own * torch.cat([present, torch.zeros(b, 1)], 1)[:, feats["own_token"]]
+            own = own * has_own.unsqueeze(2)
+            mask = present < 0.5
+        context, weights = self.attention(queries, tokens, mask)
         hidden = F.gelu(self.head_hidden(torch.cat([context, own], 2)))
         c = self.n_candidates
-        gene = LOGIT_BOUND * torch.tanh(self.head_gene(hidden[:, :c]).squeeze(-1) / LOGIT_BOUND)
+        raw = self.head_gene(hidden[:, :c]).squeeze(-1)
+        if self.cis_in is not None:
+            own_z = torch.cat([z, torch.zeros(b, 1)], 1)[:, feats["own_token"]][:, :c]
+            raw = raw + self.cis_out(F.gelu(self.cis_in(own_z.unsqueeze(2)))).squeeze(-1) * has_own[:, :c]
+        gene = LOGIT_BOUND * torch.tanh(raw / LOGIT_BOUND)
         count = self.head_count(hidden[:, c])
         return gene, count, weights

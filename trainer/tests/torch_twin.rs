@@ -1,5 +1,6 @@
 //! The PyTorch twin's weights (tests/fixtures/torch_twin, written by
-//! reference/pytorch/make_twin_fixture.py) import through burn-store and give PyTorch's logits:
+//! reference/pytorch/make_twin_fixture.py) import through burn-store and give PyTorch's logits,
+//! with the full panel and with a partial one (absent genes masked), the cis path included:
 //! a check of the Burn model's arithmetic and of the import path, without torch installed.
 
 use mamba_perturb::model_folder;
@@ -39,7 +40,17 @@ fn torch_weights_import_and_match_pytorch_logits() {
             .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
             .collect()
     };
-    for (name, got, want) in [("gene", gene, flat("gene_logits")), ("count", count, flat("count_logits"))] {
+    // A partial panel: the genes the file lacks are absent keys and absent own tokens in both.
+    let mut partial = p.training_reference();
+    partial.measured = expected["present"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() > 0.5).collect();
+    assert!(partial.measured.iter().any(|m| !m));
+    let (gene_p, count_p) = p.logits(&x, rows.len(), &partial).unwrap();
+    for (name, got, want) in [
+        ("gene", gene, flat("gene_logits")),
+        ("count", count, flat("count_logits")),
+        ("partial-panel gene", gene_p, flat("partial_gene_logits")),
+        ("partial-panel count", count_p, flat("partial_count_logits")),
+    ] {
         assert_eq!(got.len(), want.len());
         let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-5, "{name} logits differ from PyTorch by {worst}");
