@@ -82,6 +82,14 @@ fn a_file_is_decoded_once_and_another_group_column_reads_only_that_column() {
     a.set_group_column(Some("cell_type")).unwrap();
     let column = read.swap(0, Ordering::Relaxed);
     assert!(column > 0 && column * 20 < size, "grouping by cell_type read {column} of {size} bytes");
+    // Pseudobulks combine the predicted cells only: none before predicting (and no answer), then all.
+    let bulk = a.pseudobulk(3).unwrap();
+    let names: Vec<(&str, usize, usize)> =
+        bulk.groups.iter().map(|g| (g.group.as_str(), g.cells, g.top.len())).collect();
+    assert_eq!(names, [("all cells", 0, 0), ("K562", 0, 0)]);
+    a.predict_cells(0, 100, 1).unwrap();
+    assert_eq!(a.pseudobulk(3).unwrap().groups[1].cells, 100);
+    a.predict_all_cells(256, |_, _| {}).unwrap();
     let bulk = a.pseudobulk(3).unwrap();
     assert_eq!(bulk.column.as_deref(), Some("cell_type"));
     let names: Vec<(&str, usize)> = bulk.groups.iter().map(|g| (g.group.as_str(), g.cells)).collect();

@@ -97,9 +97,6 @@ pub struct InputReport {
     pub group_columns: Vec<String>,
 }
 
-/// Cells predicted per network call when a pseudobulk needs cells not predicted yet.
-const PSEUDOBULK_BATCH: usize = 256;
-
 /// The grouping by each cell's top answer, offered beside the file's obs columns.
 pub const PREDICTED_ANSWER: &str = "predicted answer";
 
@@ -127,8 +124,8 @@ struct OpenFile {
     outputs: Vec<Option<Box<[f32]>>>,
     /// The current pseudobulk grouping: its column (None: all cells only) and groups.
     grouping: Grouping,
-    /// Answer distributions of the groups of `grouping`, once computed.
-    group_scores: Option<Vec<SetScores>>,
+    /// The predicted cells and the answer distribution of each group of `grouping`, once computed.
+    group_scores: Option<Vec<(Vec<usize>, SetScores)>>,
 }
 
 struct Grouping {
@@ -389,40 +386,25 @@ impl Analysis {
 
     // ---- pseudobulk ----
 
-    /// Runs of cells not predicted yet (start, count), in order.
-    fn unpredicted_runs(&self) -> Vec<(usize, usize)> {
-        let Some(f) = &self.file else { return Vec::new() };
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        for i in (0..f.outputs.len()).filter(|&i| f.outputs[i].is_none()) {
-            match runs.last_mut() {
-                Some((s, c)) if *s + *c == i && *c < PSEUDOBULK_BATCH => *c += 1,
-                _ => runs.push((i, 1)),
-            }
-        }
-        runs
-    }
-
-    /// Pseudobulk of all cells and of each group of the current column, from the cells' posteriors
-    /// (cells not predicted yet are predicted first).
+    /// Pseudobulk of all cells and of each group of the current column, from the posteriors of the
+    /// cells predicted so far (a cancelled run's pseudobulks use what was predicted; nothing more is
+    /// run behind the person's back). No network call: the same in the page and the CLI.
     pub fn pseudobulk(&mut self, top: usize) -> Result<Pseudobulk, AnalysisError> {
-        for (start, count) in self.unpredicted_runs() {
-            self.run_cells(start, count)?;
-        }
-        self.combine_groups(top)
-    }
-
-    pub async fn pseudobulk_async(&mut self, top: usize) -> Result<Pseudobulk, AnalysisError> {
-        for (start, count) in self.unpredicted_runs() {
-            self.run_cells_async(start, count).await?;
-        }
-        self.combine_groups(top)
-    }
-
-    fn combine_groups(&mut self, top: usize) -> Result<Pseudobulk, AnalysisError> {
-        let groups: Vec<Vec<usize>> = self.open_file()?.grouping.groups.iter().map(|(_, m)| m.clone()).collect();
-        let scores = self.score_groups(&groups)?;
-        self.open_file_mut()?.group_scores = Some(scores);
+        let f = self.open_file()?;
+        let predicted: Vec<Vec<usize>> = f
+            .grouping
+            .groups
+            .iter()
+            .map(|(_, members)| members.iter().copied().filter(|&i| f.outputs[i].is_some()).collect())
+            .collect();
+        let scores = self.score_groups(&predicted)?;
+        self.open_file_mut()?.group_scores = Some(predicted.into_iter().zip(scores).collect());
         self.pseudobulk_result(top)
+    }
+
+    /// The same as `pseudobulk` (kept for the page's asynchronous call sequence).
+    pub async fn pseudobulk_async(&mut self, top: usize) -> Result<Pseudobulk, AnalysisError> {
+        self.pseudobulk(top)
     }
 
     /// The prior that combines cells into groups: the model's training answer sizes.
@@ -462,11 +444,16 @@ impl Analysis {
         };
         let mut groups = Vec::new();
         let (mut scored, mut truths) = (Vec::new(), Vec::new());
-        for (k, ((name, members), scores)) in f.grouping.groups.iter().zip(outputs).enumerate() {
+        for (k, ((name, _), (members, scores))) in f.grouping.groups.iter().zip(outputs).enumerate() {
             // Group 0 is "all cells"; grouped by labels, the others are canonical labels.
             let label = (f.grouping.by_labels && k > 0).then(|| name.clone());
-            if let Some(t) =
-                label.as_ref().and_then(|l| Perturbation::parse(l).ok()).and_then(|p| self.candidate_indices(&p))
+            // `cells`: the group's predicted cells, the ones its answer combines (none: no answer).
+            let predicted = !members.is_empty();
+            if let Some(t) = label
+                .as_ref()
+                .filter(|_| predicted)
+                .and_then(|l| Perturbation::parse(l).ok())
+                .and_then(|p| self.candidate_indices(&p))
             {
                 truths.push(t);
                 scored.push(scores.clone());
@@ -475,7 +462,7 @@ impl Analysis {
                 group: name.clone(),
                 cells: members.len(),
                 label,
-                top: top_k(scores, &candidates, top),
+                top: if predicted { top_k(scores, &candidates, top) } else { Vec::new() },
             });
         }
         let accuracy = f.grouping.by_labels.then(|| metrics::score(&scored, &truths));
