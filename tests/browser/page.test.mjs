@@ -164,11 +164,16 @@ test("the sample button opens the labelled sample; Cancel stops part-way and kee
   // The sample carries labels: accuracy against them is shown for the cells predicted.
   assert.match(await page.textContent("#accuracy"), new RegExp(`exact top-1 [0-9.]+% of ${done} cells`));
   assert.match(await page.textContent("#report"), /simulated data/);
-  // Pseudobulk by the label column (chosen by default), scored against the canonical labels.
+  // Pseudobulk by the label column (chosen by default), scored against the canonical labels: each
+  // group combines its predicted cells only, so after Cancel the groups hold exactly the cells done.
   await page.waitForFunction(() => window.__mambaPerturb.bulk().length > 200, null, { timeout: 60_000 });
   const bulk = await page.evaluate(() => window.__mambaPerturb.bulk());
   assert.ok(bulk.some((b) => b.label && b.label.includes("+")), "pair groups carry canonical A+B labels");
-  assert.match(await page.textContent("#bulk-accuracy"), /Pseudobulk exact top-1 against the labels: [0-9.]+% of 23[0-9] groups/);
+  const labelled = bulk.filter((b) => b.label);
+  assert.equal(labelled.reduce((n, b) => n + b.cells, 0), done, "the groups hold the predicted cells");
+  const scored = labelled.filter((b) => b.cells > 0).length;
+  assert.ok(labelled.every((b) => (b.cells > 0) === (b.top.length > 0)), "a group without predicted cells has no answer");
+  assert.match(await page.textContent("#bulk-accuracy"), new RegExp(`Pseudobulk exact top-1 against the labels: [0-9.]+% of ${scored} groups`));
   await page.close();
 });
 
