@@ -217,46 +217,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     z: baselines::zscore(&x_train, &mean, &sd),
                     targets: &t_train,
                 };
-                let lr = {
-                    let (g, c) = (panel.len(), data.candidates.len());
-                    let gene_loci: Vec<_> = vec![None; g];
-                    let cand_loci: Vec<_> = vec![None; c];
-                    let feats = |d: &Device| GenomeFeatures::new(&gene_loci, &cand_loci, 1, &[], &mean, &sd, d);
-                    let valid_rows = splits::rows_of(&data.condition, &split.valid);
-                    let (xv, tv) = (data.dense(&valid_rows, &panel), data.targets(&valid_rows));
-                    let only_train = splits::rows_of(&data.condition, &split.train);
-                    let (xt, tt) = (data.dense(&only_train, &panel), data.targets(&only_train));
-                    let fitted = training::fit(
-                        &|d: &Device| LinearBaseline::new(g, c, d),
-                        (g, c),
-                        &feats,
-                        &Split { x: &xt, targets: &tt },
-                        &Split { x: &xv, targets: &tv },
-                        &margs,
-                        &format!("{label} logistic"),
-                    );
-                    (fitted.net, feats(&device), g, c)
-                };
+                // The logistic baseline and the mlp ablation: the same training and validation cells.
+                let plain = PlainInputs::new(&data, &split, &panel, &mean, &sd);
+                let lr = plain.fit(
+                    &|d: &Device| LinearBaseline::new(plain.g, plain.c, d),
+                    &margs,
+                    &format!("{label} logistic"),
+                );
+                let width = 4 * margs.d_model;
                 let mlp = (!args.skip_ablations).then(|| {
-                    let (g, c) = (panel.len(), data.candidates.len());
-                    let gene_loci: Vec<_> = vec![None; g];
-                    let cand_loci: Vec<_> = vec![None; c];
-                    let feats = |d: &Device| GenomeFeatures::new(&gene_loci, &cand_loci, 1, &[], &mean, &sd, d);
-                    let valid_rows = splits::rows_of(&data.condition, &split.valid);
-                    let (xv, tv) = (data.dense(&valid_rows, &panel), data.targets(&valid_rows));
-                    let only_train = splits::rows_of(&data.condition, &split.train);
-                    let (xt, tt) = (data.dense(&only_train, &panel), data.targets(&only_train));
-                    let width = 4 * margs.d_model;
-                    let fitted = training::fit(
-                        &|d: &Device| MlpAblation::new(g, c, width, d),
-                        (g, c),
-                        &feats,
-                        &Split { x: &xt, targets: &tt },
-                        &Split { x: &xv, targets: &tv },
-                        &margs,
-                        &format!("{label} {ABLATION_MLP}"),
-                    );
-                    (fitted.net, feats(&device), g, c)
+                    let init = |d: &Device| MlpAblation::new(plain.g, plain.c, width, d);
+                    plain.fit(&init, &margs, &format!("{label} {ABLATION_MLP}"))
                 });
 
                 // Every method at every level of one panel: the full one, then genes removed as a file
@@ -567,6 +538,62 @@ fn make_levels(
         }
     }
     vec![cell, pseudobulk, bulk10]
+}
+
+/// Training and validation inputs without gene positions, for the models other than the network.
+struct PlainInputs {
+    g: usize,
+    c: usize,
+    mean: Vec<f32>,
+    sd: Vec<f32>,
+    train: (Vec<f32>, Vec<Vec<usize>>),
+    valid: (Vec<f32>, Vec<Vec<usize>>),
+}
+
+impl PlainInputs {
+    fn new(
+        data: &dataset::Labelled,
+        split: &splits::ConditionSplit,
+        panel: &[usize],
+        mean: &[f32],
+        sd: &[f32],
+    ) -> Self {
+        let rows = |conditions: &[usize]| {
+            let rows = splits::rows_of(&data.condition, conditions);
+            (data.dense(&rows, panel), data.targets(&rows))
+        };
+        PlainInputs {
+            g: panel.len(),
+            c: data.candidates.len(),
+            mean: mean.to_vec(),
+            sd: sd.to_vec(),
+            train: rows(&split.train),
+            valid: rows(&split.valid),
+        }
+    }
+
+    fn features(&self, device: &Device) -> GenomeFeatures {
+        GenomeFeatures::new(&vec![None; self.g], &vec![None; self.c], 1, &[], &self.mean, &self.sd, device)
+    }
+
+    /// Fits a model on the set likelihood with early stopping, like the network.
+    fn fit<M: SetModel>(
+        &self,
+        init: &dyn Fn(&Device) -> M,
+        opts: &training::TrainConfig,
+        label: &str,
+    ) -> (M, GenomeFeatures, usize, usize) {
+        let fitted = training::fit(
+            init,
+            (self.g, self.c),
+            &|d: &Device| self.features(d),
+            &Split { x: &self.train.0, targets: &self.train.1 },
+            &Split { x: &self.valid.0, targets: &self.valid.1 },
+            opts,
+            label,
+        );
+        (fitted.net, self.features(&Device::flex()), self.g, self.c)
+    }
 }
 
 fn score_linear<M: SetModel>(
