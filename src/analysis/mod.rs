@@ -418,21 +418,22 @@ impl Analysis {
     pub fn score_groups(&self, groups: &[Vec<usize>]) -> Result<Vec<SetScores>, AnalysisError> {
         let f = self.open_file()?;
         let c = self.predictor.card.net.n_candidates;
+        // Each cell's answer table is built once and added to every group holding it.
+        let mut groups_of: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (k, members) in groups.iter().enumerate() {
+            members.iter().for_each(|&i| groups_of.entry(i).or_default().push(k));
+        }
+        let mut combined = vec![sets::Combination::new(c); groups.len()];
+        for (i, in_groups) in groups_of {
+            let cell = match f.outputs.get(i) {
+                Some(Some(row)) => scores_of(row, c),
+                Some(None) => return Err(AnalysisError::NotPredicted(i)),
+                None => return Err(AnalysisError::NoCell { index: i, cells: f.outputs.len() }),
+            };
+            in_groups.into_iter().for_each(|k| combined[k].add(&cell));
+        }
         let prior = self.answer_prior();
-        groups
-            .iter()
-            .map(|members| {
-                let cells = members
-                    .iter()
-                    .map(|&i| match f.outputs.get(i) {
-                        Some(Some(row)) => Ok(scores_of(row, c)),
-                        Some(None) => Err(AnalysisError::NotPredicted(i)),
-                        None => Err(AnalysisError::NoCell { index: i, cells: f.outputs.len() }),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(sets::combine(&cells.iter().collect::<Vec<_>>(), prior))
-            })
-            .collect()
+        Ok(combined.iter().map(|g| g.finish(prior)).collect())
     }
 
     /// The last computed pseudobulk of the current grouping (empty groups if none yet).

@@ -146,23 +146,59 @@ pub fn answer_prior(sizes: [f64; 3], n: usize) -> [f64; 3] {
 /// A group's answer distribution from its cells' posteriors, taken as independent given the answer:
 /// log P(S | cells) = Σ log P(S | cell) − (n − 1) log P(S), normalised. `prior` from `answer_prior`.
 pub fn combine(cells: &[&SetScores], prior: [f64; 3]) -> SetScores {
-    let Some(first) = cells.first() else {
-        return SetScores { control: 1.0, singles: Vec::new(), pairs: Vec::new() };
-    };
-    let n = cells.len() as f64;
-    let total = |pick: &dyn Fn(&SetScores) -> f64, p: f64| {
-        cells.iter().map(|s| pick(s).max(1e-300).ln()).sum::<f64>() - (n - 1.0) * p.max(1e-300).ln()
-    };
-    let control = total(&|s| s.control, prior[0]);
-    let singles: Vec<f64> = (0..first.singles.len()).map(|a| total(&|s| s.singles[a], prior[1])).collect();
-    let pairs: Vec<f64> = (0..first.pairs.len()).map(|k| total(&|s| s.pairs[k], prior[2])).collect();
-    let max = singles.iter().chain(&pairs).fold(control, |a, &b| a.max(b));
-    let z = (control - max).exp() + singles.iter().chain(&pairs).map(|v| (v - max).exp()).sum::<f64>();
-    let norm = |v: f64| (v - max).exp() / z;
-    SetScores {
-        control: norm(control),
-        singles: singles.into_iter().map(norm).collect(),
-        pairs: pairs.into_iter().map(norm).collect(),
+    let mut group = Combination::new(cells.first().map_or(0, |s| s.singles.len()));
+    cells.iter().for_each(|s| group.add(s));
+    group.finish(prior)
+}
+
+/// `combine` one cell at a time: only the running sums of log P(answer | cell) are kept (one row of
+/// control, singles and pairs), never the cells' own tables.
+#[derive(Clone, Debug)]
+pub struct Combination {
+    /// Σ log P over the cells added: control, then singles, then pairs in `pair_index` order.
+    log_sum: Vec<f64>,
+    n_candidates: usize,
+    cells: usize,
+}
+
+impl Combination {
+    pub fn new(n_candidates: usize) -> Self {
+        let answers = 1 + n_candidates + n_candidates * n_candidates.saturating_sub(1) / 2;
+        Combination { log_sum: vec![0.0; answers], n_candidates, cells: 0 }
+    }
+
+    pub fn add(&mut self, cell: &SetScores) {
+        let probabilities = std::iter::once(&cell.control).chain(&cell.singles).chain(&cell.pairs);
+        for (sum, &p) in self.log_sum.iter_mut().zip(probabilities) {
+            *sum += p.max(1e-300).ln();
+        }
+        self.cells += 1;
+    }
+
+    /// The normalised distribution (with no cells: control, the empty group's placeholder).
+    pub fn finish(&self, prior: [f64; 3]) -> SetScores {
+        let c = self.n_candidates;
+        if self.cells == 0 {
+            return SetScores { control: 1.0, singles: vec![0.0; c], pairs: vec![0.0; self.log_sum.len() - 1 - c] };
+        }
+        let extra = self.cells as f64 - 1.0;
+        let size = |k: usize| {
+            if k == 0 {
+                0
+            } else if k <= c {
+                1
+            } else {
+                2
+            }
+        };
+        let totals: Vec<f64> =
+            self.log_sum.iter().enumerate().map(|(k, &v)| v - extra * prior[size(k)].max(1e-300).ln()).collect();
+        let max = totals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = totals.iter().map(|v| (v - max).exp()).sum();
+        let mut p = totals.iter().map(|v| (v - max).exp() / z);
+        let control = p.next().unwrap_or(1.0);
+        let singles: Vec<f64> = p.by_ref().take(c).collect();
+        SetScores { control, singles, pairs: p.collect() }
     }
 }
 
