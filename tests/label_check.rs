@@ -17,17 +17,24 @@ fn precision_recall(flagged_and_failed: &[(bool, bool)]) -> (f64, f64, usize, us
     (tp as f64 / flagged.max(1) as f64, tp as f64 / failed.max(1) as f64, flagged, failed)
 }
 
-#[test]
-fn non_responders_are_found_among_strong_perturbations() {
-    // The default model's world (seed 0), cells it never saw (the flag's threshold was chosen on cell
-    // seed 11, so these are new to it too), the default guide-failure rate.
-    let config = SimConfig { seed: 0, cells: 6000, genes: 1000, cell_seed: Some(23), ..Default::default() };
+/// Fresh cells of the default model's world (seed 0), the default guide-failure rate, every cell
+/// predicted by the default model.
+fn predicted(cell_seed: u64) -> (simulate::Simulation, Analysis) {
+    let config = SimConfig { seed: 0, cells: 6000, genes: 1000, cell_seed: Some(cell_seed), ..Default::default() };
     let sim = simulate::simulate(&config, |_, _| {}).unwrap();
     let bytes = layouts::to_h5ad(&sim, Layout::Pertpy, None).unwrap();
     let model = ModelFiles::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")).unwrap();
     let mut a = Analysis::new(model, &Device::flex()).unwrap();
     a.open("sim.h5ad", FileSource::bytes(bytes), &ReadOptions::default()).unwrap();
     a.predict_all_cells(256, |_, _| {}).unwrap();
+    (sim, a)
+}
+
+#[test]
+fn non_responders_are_found_among_strong_perturbations() {
+    // The default model's world (seed 0), cells it never saw (the flag's threshold was chosen on cell
+    // seed 11, so these are new to it too), the default guide-failure rate.
+    let (sim, a) = predicted(23);
     let View::LabelCheck(check) = a.view(&ViewRequest::LabelCheck).unwrap() else { unreachable!() };
     let (mut strong, mut all) = (Vec::new(), Vec::new());
     for c in &check.cells {
@@ -59,13 +66,7 @@ fn non_responders_are_found_among_strong_perturbations() {
 #[ignore]
 fn choose_non_responder_share() {
     use mamba_perturb::metrics::best_answer;
-    let config = SimConfig { seed: 0, cells: 6000, genes: 1000, cell_seed: Some(11), ..Default::default() };
-    let sim = simulate::simulate(&config, |_, _| {}).unwrap();
-    let bytes = layouts::to_h5ad(&sim, Layout::Pertpy, None).unwrap();
-    let model = ModelFiles::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")).unwrap();
-    let mut a = Analysis::new(model, &Device::flex()).unwrap();
-    a.open("sim.h5ad", FileSource::bytes(bytes), &ReadOptions::default()).unwrap();
-    a.predict_all_cells(256, |_, _| {}).unwrap();
+    let (sim, a) = predicted(11);
     let labels = a.labels().unwrap().to_vec();
     let scored: Vec<_> = a
         .cell_scores()

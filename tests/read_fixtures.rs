@@ -2,6 +2,8 @@
 //! make_fixtures.py) reads to the same matrix, names and labels; every bad file gets its own
 //! specific error naming where the problem is; the real 50×50 Norman fixture reads as expected.
 
+mod common;
+use common::python;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -237,14 +239,10 @@ fn real_norman_fixture_reads() {
     check_cpa_layout(&path, (50, 50), "CFAP57", "FOXL2+HOXB9");
 }
 
-/// The Python with anndata that `scripts/setup-python.sh` installs (or `MAMBA_PYTHON`).
-fn python() -> PathBuf {
-    let p = std::env::var_os("MAMBA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let ok = Command::new(&p).args(["-c", "import anndata"]).status().map(|s| s.success()).unwrap_or(false);
-    assert!(ok, "{} cannot import anndata: run scripts/setup-python.sh (or set MAMBA_PYTHON)", p.display());
-    p
+/// A dense matrix as anndata_dump.py writes it (a list of rows).
+fn rows_of(x: &Value) -> Vec<Vec<f32>> {
+    let rows = x.as_array().unwrap().iter();
+    rows.map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()).collect()
 }
 
 /// How real anndata reads a fixture (tests/fixtures/anndata_dump.py).
@@ -263,12 +261,7 @@ fn legacy_compound_anndata_reads_as_anndata_reads_it() {
     let d = read(name);
     assert_eq!(d.cells, strings(&a["obs_names"]));
     assert_eq!(d.genes, strings(&a["var_names"]));
-    let x: Vec<Vec<f32>> = a["X"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
-        .collect();
+    let x = rows_of(&a["X"]);
     assert_matrix(name, &d, &x, 0.0);
     let labels = d.labels.unwrap();
     assert_eq!(labels.name, "perturbation_name");
@@ -300,12 +293,7 @@ fn legacy_raw_dot_x_reads_as_anndata_reads_adata_raw() {
     assert_eq!(d.cells, strings(&a["obs_names"]));
     assert_eq!(d.genes, strings(&raw["var_names"]));
     assert_eq!(d.gene_ids.clone().unwrap(), strings(&raw["var"]["gene_ids"]));
-    let x: Vec<Vec<f32>> = raw["X"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
-        .collect();
+    let x = rows_of(&raw["X"]);
     assert_matrix(name, &d, &x, 0.0);
     assert_eq!(d.labels.unwrap().values, strings(&a["obs"]["perturbation_name"]));
     let o = ReadOptions { matrix: MatrixChoice::X, ..Default::default() };

@@ -1,6 +1,8 @@
 //! The simulator's files: each public layout opens in real Python anndata, reads back through our
 //! own readers to the same counts and labels, and says it is simulated.
 
+mod common;
+use common::python;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -8,16 +10,6 @@ use mamba_perturb::io::{self, ReadOptions};
 use mamba_perturb::labels::Perturbation;
 use mamba_perturb::normalize::{self, ValueKind};
 use mamba_perturb::simulate::{self, Layout, SimConfig, layouts};
-
-/// The Python with anndata that `scripts/setup-python.sh` installs (or `MAMBA_PYTHON`).
-fn python() -> PathBuf {
-    let p = std::env::var_os("MAMBA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let ok = Command::new(&p).args(["-c", "import anndata"]).status().map(|s| s.success()).unwrap_or(false);
-    assert!(ok, "{} cannot import anndata: run scripts/setup-python.sh (or set MAMBA_PYTHON)", p.display());
-    p
-}
 
 fn out_dir() -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("simulated_files");
