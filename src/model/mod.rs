@@ -154,16 +154,18 @@ impl PerturbNet {
 
         // Genes the input does not measure are absent: no key to attend to, no own token.
         let mut input = MhaInput::new(queries, tokens.clone(), tokens);
-        // [B, Q]: 1 where the query has an own gene the input measures.
-        let mut has_own = Tensor::cat(vec![Tensor::ones([1, n_genes], &device), Tensor::zeros([1, 1], &device)], 1)
-            .select(1, genome.own_token.clone())
-            .repeat_dim(0, batch);
+        // [rows, Q]: 1 where a query's own gene is present (the padded column stands for "none").
+        let own_present = |present: Tensor<2>| {
+            let rows = present.dims()[0];
+            Tensor::cat(vec![present, Tensor::zeros([rows, 1], &device)], 1).select(1, genome.own_token.clone())
+        };
+        let mut has_own = None;
         if let Some(present) = &genome.present {
             let present = present.clone().expand([batch, n_genes]);
-            let padded = Tensor::cat(vec![present.clone(), Tensor::zeros([batch, 1], &device)], 1);
-            has_own = has_own * padded.select(1, genome.own_token.clone());
-            own = own * has_own.clone().unsqueeze_dim::<3>(2);
+            let gate = own_present(present.clone());
+            own = own * gate.clone().unsqueeze_dim::<3>(2);
             input = input.mask_pad(present.lower_elem(0.5));
+            has_own = Some(gate);
         }
         let out = self.attention.forward(input);
         let hidden = gelu(self.head_hidden.forward(Tensor::cat(vec![out.context, own], 2))); // [B, Q, d]
@@ -173,6 +175,7 @@ impl PerturbNet {
             let padded = Tensor::cat(vec![z, Tensor::zeros([batch, 1], &device)], 1);
             let own_z = padded.select(1, genome.own_token.clone()).narrow(1, 0, n_candidates); // [B, C]
             let cis = cis_out.forward(gelu(cis_in.forward(own_z.unsqueeze_dim::<3>(2)))).squeeze_dim::<2>(2);
+            let has_own = has_own.unwrap_or_else(|| own_present(Tensor::ones([1, n_genes], &device)));
             raw = raw + cis * has_own.narrow(1, 0, n_candidates);
         }
         let gene_logits = sets::bound(raw);
