@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use mamba_perturb::model::GenomeFeatures;
 use mamba_perturb::model::sets::{self, SetScores};
 use mamba_perturb::predict::{Predictor, mean_profile, set_scores};
-use mamba_perturb::reference::{Reference, centre_and_scale};
+use mamba_perturb::reference::{Reference, ReferenceKind};
 use mamba_perturb::simulate::design;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -186,10 +186,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 let measured: Vec<bool> = tested_columns.iter().map(Option::is_some).collect();
                 let reference = match transfer {
                     // Every cell of the other file is tested: its own reference is over all of them.
-                    true => {
-                        let (m, s) = centre_and_scale(&x_test, panel.len());
-                        Reference { mean: m, sd: s, measured, source: "the other file's cells".into() }
-                    }
+                    true => Reference::for_file(&x_test, &measured, ReferenceKind::FileCells, (&mean, &sd)).0,
                     false => {
                         Reference { mean: mean.clone(), sd: sd.clone(), measured, source: "the file's cells".into() }
                     }
