@@ -676,18 +676,25 @@ impl World {
         let [a, b] = genes else { return None };
         let single = |s: &String| self.targets.iter().find(|t| &t.symbol == s);
         let (ta, tb) = (single(a)?, single(b)?);
-        // A single's effects before its CRISPRa boost, which is how `build` combines them.
-        let unboosted = |t: &Target| {
-            let mut e = self.effects[t.single].clone();
-            e[t.gene] = 0.0;
-            relative_change(&self.share, &e)
-        };
-        let (da, db) = (unboosted(ta), unboosted(tb));
-        let mut e: Vec<f32> = da.iter().zip(&db).map(|(&x, &y)| double_fold(1.0, 1.0, x, y, 0.0).ln() as f32).collect();
+        Some(self.additive_composition(ta, tb, &self.unboosted_change(ta), &self.unboosted_change(tb)))
+    }
+
+    /// A single's relative change of every gene's share before its CRISPRa boost (which is how
+    /// `build` combines singles into doubles).
+    pub fn unboosted_change(&self, t: &Target) -> Vec<f64> {
+        let mut e = self.effects[t.single].clone();
+        e[t.gene] = 0.0;
+        relative_change(&self.share, &e)
+    }
+
+    /// Any two singles composed by the additive rule (`additive_effects`, for a pair the design may
+    /// not hold), from their `unboosted_change`s; with its ln Z.
+    pub fn additive_composition(&self, ta: &Target, tb: &Target, da: &[f64], db: &[f64]) -> (Vec<f32>, f64) {
+        let mut e: Vec<f32> = da.iter().zip(db).map(|(&x, &y)| double_fold(1.0, 1.0, x, y, 0.0).ln() as f32).collect();
         e[ta.gene] = self.effects[ta.single][ta.gene];
         e[tb.gene] = self.effects[tb.single][tb.gene];
         let ln_z = ln_normaliser(&self.share, &e);
-        Some((e, ln_z))
+        (e, ln_z)
     }
 
     /// Rebuilds the world a file's `uns/world` describes (the inverse of `describe`).

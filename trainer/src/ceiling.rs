@@ -5,13 +5,13 @@
 use mamba_perturb::model::sets::SetScores;
 use mamba_perturb::normalize::{self, ValueKind};
 use mamba_perturb::simulate::World;
-use mamba_perturb::simulate::oracle::{self, Likelihoods, Oracle, Variant};
+use mamba_perturb::simulate::oracle::{Likelihoods, Oracle, Prior, Variant};
 use serde_json::{Value, json};
 
 use crate::dataset::Labelled;
 use crate::error::CliError;
 
-pub const VARIANTS: [Variant; 2] = [Variant::Truth, Variant::Additive];
+pub use mamba_perturb::simulate::oracle::CEILINGS;
 
 /// The world behind a file, or why the file gets no ceiling rows.
 pub fn world_of(file: &Labelled) -> Result<World, String> {
@@ -25,27 +25,27 @@ pub fn world_of(file: &Labelled) -> Result<World, String> {
     World::from_description(json)
 }
 
-/// The oracle over one evaluated file, with its prior and how its conditions name candidates.
+/// The oracle over one evaluated file, with its priors.
 pub struct Ceiling<'w> {
     oracle: Oracle<'w>,
-    answers: Vec<Option<Vec<usize>>>,
-    n_candidates: usize,
-    log_prior: Vec<f64>,
+    /// ln prior per answer slot: what every method knows, and the design's.
+    answers_prior: Vec<f64>,
+    design_prior: Vec<f64>,
     control_share: f64,
 }
 
 impl<'w> Ceiling<'w> {
     /// `candidates`: the answers every method ranks (the training file's).
     pub fn new(world: &'w World, file: &Labelled, candidates: &[String]) -> Result<Ceiling<'w>, String> {
-        let oracle = Oracle::new(world, &file.data.genes, file.data.gene_ids.as_deref());
+        let oracle = Oracle::new(world, &file.data.genes, file.data.gene_ids.as_deref(), candidates);
         let control_share =
             file.labels.iter().filter(|l| l.is_control()).count() as f64 / file.labels.len().max(1) as f64;
-        let log_prior = oracle.design_log_prior(control_share);
-        let answers = oracle::candidate_answers(&oracle.conditions(), candidates);
-        if answers.iter().all(|a| a.is_none()) {
-            return Err("none of the world's conditions names the candidates".into());
+        if oracle.answer_counts().0[1] == 0 {
+            return Err("none of the world's targets is a candidate".into());
         }
-        Ok(Ceiling { oracle, answers, n_candidates: candidates.len(), log_prior, control_share })
+        let answers_prior = oracle.log_prior(Prior::Answers, control_share);
+        let design_prior = oracle.log_prior(Prior::Design, control_share);
+        Ok(Ceiling { oracle, answers_prior, design_prior, control_share })
     }
 
     /// log L of each test cell under every profile over the file columns `columns` (the genes the
@@ -58,31 +58,29 @@ impl<'w> Ceiling<'w> {
 
     /// Scores of each group of cells (one cell, or the members of a pseudobulk) that share a
     /// condition: the posterior given all of them.
-    pub fn scores(&self, lik: &Likelihoods, groups: &[Vec<usize>], variant: Variant) -> Vec<SetScores> {
-        groups
-            .iter()
-            .map(|members| {
-                let post = self.oracle.posterior(lik, members, variant, &self.log_prior);
-                oracle::set_scores(&post, &self.answers, self.n_candidates)
-            })
-            .collect()
+    pub fn scores(&self, lik: &Likelihoods, groups: &[Vec<usize>], variant: Variant, prior: Prior) -> Vec<SetScores> {
+        let log_prior = match prior {
+            Prior::Answers => &self.answers_prior,
+            Prior::Design => &self.design_prior,
+        };
+        groups.iter().map(|members| self.oracle.posterior(lik, members, variant, log_prior)).collect()
     }
 
-    /// The prior, as the report states it.
+    /// The priors, as the report states them.
     pub fn prior_json(&self) -> Value {
-        let shares: Vec<f64> = self.log_prior.iter().map(|v| v.exp()).collect();
-        let of = |n: usize| {
-            let conds = self.oracle.conditions();
-            let v: Vec<f64> =
-                conds.iter().zip(&shares).filter(|(c, _)| c.genes().len() == n).map(|(_, &s)| s).collect();
-            json!({"conditions": v.len(), "each": v.first(), "total": v.iter().sum::<f64>()})
+        let ([_, singles, pairs], design_pairs) = self.oracle.answer_counts();
+        let n = singles;
+        let mass = |p: &[f64], r: std::ops::Range<usize>| p[r].iter().map(|v| v.exp()).sum::<f64>();
+        let sizes = |p: &[f64]| {
+            json!({"control": p[0].exp(), "singles": mass(p, 1..n + 1), "pairs": mass(p, n + 1..p.len())})
         };
         json!({
-            "kind": "design",
-            "rule": "control: the file's share of control cells; the rest split as the simulator allocates cells, single_to_double_cells (2) per single and 1 per double (each condition's log-normal spread has the same mean, so it drops out)",
+            "oracle": {"kind": "answers", "singles": singles, "pairs": pairs, "shares": sizes(&self.answers_prior),
+                       "rule": "what every method knows: the answers it ranks (control, each candidate, each pair of candidates), the design's size shares, every answer of one size equally likely; a pair outside the design is the additive composition of its singles, with the design doubles' mean depth"},
+            "oracle-additive": "the same prior; every pair is the additive composition of its singles",
+            "oracle-design": {"kind": "design", "pairs": design_pairs, "shares": sizes(&self.design_prior),
+                              "rule": "also knows which pairs the screen holds (no method is told): control the file's share of control cells, the rest split as the simulator allocates cells, single_to_double_cells per single and 1 per double"},
             "control": self.control_share,
-            "single": of(1),
-            "double": of(2),
         })
     }
 }
@@ -108,7 +106,8 @@ mod tests {
             let world = world_of(&file).unwrap();
             assert_eq!(world.seed, 2);
             let c = Ceiling::new(&world, &file, &file.candidates).unwrap();
-            assert_eq!(c.prior_json()["single"]["conditions"], 105);
+            assert_eq!(c.prior_json()["oracle"]["singles"], 105);
+            assert_eq!(c.prior_json()["oracle-design"]["pairs"], 131);
         }
         // GEARS keeps only log-normalised values: no likelihood of counts, and the reason says so.
         let reason = world_of(&load(Layout::Gears)).err().unwrap();

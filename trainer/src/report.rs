@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-const METHODS: [&str; 8] = [
+const METHODS: [&str; 11] = [
     "mamba-perturb",
     "attention-no-position",
     "mlp",
@@ -12,11 +12,14 @@ const METHODS: [&str; 8] = [
     "nearest-centroid",
     "target-upregulation",
     "prior-only",
+    "x-additive-cov",
+    "x-model-times-counts",
+    "x-model-times-additive",
 ];
 
 /// Rows with role `ceiling` (the Bayes oracle of a simulated file): shown after the methods, marked,
 /// only where the results have them.
-const CEILINGS: [&str; 2] = ["oracle", "oracle-additive"];
+const CEILINGS: [&str; 3] = ["oracle", "oracle-additive", "oracle-design"];
 
 /// The methods, then the ceilings the results hold.
 fn rows(r: &Value) -> Vec<&'static str> {
@@ -221,9 +224,12 @@ fn ceiling_note(r: &Value) -> String {
     let mut s = String::new();
     if files.iter().any(|f| f["rows"] == true) {
         s += "\nRows marked *(ceiling)* are not methods: *oracle* is the Bayes posterior with the simulator's world known \
-              (expected profiles, noise, depth, cell state, guide failure; prior: the design's shares), the best any method \
-              can do on average from these genes; *oracle-additive* is the same with every double's own interaction \
-              removed (its singles composed additively). At pseudobulk levels they pool the cells' likelihoods.\n";
+              (expected profiles, noise, depth, cell state, guide failure) over the same answers every method ranks (control, \
+              each candidate, each pair of candidates; the design's size shares, every answer of one size equally likely; \
+              a pair outside the design composed additively from its singles): the best any method can do on average from \
+              these genes. *oracle-additive* is the same with every pair's own interaction removed (its singles composed \
+              additively). *oracle-design* also knows which pairs the screen holds, which no method is told; it shows how \
+              much of the difficulty is choosing among all pairs. At pseudobulk levels they pool the cells' likelihoods.\n";
     }
     for f in files.iter().filter(|f| f["rows"] == false) {
         s += &format!(
