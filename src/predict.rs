@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::genome::strip_version;
 use crate::io::ExpressionData;
+use crate::model::additive::{AdditiveHead, Evidence, HeadTerms};
 use crate::model::card::{CardError, ModelCard};
 use crate::model::sets::{SetScores, pair_at};
 use crate::model::{GenomeFeatures, PerturbNet};
@@ -48,6 +49,8 @@ pub struct Prepared {
     pub n_genes: usize,
     /// What each gene is measured against (the file's own cells, as the model expects).
     pub reference: Reference,
+    /// The additive head's terms for this file (None: the model has no head).
+    pub head: Option<HeadTerms>,
     pub report: MatchReport,
 }
 
@@ -178,6 +181,7 @@ impl Predictor {
                 atypical_cells,
                 warnings,
             },
+            head: self.head_terms(&reference),
             reference,
         })
     }
@@ -259,13 +263,52 @@ impl Predictor {
         Ok(picked.sum_dim(1).div_scalar(heads as f32)) // [rows, 1, queries, genes]
     }
 
+    /// The additive head's terms for files measured against `reference` (None: no head).
+    pub fn head_terms(&self, reference: &Reference) -> Option<HeadTerms> {
+        let head = self.card.additive.as_ref()?;
+        Some(head.terms(&AdditiveHead::scale(&self.training_reference(), reference), &reference.measured))
+    }
+
+    /// The additive head's evidence per row of `x` (empty for a model without the head).
+    pub fn evidence(&self, x: &[f32], terms: Option<&HeadTerms>) -> Vec<Evidence> {
+        let (Some(head), Some(terms)) = (&self.card.additive, terms) else { return Vec::new() };
+        x.chunks(self.card.net.n_genes).map(|row| head.evidence(row, terms)).collect()
+    }
+
+    /// The model's answer distributions from the network's outputs and the head's evidence (as
+    /// `logits` and `evidence` return them; no evidence: the network's alone): the one place both
+    /// are combined.
+    pub fn scores(&self, gene: &[f32], count: &[f32], evidence: &[Evidence]) -> Vec<SetScores> {
+        let net = set_scores(gene, count, self.card.net.n_candidates);
+        let (Some(head), false) = (&self.card.additive, evidence.is_empty()) else { return net };
+        let t = head.temperature as f64;
+        net.iter().zip(evidence).map(|(s, e)| s.with_evidence(&e.singles, &e.pairs).tempered(t)).collect()
+    }
+
+    /// The same without the head: the network's own distributions (the `network-only` ablation).
+    pub fn network_scores(&self, x: &[f32], reference: &Reference, batch: usize) -> Result<Vec<SetScores>, PredictError> {
+        self.score_rows_with(x, reference, batch, false)
+    }
+
     /// Scores rows of normalised panel values (row-major), `batch` rows per forward pass.
     pub fn score_rows(&self, x: &[f32], reference: &Reference, batch: usize) -> Result<Vec<SetScores>, PredictError> {
+        self.score_rows_with(x, reference, batch, true)
+    }
+
+    fn score_rows_with(
+        &self,
+        x: &[f32],
+        reference: &Reference,
+        batch: usize,
+        head: bool,
+    ) -> Result<Vec<SetScores>, PredictError> {
         let g = self.card.net.n_genes;
         let mut out = Vec::with_capacity(x.len() / g.max(1));
+        let terms = if head { self.head_terms(reference) } else { None };
         for chunk in x.chunks(batch.max(1) * g) {
             let (gene_logits, count_logits) = self.logits(chunk, chunk.len() / g, reference)?;
-            out.extend(set_scores(&gene_logits, &count_logits, self.card.net.n_candidates));
+            let evidence = self.evidence(chunk, terms.as_ref());
+            out.extend(self.scores(&gene_logits, &count_logits, &evidence));
         }
         Ok(out)
     }

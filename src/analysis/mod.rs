@@ -336,7 +336,6 @@ impl Analysis {
     pub fn cell_predictions(&self, range: std::ops::Range<usize>, top: usize) -> Vec<CellPrediction> {
         let Some(f) = &self.file else { return Vec::new() };
         let candidates = self.predictor.candidates();
-        let c = self.predictor.card.net.n_candidates;
         range
             .filter_map(|i| {
                 let row = f.outputs.get(i)?.as_ref()?;
@@ -344,7 +343,7 @@ impl Analysis {
                     index: i,
                     cell: f.prepared.cells[i].clone(),
                     label: f.labels.as_ref().map(|l| l[i].to_string()),
-                    top: top_k(&scores_of(row, c), &candidates, top),
+                    top: top_k(&scores_of(&self.predictor, &f.prepared, i, row), &candidates, top),
                 })
             })
             .collect()
@@ -352,9 +351,9 @@ impl Analysis {
 
     /// Answer distributions of every cell predicted so far (index, scores).
     pub fn cell_scores(&self) -> Vec<(usize, SetScores)> {
-        let c = self.predictor.card.net.n_candidates;
         let Some(f) = &self.file else { return Vec::new() };
-        f.outputs.iter().enumerate().filter_map(|(i, r)| Some((i, scores_of(r.as_ref()?, c)))).collect()
+        let scores = |(i, r): (usize, &Option<Box<[f32]>>)| Some((i, scores_of(&self.predictor, &f.prepared, i, r.as_ref()?)));
+        f.outputs.iter().enumerate().filter_map(scores).collect()
     }
 
     /// Accuracy of the cells predicted so far against the file's labels (None without labels).
@@ -426,7 +425,7 @@ impl Analysis {
         let mut combined = vec![sets::Combination::new(c); groups.len()];
         for (i, in_groups) in groups_of {
             let cell = match f.outputs.get(i) {
-                Some(Some(row)) => scores_of(row, c),
+                Some(Some(row)) => scores_of(&self.predictor, &f.prepared, i, row),
                 Some(None) => return Err(AnalysisError::NotPredicted(i)),
                 None => return Err(AnalysisError::NoCell { index: i, cells: f.outputs.len() }),
             };
@@ -536,6 +535,12 @@ fn output_rows((gene, count): (Vec<f32>, Vec<f32>), n_candidates: usize) -> Vec<
     gene.chunks(n_candidates).zip(count.chunks(3)).map(|(g, c)| g.iter().chain(c).copied().collect()).collect()
 }
 
-fn scores_of(row: &[f32], n_candidates: usize) -> SetScores {
-    SetScores::from_logits(&row[..n_candidates], &row[n_candidates..])
+/// Cell `i`'s answer distribution from its stored network output and, when the model has the
+/// additive head, the head's evidence from the cell's input (computed here, not stored: 5,460
+/// pair values per cell would not fit a page's memory for large files).
+fn scores_of(predictor: &Predictor, prepared: &Prepared, i: usize, row: &[f32]) -> SetScores {
+    let (gene, count) = row.split_at(predictor.card.net.n_candidates);
+    let g = prepared.n_genes;
+    let evidence = predictor.evidence(&prepared.values[i * g..(i + 1) * g], prepared.head.as_ref());
+    predictor.scores(gene, count, &evidence).remove(0)
 }

@@ -104,6 +104,10 @@ pub struct ModelCard {
     /// posteriors into a pseudobulk's. None (older models): equal sizes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer_sizes: Option<[f64; 3]>,
+    /// The additive head fitted on the training cells (`additive.rs`); None (older models): the
+    /// network alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additive: Option<crate::model::additive::AdditiveHead>,
     pub weights: WeightsInfo,
     pub command: String,
     pub seed: u64,
@@ -157,6 +161,9 @@ impl ModelCard {
                 "net sizes out of range: d_model {} (at most {MAX_D_MODEL}), n_freqs {} (at most {MAX_FREQS}), n_genes {} (at least 1)",
                 n.d_model, n.n_freqs, n.n_genes
             )));
+        }
+        if let Some(head) = &card.additive {
+            head.check(card.panel.len(), card.candidates.len()).map_err(CardError::Inconsistent)?;
         }
         Ok(card)
     }

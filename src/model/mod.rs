@@ -10,6 +10,7 @@
 //! Output: one logit per candidate target gene and a 3-way cardinality (0, 1 or 2 genes perturbed).
 //! Together they define a distribution over control, every single and every pair (`sets.rs`).
 
+pub mod additive;
 pub mod card;
 pub mod features;
 pub mod sets;

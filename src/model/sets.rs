@@ -45,7 +45,7 @@ pub fn set_nll(
 }
 
 /// Probabilities of every answer for one cell, from its logits (computed in f64).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SetScores {
     pub control: f64,
     /// P({g}) per candidate.
@@ -136,6 +136,48 @@ impl SetScores {
     }
 }
 
+impl SetScores {
+    /// Every answer (control, each single, each pair of `n` candidates) equally likely.
+    pub fn uniform(n: usize) -> SetScores {
+        let pairs = n * n.saturating_sub(1) / 2;
+        let p = 1.0 / (1 + n + pairs) as f64;
+        SetScores { control: p, singles: vec![p; n], pairs: vec![p; pairs] }
+    }
+
+    /// P^{1/t}, renormalised: the same ranking, sharper (t < 1) or flatter (t > 1).
+    pub fn tempered(&self, t: f64) -> SetScores {
+        if t == 1.0 {
+            return self.clone();
+        }
+        let all = std::iter::once(&self.control).chain(&self.singles).chain(&self.pairs);
+        let m = all.clone().fold(0.0f64, |a, &b| a.max(b));
+        let w = |p: f64| if p > 0.0 { (p / m).powf(1.0 / t) } else { 0.0 };
+        let total: f64 = all.map(|&p| w(p)).sum();
+        SetScores {
+            control: w(self.control) / total,
+            singles: self.singles.iter().map(|&p| w(p) / total).collect(),
+            pairs: self.pairs.iter().map(|&p| w(p) / total).collect(),
+        }
+    }
+
+    /// The distribution reweighted by further evidence, a log likelihood ratio over control per
+    /// single and per pair (`pair_index` order), as the additive head gives: P(S) ∝ P(S)·e^{e_S}.
+    pub fn with_evidence(&self, singles: &[f32], pairs: &[f32]) -> SetScores {
+        let log = |p: f64, add: f32| if p > 0.0 { p.ln() + add as f64 } else { f64::NEG_INFINITY };
+        let control = log(self.control, 0.0);
+        let singles: Vec<f64> = self.singles.iter().zip(singles).map(|(&p, &e)| log(p, e)).collect();
+        let pairs: Vec<f64> = self.pairs.iter().zip(pairs).map(|(&p, &e)| log(p, e)).collect();
+        let m = singles.iter().chain(&pairs).cloned().fold(control, f64::max);
+        let w = |v: f64| if v.is_finite() { (v - m).exp() } else { 0.0 };
+        let total = w(control) + singles.iter().map(|&v| w(v)).sum::<f64>() + pairs.iter().map(|&v| w(v)).sum::<f64>();
+        SetScores {
+            control: w(control) / total,
+            singles: singles.iter().map(|&v| w(v) / total).collect(),
+            pairs: pairs.iter().map(|&v| w(v) / total).collect(),
+        }
+    }
+}
+
 /// P(S) for one answer of each size before seeing a cell: P(size) spread evenly within the size.
 /// `sizes`: P(0, 1, 2 genes); `n` candidates.
 pub fn answer_prior(sizes: [f64; 3], n: usize) -> [f64; 3] {
@@ -206,6 +248,30 @@ impl Combination {
 mod tests {
     use super::*;
     use burn::tensor::{Device, TensorData};
+
+    #[test]
+    fn evidence_reweights_answers() {
+        let flat = SetScores::uniform(3);
+        assert!((flat.control * (1 + 3 + 3) as f64 - 1.0).abs() < 1e-12);
+        // Evidence for candidates 0 and 1, against 2: the pair {0, 1} carries both and wins.
+        let pair = |a: f32, b: f32| a + b;
+        let (e0, e1, e2) = (2.0, 1.0, -3.0);
+        let s = flat.with_evidence(&[e0, e1, e2], &[pair(e0, e1), pair(e0, e2), pair(e1, e2)]);
+        let total = s.control + s.singles.iter().sum::<f64>() + s.pairs.iter().sum::<f64>();
+        assert!((total - 1.0).abs() < 1e-12);
+        let best = s.gene_answers().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+        assert_eq!(best, Answer::Pair(0, 1));
+        // Ratios are exactly e^{evidence}: pair {0,1} over control is e^{3}, single 0 over 2 e^{5}.
+        assert!((s.pairs[pair_index(0, 1, 3)] / s.control - 3f64.exp()).abs() < 1e-9);
+        assert!((s.singles[0] / s.singles[2] - 5f64.exp()).abs() < 1e-6);
+        // No evidence changes nothing; an answer with probability 0 stays 0.
+        let net = SetScores { control: 0.5, singles: vec![0.25, 0.25, 0.0], pairs: vec![0.0; 3] };
+        assert_eq!(net.with_evidence(&[0.0; 3], &[0.0; 3]), net);
+        // Tempering keeps the ranking and flattens: at t = 2 probabilities go as their square roots.
+        let t = net.tempered(2.0);
+        assert!((t.control / t.singles[0] - 2f64.sqrt()).abs() < 1e-12 && t.singles[2] == 0.0);
+        assert_eq!(net.with_evidence(&[0.0, 0.0, 9.0], &[0.0; 3]).singles[2], 0.0);
+    }
 
     #[test]
     fn pair_indexing_round_trips() {

@@ -19,8 +19,6 @@ pub struct TrainView<'a> {
     pub candidate_column: Vec<Option<usize>>,
     /// Training rows, z-scored, row-major.
     pub z: Vec<f32>,
-    /// Training rows as normalised log1p values (what `z` is computed from).
-    pub x: &'a [f32],
     pub targets: &'a [Vec<usize>],
 }
 
@@ -113,36 +111,22 @@ pub fn nearest_centroid(view: &TrainView, z: &[f32]) -> Vec<SetScores> {
 /// training singles); cells go to the nearest under a diagonal Gaussian with pooled within-
 /// condition variance. Genes without a training single cannot be proposed.
 pub fn additive_inverse(view: &TrainView, z: &[f32]) -> Vec<SetScores> {
-    additive_gaussian(view, z, 1.0)
-}
-
-/// `additive_inverse` under a Gaussian whose covariance is the pooled within-condition covariance,
-/// shrunk toward its diagonal by `shrink` (1: diagonal only): correlated noise (cell state) is
-/// then not counted as evidence gene by gene.
-pub fn additive_gaussian(view: &TrainView, z: &[f32], shrink: f64) -> Vec<SetScores> {
     let g = view.g;
     let n = view.candidates.len();
     let (ctrl, _) = mean_rows(&view.z, g, (0..view.targets.len()).filter(|&i| view.targets[i].is_empty()));
-    // Pooled within-condition covariance.
+    // Pooled within-condition variance per gene.
     let mut conds: Vec<Vec<usize>> = view.targets.to_vec();
     conds.sort();
     conds.dedup();
-    let mut cov = vec![0f64; g * g];
+    let mut var = vec![0f64; g];
     let mut dof = 0usize;
     let mut effects: Vec<Option<Vec<f64>>> = vec![None; n];
     for t in &conds {
         let rows: Vec<usize> = (0..view.targets.len()).filter(|&i| &view.targets[i] == t).collect();
         let (m, k) = mean_rows(&view.z, g, rows.iter().cloned());
         for &i in &rows {
-            let d: Vec<f64> = (0..g).map(|j| view.z[i * g + j] as f64 - m[j]).collect();
-            for a in 0..g {
-                if shrink >= 1.0 {
-                    cov[a * g + a] += d[a] * d[a];
-                } else {
-                    for b in 0..g {
-                        cov[a * g + b] += d[a] * d[b];
-                    }
-                }
+            for j in 0..g {
+                var[j] += (view.z[i * g + j] as f64 - m[j]).powi(2);
             }
         }
         dof += k.saturating_sub(1);
@@ -150,151 +134,45 @@ pub fn additive_gaussian(view: &TrainView, z: &[f32], shrink: f64) -> Vec<SetSco
             effects[*a] = Some(m.iter().zip(&ctrl).map(|(a, c)| a - c).collect());
         }
     }
-    for a in 0..g {
-        for b in 0..g {
-            let v = cov[a * g + b] / dof.max(1) as f64;
-            cov[a * g + b] = if a == b { v.max(0.05) } else { (1.0 - shrink) * v };
-        }
-    }
-    let precision = inverse_spd(&cov, g);
-    let times = |v: &[f64]| -> Vec<f64> { (0..g).map(|a| (0..g).map(|b| precision[a * g + b] * v[b]).sum()).collect() };
-    // Λ·effect per candidate: every inner product below is in the precision's metric.
-    let weighted: Vec<Option<Vec<f64>>> = effects.iter().map(|e| e.as_ref().map(|e| times(e))).collect();
-    let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>();
+    let w: Vec<f64> = var.iter().map(|v| 1.0 / (v / dof.max(1) as f64).max(0.05)).collect();
     let q: Vec<f64> = effects
         .iter()
-        .zip(&weighted)
-        .map(|(e, w)| match (e, w) {
-            (Some(e), Some(w)) => dot(e, w),
-            _ => f64::NAN,
-        })
+        .map(|e| e.as_ref().map(|e| e.iter().zip(&w).map(|(x, w)| w * x * x).sum()).unwrap_or(f64::NAN))
         .collect();
     let mut cross = vec![0f64; n * n];
     for a in 0..n {
         for b in a + 1..n {
-            if let (Some(wa), Some(eb)) = (&weighted[a], &effects[b]) {
-                cross[a * n + b] = dot(wa, eb);
+            if let (Some(ea), Some(eb)) = (&effects[a], &effects[b]) {
+                cross[a * n + b] = ea.iter().zip(eb).zip(&w).map(|((x, y), w)| w * x * y).sum();
             }
         }
     }
     z.chunks(g)
         .map(|row| {
             let r: Vec<f64> = row.iter().zip(&ctrl).map(|(&x, c)| x as f64 - c).collect();
-            let base = dot(&r, &times(&r));
-            let d: Vec<f64> = weighted.iter().map(|w| w.as_ref().map(|w| dot(w, &r)).unwrap_or(f64::NAN)).collect();
-            let single = |a: usize| -0.5 * (base - 2.0 * d[a] + q[a]);
-            let singles: Vec<f64> = (0..n).map(|a| if d[a].is_nan() { f64::NEG_INFINITY } else { single(a) }).collect();
+            let base: f64 = r.iter().zip(&w).map(|(r, w)| w * r * r).sum();
+            let dot: Vec<f64> = effects
+                .iter()
+                .map(|e| {
+                    e.as_ref().map(|e| e.iter().zip(&r).zip(&w).map(|((e, r), w)| w * e * r).sum()).unwrap_or(f64::NAN)
+                })
+                .collect();
+            let single = |a: usize| -0.5 * (base - 2.0 * dot[a] + q[a]);
+            let singles: Vec<f64> =
+                (0..n).map(|a| if dot[a].is_nan() { f64::NEG_INFINITY } else { single(a) }).collect();
             let mut pairs = Vec::with_capacity(n * (n - 1) / 2);
             for a in 0..n {
                 for b in a + 1..n {
-                    pairs.push(if d[a].is_nan() || d[b].is_nan() {
+                    pairs.push(if dot[a].is_nan() || dot[b].is_nan() {
                         f64::NEG_INFINITY
                     } else {
-                        -0.5 * (base - 2.0 * (d[a] + d[b]) + q[a] + q[b] + 2.0 * cross[a * n + b])
+                        -0.5 * (base - 2.0 * (dot[a] + dot[b]) + q[a] + q[b] + 2.0 * cross[a * n + b])
                     });
                 }
             }
             from_log_probs(-0.5 * base, singles, pairs)
         })
         .collect()
-}
-
-/// The additive rule on the count scale: each answer's expected normalised expression is control's
-/// plus its genes' single changes (floored at 5 % of control), scored by a quasi-Poisson likelihood
-/// with each gene's pooled within-condition dispersion; genes not `measured` are left out.
-pub fn additive_counts(view: &TrainView, x: &[f32], measured: &[bool]) -> Vec<SetScores> {
-    let g = view.g;
-    let n = view.candidates.len();
-    let y: Vec<f64> = view.x.iter().map(|&v| (v as f64).exp_m1()).collect();
-    let (ctrl, _) = mean_rows_f64(&y, g, (0..view.targets.len()).filter(|&i| view.targets[i].is_empty()));
-    let mut conds: Vec<Vec<usize>> = view.targets.to_vec();
-    conds.sort();
-    conds.dedup();
-    let (mut var, mut mean) = (vec![0f64; g], vec![0f64; g]);
-    let mut change: Vec<Option<Vec<f64>>> = vec![None; n];
-    for t in &conds {
-        let rows: Vec<usize> = (0..view.targets.len()).filter(|&i| &view.targets[i] == t).collect();
-        let (m, _) = mean_rows_f64(&y, g, rows.iter().cloned());
-        for &i in &rows {
-            for j in 0..g {
-                var[j] += (y[i * g + j] - m[j]).powi(2);
-                mean[j] += m[j];
-            }
-        }
-        if let [a] = t.as_slice() {
-            change[*a] = Some(m.iter().zip(&ctrl).map(|(a, c)| a - c).collect());
-        }
-    }
-    let phi: Vec<f64> = (0..g).map(|j| (var[j] / mean[j].max(1e-9)).max(1e-3)).collect();
-    let floor = |c: f64, d: f64| (c + d).max(0.05 * c).max(1e-6);
-    // Per answer: Σ_j ln μ_j / φ_j weights and Σ_j μ_j / φ_j.
-    let answer = |d: &[f64]| -> (Vec<f64>, f64) {
-        let mu: Vec<f64> = (0..g).map(|j| floor(ctrl[j], d[j])).collect();
-        let w = (0..g).map(|j| if measured[j] { mu[j].ln() / phi[j] } else { 0.0 }).collect();
-        let total = (0..g).filter(|&j| measured[j]).map(|j| mu[j] / phi[j]).sum();
-        (w, total)
-    };
-    let zero = vec![0f64; g];
-    let control = answer(&zero);
-    let singles: Vec<Option<(Vec<f64>, f64)>> = change.iter().map(|c| c.as_ref().map(|c| answer(c))).collect();
-    let mut pairs: Vec<Option<(Vec<f64>, f64)>> = Vec::with_capacity(n * (n - 1) / 2);
-    for a in 0..n {
-        for b in a + 1..n {
-            pairs.push(match (&change[a], &change[b]) {
-                (Some(ca), Some(cb)) => Some(answer(&ca.iter().zip(cb).map(|(p, q)| p + q).collect::<Vec<_>>())),
-                _ => None,
-            });
-        }
-    }
-    let score = |yc: &[f64], a: &Option<(Vec<f64>, f64)>| match a {
-        Some((w, t)) => yc.iter().zip(w).map(|(y, w)| y * w).sum::<f64>() - t,
-        None => f64::NEG_INFINITY,
-    };
-    x.chunks(g)
-        .map(|row| {
-            let yc: Vec<f64> = row.iter().map(|&v| (v as f64).exp_m1()).collect();
-            let c = score(&yc, &Some(control.clone()));
-            from_log_probs(c, singles.iter().map(|a| score(&yc, a)).collect(), pairs.iter().map(|a| score(&yc, a)).collect())
-        })
-        .collect()
-}
-
-fn mean_rows_f64(y: &[f64], g: usize, rows: impl Iterator<Item = usize>) -> (Vec<f64>, usize) {
-    let mut m = vec![0f64; g];
-    let mut n = 0;
-    for i in rows {
-        for j in 0..g {
-            m[j] += y[i * g + j];
-        }
-        n += 1;
-    }
-    m.iter_mut().for_each(|v| *v /= n.max(1) as f64);
-    (m, n)
-}
-
-/// Inverse of a symmetric positive definite matrix (row-major, g × g) by Cholesky.
-fn inverse_spd(m: &[f64], g: usize) -> Vec<f64> {
-    let mut l = vec![0f64; g * g];
-    for i in 0..g {
-        for j in 0..=i {
-            let s = m[i * g + j] - (0..j).map(|k| l[i * g + k] * l[j * g + k]).sum::<f64>();
-            l[i * g + j] = if i == j { s.max(1e-9).sqrt() } else { s / l[j * g + j] };
-        }
-    }
-    let mut inv = vec![0f64; g * g];
-    for c in 0..g {
-        // Solve L y = e_c, then Lᵀ x = y.
-        let mut y = vec![0f64; g];
-        for i in 0..g {
-            let e = if i == c { 1.0 } else { 0.0 };
-            y[i] = (e - (0..i).map(|k| l[i * g + k] * y[k]).sum::<f64>()) / l[i * g + i];
-        }
-        for i in (0..g).rev() {
-            let x = (y[i] - (i + 1..g).map(|k| l[k * g + i] * inv[k * g + c]).sum::<f64>()) / l[i * g + i];
-            inv[i * g + c] = x;
-        }
-    }
-    inv
 }
 
 /// The training frequency of 0, 1 and 2 genes, spread evenly within each size.

@@ -3,18 +3,17 @@
 
 use serde_json::Value;
 
-const METHODS: [&str; 11] = [
+const METHODS: [&str; 10] = [
     "mamba-perturb",
     "attention-no-position",
     "mlp",
+    "network-only",
+    "additive-head-only",
     "logistic-regression",
     "additive-inverse",
     "nearest-centroid",
     "target-upregulation",
     "prior-only",
-    "x-additive-cov",
-    "x-model-times-counts",
-    "x-model-times-additive",
 ];
 
 /// Rows with role `ceiling` (the Bayes oracle of a simulated file): shown after the methods, marked,

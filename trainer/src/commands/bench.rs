@@ -68,12 +68,14 @@ const PARTIAL_PANELS: [(&str, f64, bool); 4] = [
 
 const ABLATION_NO_POSITION: &str = "attention-no-position";
 const ABLATION_MLP: &str = "mlp";
+const ABLATION_NETWORK_ONLY: &str = "network-only";
+const ABLATION_HEAD_ONLY: &str = "additive-head-only";
 
 /// What each row of the table is: the product, a baseline, an ablation, or a ceiling.
 fn role(method: &str) -> &'static str {
     match method {
         "mamba-perturb" => "model",
-        ABLATION_NO_POSITION | ABLATION_MLP => "ablation",
+        ABLATION_NO_POSITION | ABLATION_MLP | ABLATION_NETWORK_ONLY | ABLATION_HEAD_ONLY => "ablation",
         "oracle" | "oracle-additive" | "oracle-design" => "ceiling",
         _ => "baseline",
     }
@@ -212,7 +214,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
                         .map(|c| c.and_then(|j| panel.iter().position(|&p| p == j)))
                         .collect(),
                     z: baselines::zscore(&x_train, &mean, &sd),
-                    x: &x_train,
                     targets: &t_train,
                 };
                 // The logistic baseline and the mlp ablation: the same training and validation cells.
@@ -250,6 +251,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                         }
                         None => None,
                     };
+                    let head_terms = predictor.head_terms(reference);
                     for level in &levels {
                         // Baselines see z-scores against the same reference; an absent gene sits at its centre.
                         let mut z = baselines::zscore(&level.x, &reference.mean, &reference.sd);
@@ -258,6 +260,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                             .enumerate()
                             .filter(|(k, _)| !reference.measured[k % g])
                             .for_each(|(_, v)| *v = 0.0);
+                        let evidence = predictor.evidence(&level.x, head_terms.as_ref());
                         let mut methods: Vec<(&str, Vec<SetScores>)> = vec![
                             ("mamba-perturb", predictor.score_rows(&level.x, reference, 256).map_err(output)?),
                             ("target-upregulation", baselines::upregulation(&view, &z)),
@@ -266,32 +269,26 @@ pub fn run(args: Args) -> Result<(), CliError> {
                             ("additive-inverse", baselines::additive_inverse(&view, &z)),
                             ("prior-only", baselines::prior_only(&view, level.truths.len())),
                         ];
-                        {
-                            // Experiment: the network's posterior combined with the additive Gaussian's.
-                            let net = &methods[0].1;
-                            let cov = baselines::additive_gaussian(&view, &z, 0.2);
-                            let both: Vec<SetScores> = net
-                                .iter()
-                                .zip(&cov)
-                                .map(|(a, b)| sets::combine(&[a, b], prior))
-                                .collect();
-                            let diag = &methods[4].1;
-                            let both_diag: Vec<SetScores> =
-                                net.iter().zip(diag).map(|(a, b)| sets::combine(&[a, b], prior)).collect();
-                            let counts = baselines::additive_counts(&view, &level.x, &reference.measured);
-                            let both_counts: Vec<SetScores> =
-                                net.iter().zip(&counts).map(|(a, b)| sets::combine(&[a, b], prior)).collect();
-                            methods.push(("x-additive-cov", counts));
-                            methods.push(("x-model-times-counts", both_counts));
-                            methods.push(("x-model-times-cov", both));
-                            methods.push(("x-model-times-additive", both_diag));
+                        // The product's two parts alone: the network without the head, the head
+                        // without the network (every answer equally likely before its evidence).
+                        if predictor.card.additive.is_some() {
+                            let net = predictor.network_scores(&level.x, reference, 256).map_err(output)?;
+                            let flat = sets::SetScores::uniform(data.candidates.len());
+                            let head = evidence.iter().map(|e| flat.with_evidence(&e.singles, &e.pairs)).collect();
+                            methods.push((ABLATION_NETWORK_ONLY, net));
+                            methods.push((ABLATION_HEAD_ONLY, head));
                         }
                         if let Some(p) = &no_position {
                             methods
                                 .push((ABLATION_NO_POSITION, p.score_rows(&level.x, reference, 256).map_err(output)?));
                         }
                         if let Some(m) = &mlp {
-                            methods.push((ABLATION_MLP, score_linear(m, &level.x, reference)));
+                            // The product with an MLP in the network's place: the same head on top.
+                            let mut scores = score_linear(m, &level.x, reference);
+                            if !evidence.is_empty() {
+                                scores = scores.iter().zip(&evidence).map(|(s, e)| s.with_evidence(&e.singles, &e.pairs)).collect();
+                            }
+                            methods.push((ABLATION_MLP, scores));
                         }
                         for (method, scores) in methods {
                             let key = (method, split_name, vis, panel_name);

@@ -1,0 +1,269 @@
+//! The additive head: what the training cells say about each candidate's whole profile, next to the
+//! network. Each candidate's training single gives every panel gene a fold over control; a pair's
+//! expected expression is control · (1 + Δ_A + Δ_B) (Δ = fold − 1: the additive rule of Norman et
+//! al.'s genetic-interaction model, with no interaction), and a cell's evidence for an answer is
+//! the quasi-Poisson log likelihood ratio of its normalised expression (CP10k) over control's,
+//! with each gene's pooled within-condition dispersion. The evidence multiplies the network's
+//! posterior (`SetScores::with_evidence`): the network brings what carries over (a target's own
+//! rise, learned patterns), the head the screen's measured single profiles, which the network
+//! alone was found to use poorly on unseen pairs (bench rows `network-only`, `additive-head-only`).
+//!
+//! Levels are measured against the file's reference like the network's inputs: the expected count
+//! of gene j is scaled by how the file's centre of j compares with the training cells'.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::reference::Reference;
+
+/// Folds and dispersions are floored here so that no gene's evidence is unbounded.
+const MIN_LEVEL: f64 = 1e-3;
+const FOLD_RANGE: (f64, f64) = (0.05, 200.0);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdditiveHead {
+    /// Per panel gene: mean CP10k of the training control cells, and var / mean pooled within
+    /// training conditions.
+    pub control: Vec<f32>,
+    pub dispersion: Vec<f32>,
+    /// Per candidate: each panel gene's fold in its training single; None: no training single
+    /// (the head then has no evidence for or against that candidate).
+    pub folds: Vec<Option<Vec<f32>>>,
+    /// Training cells behind each candidate's folds (0: none).
+    pub cells: Vec<usize>,
+    /// Control-like cells each single's mean was shrunk with (chosen on held-out training conditions).
+    #[serde(default)]
+    pub pseudo_cells: f64,
+    /// Multiplies the evidence: fitted on held-out training conditions (`train`), since a
+    /// quasi-likelihood over correlated genes is overconfident.
+    #[serde(default = "unit_weight")]
+    pub weight: f32,
+    /// Temperature of the combined posterior (network × head), fitted with the weight: it
+    /// calibrates without changing the ranking.
+    #[serde(default = "unit_weight")]
+    pub temperature: f32,
+    /// ln(fold)/dispersion per answer (singles, then pairs in `pair_index` order) × panel gene, built
+    /// on first use: a cell's evidence is then one dot product per answer.
+    #[serde(skip)]
+    log_folds: OnceLock<Vec<f32>>,
+}
+
+/// What the head needs of one file besides each cell: the expected rise of each answer's
+/// measured genes over control, at the file's levels (singles, then pairs).
+#[derive(Clone, Debug)]
+pub struct HeadTerms {
+    expected: Vec<f64>,
+}
+
+/// A cell's evidence: log likelihood ratio over control of each single and each pair.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evidence {
+    pub singles: Vec<f32>,
+    pub pairs: Vec<f32>,
+}
+
+fn unit_weight() -> f32 {
+    1.0
+}
+
+impl AdditiveHead {
+    /// Fits the head on training rows (`x`: log1p CP10k, row-major over `g` panel genes) with
+    /// their targets (candidate indices; empty: control), each single's mean shrunk toward
+    /// control's by `pseudo_cells`. None without control cells.
+    pub fn fit(
+        x: &[f32],
+        g: usize,
+        targets: &[Vec<usize>],
+        n_candidates: usize,
+        pseudo_cells: f64,
+    ) -> Option<AdditiveHead> {
+        let rows = targets.len();
+        let y = |i: usize, j: usize| (x[i * g + j] as f64).exp_m1();
+        let mut groups: std::collections::BTreeMap<&[usize], Vec<usize>> = Default::default();
+        for (i, t) in targets.iter().enumerate().take(rows) {
+            groups.entry(t.as_slice()).or_default().push(i);
+        }
+        let mean_of = |members: &[usize]| -> Vec<f64> {
+            let mut m = vec![0f64; g];
+            for &i in members {
+                m.iter_mut().enumerate().for_each(|(j, v)| *v += y(i, j));
+            }
+            m.iter_mut().for_each(|v| *v /= members.len().max(1) as f64);
+            m
+        };
+        let control = mean_of(groups.get(&[][..])?);
+        let (mut var, mut level) = (vec![0f64; g], vec![0f64; g]);
+        let mut folds = vec![None; n_candidates];
+        let mut cells = vec![0; n_candidates];
+        for (t, members) in &groups {
+            let m = mean_of(members);
+            for &i in members {
+                for j in 0..g {
+                    var[j] += (y(i, j) - m[j]).powi(2);
+                    level[j] += m[j];
+                }
+            }
+            if let [a] = t
+                && *a < n_candidates
+            {
+                // Shrunk toward no change by `pseudo_cells` control-like cells: a fold from few
+                // counts is mostly noise, and noise summed over many genes reads as evidence.
+                let (k, nn) = (pseudo_cells, members.len() as f64);
+                let fold = (0..g)
+                    .map(|j| {
+                        let shrunk = (nn * m[j] + k * control[j]) / (nn + k);
+                        ((shrunk.max(MIN_LEVEL)) / control[j].max(MIN_LEVEL)).clamp(FOLD_RANGE.0, FOLD_RANGE.1) as f32
+                    })
+                    .collect();
+                folds[*a] = Some(fold);
+                cells[*a] = members.len();
+            }
+        }
+        let dispersion = (0..g).map(|j| (var[j] / level[j].max(MIN_LEVEL)).max(MIN_LEVEL) as f32).collect();
+        let control = control.iter().map(|&v| v as f32).collect();
+        Some(AdditiveHead { control, dispersion, folds, cells, pseudo_cells, weight: 1.0, temperature: 1.0, log_folds: OnceLock::new() })
+    }
+
+    /// Per-gene factor from the training cells' level to the file's: the ratio of the file's
+    /// reference centre to the training reference centre, on the CP10k scale.
+    pub fn scale(training: &Reference, file: &Reference) -> Vec<f64> {
+        training
+            .mean
+            .iter()
+            .zip(&file.mean)
+            .map(|(&t, &f)| ((f as f64).exp_m1().max(MIN_LEVEL) / (t as f64).exp_m1().max(MIN_LEVEL)).clamp(0.1, 10.0))
+            .collect()
+    }
+
+    fn candidates(&self) -> usize {
+        self.folds.len()
+    }
+
+    /// Each answer's fold per gene (singles, then pairs), floored: a pair's is 1 + Δ_A + Δ_B; a
+    /// candidate without folds changes nothing.
+    fn answer_folds(&self) -> impl Iterator<Item = Vec<f64>> + '_ {
+        let g = self.control.len();
+        let n = self.candidates();
+        let fold = move |a: usize, j: usize| self.folds[a].as_ref().map_or(1.0, |f| f[j] as f64);
+        let singles = (0..n).map(move |a| (0..g).map(|j| fold(a, j)).collect());
+        let pairs = (0..n).flat_map(move |a| {
+            (a + 1..n).map(move |b| (0..g).map(|j| (fold(a, j) + fold(b, j) - 1.0).max(FOLD_RANGE.0)).collect())
+        });
+        singles.chain(pairs)
+    }
+
+    fn log_folds(&self) -> &[f32] {
+        self.log_folds.get_or_init(|| {
+            self.answer_folds()
+                .flat_map(|f| f.into_iter().zip(&self.dispersion).map(|(f, &d)| (f.ln() / d as f64) as f32))
+                .collect()
+        })
+    }
+
+    /// The head's terms for a file: `scale` from `AdditiveHead::scale`, genes not `measured` left out.
+    pub fn terms(&self, scale: &[f64], measured: &[bool]) -> HeadTerms {
+        let expected = self
+            .answer_folds()
+            .map(|f| {
+                let rise = (0..f.len()).filter(|&j| measured[j]);
+                rise.map(|j| scale[j] * self.control[j] as f64 * (f[j] - 1.0) / self.dispersion[j] as f64).sum()
+            })
+            .collect();
+        HeadTerms { expected }
+    }
+
+    /// Log likelihood ratio over control of every single and pair for one cell (`row`: log1p
+    /// CP10k over the panel; an unmeasured gene's 0 adds nothing), times the head's weight.
+    pub fn evidence(&self, row: &[f32], terms: &HeadTerms) -> Evidence {
+        let g = self.control.len();
+        let y: Vec<f32> = row.iter().map(|&v| v.exp_m1().max(0.0)).collect();
+        let w = self.weight as f64;
+        let mut all = self.log_folds().chunks(g).zip(&terms.expected).map(|(lf, &expected)| {
+            let s: f32 = lf.iter().zip(&y).map(|(a, b)| a * b).sum();
+            ((s as f64 - expected) * w) as f32
+        });
+        let n = self.candidates();
+        let singles = all.by_ref().take(n).collect();
+        Evidence { singles, pairs: all.collect() }
+    }
+
+    /// The head's check on a card: its sizes agree with the panel and candidates.
+    pub fn check(&self, genes: usize, candidates: usize) -> Result<(), String> {
+        let ok = self.control.len() == genes
+            && self.dispersion.len() == genes
+            && self.folds.len() == candidates
+            && self.cells.len() == candidates
+            && self.folds.iter().flatten().all(|f| f.len() == genes);
+        let finite = self.control.iter().chain(&self.dispersion).chain(self.folds.iter().flatten().flatten());
+        let finite = finite.chain([&self.weight, &self.temperature]);
+        match (ok, finite.clone().all(|v| v.is_finite() && *v >= 0.0)) {
+            (false, _) => Err(format!(
+                "additive head sizes do not match the panel ({genes} genes) and candidates ({candidates})"
+            )),
+            (_, false) => Err("additive head holds a negative or non-finite value".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three genes, two candidates: A raises gene 0 tenfold, B halves gene 1; gene 2 is noise.
+    fn data() -> (Vec<f32>, Vec<Vec<usize>>) {
+        let mut x = Vec::new();
+        let mut targets = Vec::new();
+        for k in 0..60 {
+            let wobble = 1.0 + 0.1 * ((k % 5) as f64 - 2.0);
+            for (t, level) in [(vec![], [2.0, 8.0, 5.0]), (vec![0], [20.0, 8.0, 5.0]), (vec![1], [2.0, 4.0, 5.0])] {
+                x.extend(level.iter().map(|l: &f64| ((l * wobble).ln_1p()) as f32));
+                targets.push(t);
+            }
+        }
+        (x, targets)
+    }
+
+    fn head() -> AdditiveHead {
+        let (x, targets) = data();
+        AdditiveHead::fit(&x, 3, &targets, 2, 0.0).unwrap()
+    }
+
+    #[test]
+    fn folds_are_recovered_and_evidence_points_at_the_cause() {
+        let h = head();
+        let fa = h.folds[0].as_ref().unwrap();
+        assert!((fa[0] - 10.0).abs() < 0.01 && (fa[1] - 1.0).abs() < 1e-4, "{fa:?}");
+        let fb = h.folds[1].as_ref().unwrap();
+        assert!((fb[1] - 0.5).abs() < 1e-3, "{fb:?}");
+        assert_eq!(h.cells, vec![60, 60]);
+        let all = [true; 3];
+        let one = [1.0; 3];
+        let cell = |v: [f64; 3]| v.map(|l| l.ln_1p() as f32);
+        // A cell like A's single: evidence for A over control, against B.
+        let terms = h.terms(&one, &all);
+        let e = h.evidence(&cell([20.0, 8.0, 5.0]), &terms);
+        assert!(e.singles[0] > 5.0 && e.singles[1] < 0.0 && e.pairs[0] < e.singles[0], "{e:?}");
+        // Like the pair A+B: the pair beats both singles.
+        let e = h.evidence(&cell([20.0, 4.0, 5.0]), &terms);
+        assert!(e.pairs[0] > e.singles[0] && e.pairs[0] > e.singles[1] && e.singles[1] > 0.0, "{e:?}");
+        // Gene 0 absent (its value 0, its term left out): no evidence about A left.
+        let e = h.evidence(&cell([0.0, 8.0, 5.0]), &h.terms(&one, &[false, true, true]));
+        assert!(e.singles[0].abs() < 1e-6, "{e:?}");
+        // A file whose gene 0 sits 10x higher everywhere: 20 is its control level, not A.
+        let e = h.evidence(&cell([20.0, 8.0, 5.0]), &h.terms(&[10.0, 1.0, 1.0], &all));
+        assert!(e.singles[0] < 0.0, "{e:?}");
+        assert!(h.check(3, 2).is_ok() && h.check(4, 2).is_err());
+        // Shrinkage: 60 pseudo-cells halve A's rise over control (60 cells of its own).
+        let (x, targets) = data();
+        let shrunk = AdditiveHead::fit(&x, 3, &targets, 2, 60.0).unwrap();
+        assert!((shrunk.folds[0].as_ref().unwrap()[0] - 5.5).abs() < 0.01);
+    }
+
+    #[test]
+    fn no_control_cells_no_head() {
+        let x = vec![0.5f32; 6];
+        assert!(AdditiveHead::fit(&x, 3, &[vec![0], vec![1]], 2, 0.0).is_none());
+    }
+}
