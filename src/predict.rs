@@ -280,9 +280,10 @@ impl Predictor {
     /// are combined.
     pub fn scores(&self, gene: &[f32], count: &[f32], evidence: &[Evidence]) -> Vec<SetScores> {
         let net = set_scores(gene, count, self.card.net.n_candidates);
-        let (Some(head), false) = (&self.card.additive, evidence.is_empty()) else { return net };
-        let t = head.temperature as f64;
-        net.iter().zip(evidence).map(|(s, e)| s.with_evidence(&e.singles, &e.pairs).tempered(t)).collect()
+        if evidence.is_empty() {
+            return net;
+        }
+        net.iter().zip(evidence).map(|(s, e)| s.with_evidence(&e.singles, &e.pairs)).collect()
     }
 
     /// The same without the head: the network's own distributions (the `network-only` ablation).

@@ -20,6 +20,7 @@ use crate::reference::Reference;
 /// Folds and dispersions are floored here so that no gene's evidence is unbounded.
 const MIN_LEVEL: f64 = 1e-3;
 const FOLD_RANGE: (f64, f64) = (0.05, 200.0);
+const CONTROL_PSEUDO_CELLS: f64 = 10.0;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AdditiveHead {
@@ -39,10 +40,6 @@ pub struct AdditiveHead {
     /// quasi-likelihood over correlated genes is overconfident.
     #[serde(default = "unit_weight")]
     pub weight: f32,
-    /// Temperature of the combined posterior (network × head), fitted with the weight: it
-    /// calibrates without changing the ranking.
-    #[serde(default = "unit_weight")]
-    pub temperature: f32,
     /// ln(fold)/dispersion per answer (singles, then pairs in `pair_index` order) × panel gene, built
     /// on first use: a cell's evidence is then one dot product per answer.
     #[serde(skip)]
@@ -92,7 +89,17 @@ impl AdditiveHead {
             m.iter_mut().for_each(|v| *v /= members.len().max(1) as f64);
             m
         };
-        let control = mean_of(groups.get(&[][..])?);
+        // Control's mean with `CONTROL_PSEUDO_CELLS` cells at the average training cell's level: a
+        // gene never seen in the control cells is rare there, not absent (else one count of it
+        // would be unbounded evidence for any candidate that raises it).
+        let control_cells = groups.get(&[][..])?;
+        let average = mean_of(&(0..rows).collect::<Vec<_>>());
+        let n0 = control_cells.len() as f64;
+        let control: Vec<f64> = mean_of(control_cells)
+            .iter()
+            .zip(&average)
+            .map(|(c, a)| (n0 * c + CONTROL_PSEUDO_CELLS * a) / (n0 + CONTROL_PSEUDO_CELLS))
+            .collect();
         let (mut var, mut level) = (vec![0f64; g], vec![0f64; g]);
         let mut folds = vec![None; n_candidates];
         let mut cells = vec![0; n_candidates];
@@ -122,7 +129,7 @@ impl AdditiveHead {
         }
         let dispersion = (0..g).map(|j| (var[j] / level[j].max(MIN_LEVEL)).max(MIN_LEVEL) as f32).collect();
         let control = control.iter().map(|&v| v as f32).collect();
-        Some(AdditiveHead { control, dispersion, folds, cells, pseudo_cells, weight: 1.0, temperature: 1.0, log_folds: OnceLock::new() })
+        Some(AdditiveHead { control, dispersion, folds, cells, pseudo_cells, weight: 1.0, log_folds: OnceLock::new() })
     }
 
     /// Per-gene factor from the training cells' level to the file's: the ratio of the file's
@@ -196,7 +203,7 @@ impl AdditiveHead {
             && self.cells.len() == candidates
             && self.folds.iter().flatten().all(|f| f.len() == genes);
         let finite = self.control.iter().chain(&self.dispersion).chain(self.folds.iter().flatten().flatten());
-        let finite = finite.chain([&self.weight, &self.temperature]);
+        let finite = finite.chain([&self.weight]);
         match (ok, finite.clone().all(|v| v.is_finite() && *v >= 0.0)) {
             (false, _) => Err(format!(
                 "additive head sizes do not match the panel ({genes} genes) and candidates ({candidates})"
@@ -212,12 +219,15 @@ mod tests {
     use super::*;
 
     /// Three genes, two candidates: A raises gene 0 tenfold, B halves gene 1; gene 2 is noise.
+    /// Ten control cells for each cell of a single, as in a screen.
     fn data() -> (Vec<f32>, Vec<Vec<usize>>) {
         let mut x = Vec::new();
         let mut targets = Vec::new();
         for k in 0..60 {
             let wobble = 1.0 + 0.1 * ((k % 5) as f64 - 2.0);
-            for (t, level) in [(vec![], [2.0, 8.0, 5.0]), (vec![0], [20.0, 8.0, 5.0]), (vec![1], [2.0, 4.0, 5.0])] {
+            let mut rows = vec![(vec![], [2.0, 8.0, 5.0]); 10];
+            rows.extend([(vec![0], [20.0, 8.0, 5.0]), (vec![1], [2.0, 4.0, 5.0])]);
+            for (t, level) in rows {
                 x.extend(level.iter().map(|l: &f64| ((l * wobble).ln_1p()) as f32));
                 targets.push(t);
             }
@@ -233,10 +243,14 @@ mod tests {
     #[test]
     fn folds_are_recovered_and_evidence_points_at_the_cause() {
         let h = head();
+        // Control's level carries 10 pseudo-cells at the average cell's: gene 0 (2 in 600 control
+        // cells, 20 in A's 60, 2 in B's 60) sits at (600·2 + 10·3.5) / 610.
+        let c0 = (600.0 * 2.0 + 10.0 * 3.5) / 610.0;
+        assert!((h.control[0] as f64 - c0).abs() < 1e-3, "{:?}", h.control);
         let fa = h.folds[0].as_ref().unwrap();
-        assert!((fa[0] - 10.0).abs() < 0.01 && (fa[1] - 1.0).abs() < 1e-4, "{fa:?}");
+        assert!((fa[0] as f64 - 20.0 / c0).abs() < 0.01 && (fa[2] - 1.0).abs() < 1e-4, "{fa:?}");
         let fb = h.folds[1].as_ref().unwrap();
-        assert!((fb[1] - 0.5).abs() < 1e-3, "{fb:?}");
+        assert!(fb[1] < 0.55 && fb[1] > 0.45, "{fb:?}");
         assert_eq!(h.cells, vec![60, 60]);
         let all = [true; 3];
         let one = [1.0; 3];
@@ -250,15 +264,16 @@ mod tests {
         assert!(e.pairs[0] > e.singles[0] && e.pairs[0] > e.singles[1] && e.singles[1] > 0.0, "{e:?}");
         // Gene 0 absent (its value 0, its term left out): no evidence about A left.
         let e = h.evidence(&cell([0.0, 8.0, 5.0]), &h.terms(&one, &[false, true, true]));
-        assert!(e.singles[0].abs() < 1e-6, "{e:?}");
+        assert!(e.singles[0].abs() < 1e-3, "{e:?}");
         // A file whose gene 0 sits 10x higher everywhere: 20 is its control level, not A.
         let e = h.evidence(&cell([20.0, 8.0, 5.0]), &h.terms(&[10.0, 1.0, 1.0], &all));
         assert!(e.singles[0] < 0.0, "{e:?}");
         assert!(h.check(3, 2).is_ok() && h.check(4, 2).is_err());
-        // Shrinkage: 60 pseudo-cells halve A's rise over control (60 cells of its own).
+        // Shrinkage: 60 pseudo-cells (as many as A's own) put A's mean halfway to control's.
         let (x, targets) = data();
         let shrunk = AdditiveHead::fit(&x, 3, &targets, 2, 60.0).unwrap();
-        assert!((shrunk.folds[0].as_ref().unwrap()[0] - 5.5).abs() < 0.01);
+        let halfway = (20.0 + c0) / 2.0 / c0;
+        assert!((shrunk.folds[0].as_ref().unwrap()[0] as f64 - halfway).abs() < 0.01);
     }
 
     #[test]

@@ -144,22 +144,6 @@ impl SetScores {
         SetScores { control: p, singles: vec![p; n], pairs: vec![p; pairs] }
     }
 
-    /// P^{1/t}, renormalised: the same ranking, sharper (t < 1) or flatter (t > 1).
-    pub fn tempered(&self, t: f64) -> SetScores {
-        if t == 1.0 {
-            return self.clone();
-        }
-        let all = std::iter::once(&self.control).chain(&self.singles).chain(&self.pairs);
-        let m = all.clone().fold(0.0f64, |a, &b| a.max(b));
-        let w = |p: f64| if p > 0.0 { (p / m).powf(1.0 / t) } else { 0.0 };
-        let total: f64 = all.map(|&p| w(p)).sum();
-        SetScores {
-            control: w(self.control) / total,
-            singles: self.singles.iter().map(|&p| w(p) / total).collect(),
-            pairs: self.pairs.iter().map(|&p| w(p) / total).collect(),
-        }
-    }
-
     /// The distribution reweighted by further evidence, a log likelihood ratio over control per
     /// single and per pair (`pair_index` order), as the additive head gives: P(S) ∝ P(S)·e^{e_S}.
     pub fn with_evidence(&self, singles: &[f32], pairs: &[f32]) -> SetScores {
@@ -267,9 +251,6 @@ mod tests {
         // No evidence changes nothing; an answer with probability 0 stays 0.
         let net = SetScores { control: 0.5, singles: vec![0.25, 0.25, 0.0], pairs: vec![0.0; 3] };
         assert_eq!(net.with_evidence(&[0.0; 3], &[0.0; 3]), net);
-        // Tempering keeps the ranking and flattens: at t = 2 probabilities go as their square roots.
-        let t = net.tempered(2.0);
-        assert!((t.control / t.singles[0] - 2f64.sqrt()).abs() < 1e-12 && t.singles[2] == 0.0);
         assert_eq!(net.with_evidence(&[0.0, 0.0, 9.0], &[0.0; 3]).singles[2], 0.0);
     }
 

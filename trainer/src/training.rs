@@ -329,46 +329,39 @@ pub fn temperature<M: SetModel>(net: &M, features: &GenomeFeatures, valid: &Spli
     ((lo + hi) / 2.0).exp()
 }
 
-/// The additive head's weight and the combined posterior's temperature, on the validation
-/// conditions: the weight that ranks their cells best (exact top-1 over a log grid from 0.01 to 2,
-/// ties to the lower NLL), then the temperature that minimises their NLL (golden-section over
-/// [0.25, 20]; it leaves the ranking as it is). The network's `scores` and the head's unweighted
-/// `evidence` per validation cell. The evidence sums over genes as if independent, so at full
-/// weight it is overconfident; fitting the weight on NLL alone mutes it, at a loss of accuracy.
+/// The additive head's weight on the validation conditions: the weight that ranks their cells
+/// best (exact top-1 over a log grid from 0.01 to 2, ties to the lower NLL). The network's `scores`
+/// and the head's unweighted `evidence` per validation cell. The evidence sums over genes as if
+/// they were independent, so at full weight it is overconfident; a weight fitted on NLL alone mutes
+/// it at a loss of accuracy. (No temperature after it: the validation cells are all pairs, and a
+/// temperature fitted on them moves mass from control to the thousands of pairs.)
 pub fn head_weight(scores: &[SetScores], evidence: &[Evidence], targets: &[Vec<usize>]) -> HeadFit {
     if scores.is_empty() || evidence.len() != scores.len() {
-        return HeadFit { weight: 1.0, temperature: 1.0, hits: 0, nll: f64::NAN };
+        return HeadFit { weight: 1.0, hits: 0, nll: f64::NAN };
     }
-    let combined = |w: f64, t: f64| -> Vec<SetScores> {
+    let combined = |w: f64| -> Vec<SetScores> {
         let times = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| (x as f64 * w) as f32).collect() };
-        scores.iter().zip(evidence).map(|(s, e)| s.with_evidence(&times(&e.singles), &times(&e.pairs)).tempered(t)).collect()
+        scores.iter().zip(evidence).map(|(s, e)| s.with_evidence(&times(&e.singles), &times(&e.pairs))).collect()
     };
-    let nll = |c: &[SetScores]| -> f64 { c.iter().zip(targets).map(|(s, t)| -s.probability(t).max(1e-300).ln()).sum() };
+    let nll = |c: &[SetScores]| -> f64 {
+        c.iter().zip(targets).map(|(s, t)| -s.probability(t).max(1e-300).ln()).sum::<f64>() / c.len() as f64
+    };
     let hits = |c: &[SetScores]| c.iter().zip(targets).filter(|(s, t)| mamba_perturb::metrics::rank_of(s, t) == 0).count();
-    let mut best = (0usize, f64::INFINITY, 1.0f64);
+    let mut best = HeadFit { weight: 1.0, hits: 0, nll: f64::INFINITY };
     for k in 0..=12 {
         let w = 0.01f64 * (200f64).powf(k as f64 / 12.0);
-        let c = combined(w, 1.0);
+        let c = combined(w);
         let (h, l) = (hits(&c), nll(&c));
-        if h > best.0 || (h == best.0 && l < best.1) {
-            best = (h, l, w);
+        if h > best.hits || (h == best.hits && l < best.nll) {
+            best = HeadFit { weight: w, hits: h, nll: l };
         }
     }
-    let w = best.2;
-    let (mut lo, mut hi) = (0.25f64.ln(), 20f64.ln());
-    let phi = (5f64.sqrt() - 1.0) / 2.0;
-    for _ in 0..25 {
-        let (a, b) = (hi - phi * (hi - lo), lo + phi * (hi - lo));
-        if nll(&combined(w, a.exp())) < nll(&combined(w, b.exp())) { hi = b } else { lo = a }
-    }
-    let t = ((lo + hi) / 2.0).exp();
-    HeadFit { weight: w, temperature: t, hits: best.0, nll: nll(&combined(w, t)) / scores.len() as f64 }
+    best
 }
 
 /// What `head_weight` chose and how the validation cells fared with it.
 pub struct HeadFit {
     pub weight: f64,
-    pub temperature: f64,
     /// Validation cells whose exact answer ranks first, and their mean NLL.
     pub hits: usize,
     pub nll: f64,

@@ -120,7 +120,7 @@ pub fn train_on(
     let net = fitted.net.with_temperature(t as f32);
 
     // The additive head from all training conditions, validation ones included; its shrinkage,
-    // weight and temperature are chosen below on the validation conditions.
+    // and weight are chosen below on the validation conditions.
     let head_rows = ([x_train.as_slice(), &x_valid].concat(), [t_train.as_slice(), &t_valid].concat());
     let n_candidates = candidates.len();
     let fit_head = |k: f64| AdditiveHead::fit(&head_rows.0, g, &head_rows.1, n_candidates, k);
@@ -178,7 +178,7 @@ pub fn train_on(
         }),
         versions: serde_json::json!({ "mamba_perturb": env!("CARGO_PKG_VERSION"), "burn": "0.22.1" }),
     };
-    // The head's shrinkage, weight and temperature on the validation conditions, through the
+    // The head's shrinkage and weight on the validation conditions, through the
     // predictor the faces use: the shrinkage whose best weight ranks most validation cells first.
     let mut card = card;
     if card.additive.is_some() && !t_valid.is_empty() {
@@ -192,9 +192,8 @@ pub fn train_on(
             let evidence = predictor.evidence(&x_valid, predictor.head_terms(&reference).as_ref());
             let fit = training::head_weight(&scores, &evidence, &t_valid);
             eprintln!(
-                "{label}: additive head, {k} pseudo-cells: weight {:.3}, temperature {:.2}, validation exact top-1 {:.3}, NLL {:.3}",
+                "{label}: additive head, {k} pseudo-cells: weight {:.3}, validation exact top-1 {:.3}, NLL {:.3}",
                 fit.weight,
-                fit.temperature,
                 fit.hits as f64 / t_valid.len() as f64,
                 fit.nll
             );
@@ -204,9 +203,8 @@ pub fn train_on(
         }
         if let Some((fit, mut head)) = best {
             head.weight = fit.weight as f32;
-            head.temperature = fit.temperature as f32;
             card.metrics["additive_head"] = serde_json::json!({
-                "pseudo_cells": head.pseudo_cells, "weight": fit.weight, "temperature": fit.temperature,
+                "pseudo_cells": head.pseudo_cells, "weight": fit.weight,
                 "validation_exact_top1": fit.hits as f64 / t_valid.len() as f64, "validation_nll": fit.nll,
             });
             card.additive = Some(head);
