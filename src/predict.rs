@@ -279,15 +279,16 @@ impl Predictor {
     /// `logits` and `evidence` return them; no evidence: the network's alone): the one place both
     /// are combined.
     pub fn scores(&self, gene: &[f32], count: &[f32], evidence: &[Evidence]) -> Vec<SetScores> {
-        let net = set_scores(gene, count, self.card.net.n_candidates);
-        if evidence.is_empty() {
-            return net;
-        }
-        net.iter().zip(evidence).map(|(s, e)| s.with_evidence(&e.singles, &e.pairs)).collect()
+        combine(set_scores(gene, count, self.card.net.n_candidates), evidence)
     }
 
     /// The same without the head: the network's own distributions (the `network-only` ablation).
-    pub fn network_scores(&self, x: &[f32], reference: &Reference, batch: usize) -> Result<Vec<SetScores>, PredictError> {
+    pub fn network_scores(
+        &self,
+        x: &[f32],
+        reference: &Reference,
+        batch: usize,
+    ) -> Result<Vec<SetScores>, PredictError> {
         self.score_rows_with(x, reference, batch, false)
     }
 
@@ -336,6 +337,15 @@ fn read<E: std::fmt::Debug>(data: Result<TensorData, E>) -> Result<Vec<f32>, Pre
     data.map_err(|e| PredictError::Output(format!("{e:?}")))?
         .try_to_vec::<f32>()
         .map_err(|e| PredictError::Output(format!("{e:?}")))
+}
+
+/// Per-row distributions times the additive head's evidence (none: unchanged). The same rule puts
+/// the head on top of other per-row distributions (the benchmark's ablations).
+pub fn combine(scores: Vec<SetScores>, evidence: &[Evidence]) -> Vec<SetScores> {
+    if evidence.is_empty() {
+        return scores;
+    }
+    scores.iter().zip(evidence).map(|(s, e)| s.with_evidence(&e.singles, &e.pairs)).collect()
 }
 
 /// Per-row answer distributions from gene logits ([rows × candidates]) and count logits ([rows × 3]).

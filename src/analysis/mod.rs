@@ -352,7 +352,8 @@ impl Analysis {
     /// Answer distributions of every cell predicted so far (index, scores).
     pub fn cell_scores(&self) -> Vec<(usize, SetScores)> {
         let Some(f) = &self.file else { return Vec::new() };
-        let scores = |(i, r): (usize, &Option<Box<[f32]>>)| Some((i, scores_of(&self.predictor, &f.prepared, i, r.as_ref()?)));
+        let scores =
+            |(i, r): (usize, &Option<Box<[f32]>>)| Some((i, scores_of(&self.predictor, &f.prepared, i, r.as_ref()?)));
         f.outputs.iter().enumerate().filter_map(scores).collect()
     }
 

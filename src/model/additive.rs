@@ -78,7 +78,7 @@ impl AdditiveHead {
         let rows = targets.len();
         let y = |i: usize, j: usize| (x[i * g + j] as f64).exp_m1();
         let mut groups: std::collections::BTreeMap<&[usize], Vec<usize>> = Default::default();
-        for (i, t) in targets.iter().enumerate().take(rows) {
+        for (i, t) in targets.iter().enumerate() {
             groups.entry(t.as_slice()).or_default().push(i);
         }
         let mean_of = |members: &[usize]| -> Vec<f64> {
@@ -202,13 +202,18 @@ impl AdditiveHead {
             && self.folds.len() == candidates
             && self.cells.len() == candidates
             && self.folds.iter().flatten().all(|f| f.len() == genes);
-        let finite = self.control.iter().chain(&self.dispersion).chain(self.folds.iter().flatten().flatten());
-        let finite = finite.chain([&self.weight]);
-        match (ok, finite.clone().all(|v| v.is_finite() && *v >= 0.0)) {
-            (false, _) => Err(format!(
-                "additive head sizes do not match the panel ({genes} genes) and candidates ({candidates})"
-            )),
-            (_, false) => Err("additive head holds a negative or non-finite value".into()),
+        // Control levels may be 0; dispersions and folds are divided by and taken logs of.
+        let levels = self.control.iter().chain([&self.weight]).all(|v| v.is_finite() && *v >= 0.0);
+        let positive =
+            self.dispersion.iter().chain(self.folds.iter().flatten().flatten()).all(|v| v.is_finite() && *v > 0.0);
+        match (ok, levels && positive) {
+            (false, _) => {
+                Err(format!("additive head sizes do not match the panel ({genes} genes) and candidates ({candidates})"))
+            }
+            (_, false) => {
+                Err("additive head holds a non-finite value, a negative level or a dispersion or fold of 0 or less"
+                    .into())
+            }
             _ => Ok(()),
         }
     }
@@ -269,6 +274,9 @@ mod tests {
         let e = h.evidence(&cell([20.0, 8.0, 5.0]), &h.terms(&[10.0, 1.0, 1.0], &all));
         assert!(e.singles[0] < 0.0, "{e:?}");
         assert!(h.check(3, 2).is_ok() && h.check(4, 2).is_err());
+        let mut broken = h.clone();
+        broken.dispersion[1] = 0.0;
+        assert!(broken.check(3, 2).unwrap_err().contains("dispersion"));
         // Shrinkage: 60 pseudo-cells (as many as A's own) put A's mean halfway to control's.
         let (x, targets) = data();
         let shrunk = AdditiveHead::fit(&x, 3, &targets, 2, 60.0).unwrap();

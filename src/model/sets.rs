@@ -148,17 +148,38 @@ impl SetScores {
     /// single and per pair (`pair_index` order), as the additive head gives: P(S) ∝ P(S)·e^{e_S}.
     pub fn with_evidence(&self, singles: &[f32], pairs: &[f32]) -> SetScores {
         let log = |p: f64, add: f32| if p > 0.0 { p.ln() + add as f64 } else { f64::NEG_INFINITY };
-        let control = log(self.control, 0.0);
-        let singles: Vec<f64> = self.singles.iter().zip(singles).map(|(&p, &e)| log(p, e)).collect();
-        let pairs: Vec<f64> = self.pairs.iter().zip(pairs).map(|(&p, &e)| log(p, e)).collect();
-        let m = singles.iter().chain(&pairs).cloned().fold(control, f64::max);
-        let w = |v: f64| if v.is_finite() { (v - m).exp() } else { 0.0 };
-        let total = w(control) + singles.iter().map(|&v| w(v)).sum::<f64>() + pairs.iter().map(|&v| w(v)).sum::<f64>();
-        SetScores {
-            control: w(control) / total,
-            singles: singles.iter().map(|&v| w(v) / total).collect(),
-            pairs: pairs.iter().map(|&v| w(v) / total).collect(),
+        let values: Vec<f64> = std::iter::once(log(self.control, 0.0))
+            .chain(self.singles.iter().zip(singles).map(|(&p, &e)| log(p, e)))
+            .chain(self.pairs.iter().zip(pairs).map(|(&p, &e)| log(p, e)))
+            .collect();
+        SetScores::from_log_values(&values, self.singles.len()).unwrap_or_else(|| self.clone())
+    }
+
+    /// Probabilities from unnormalised log values in answer order (control, `n` singles, then pairs
+    /// in `pair_index` order); a value that is not finite is probability 0. None when none is finite.
+    pub fn from_log_values(values: &[f64], n: usize) -> Option<SetScores> {
+        let max = values.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+        if !max.is_finite() || values.len() < 1 + n {
+            return None;
         }
+        let e: Vec<f64> = values.iter().map(|&v| if v.is_finite() { (v - max).exp() } else { 0.0 }).collect();
+        let z: f64 = e.iter().sum();
+        let p = |v: &f64| v / z;
+        Some(SetScores {
+            control: p(&e[0]),
+            singles: e[1..=n].iter().map(p).collect(),
+            pairs: e[n + 1..].iter().map(p).collect(),
+        })
+    }
+}
+
+/// Size (0 control, 1 single, 2 pair) of the answer at position `k` of the answer order (control,
+/// `n` singles, then pairs).
+pub fn answer_size(k: usize, n: usize) -> usize {
+    match k {
+        0 => 0,
+        k if k <= n => 1,
+        _ => 2,
     }
 }
 
@@ -208,23 +229,14 @@ impl Combination {
             return SetScores { control: 1.0, singles: vec![0.0; c], pairs: vec![0.0; self.log_sum.len() - 1 - c] };
         }
         let extra = self.cells as f64 - 1.0;
-        let size = |k: usize| {
-            if k == 0 {
-                0
-            } else if k <= c {
-                1
-            } else {
-                2
-            }
-        };
-        let totals: Vec<f64> =
-            self.log_sum.iter().enumerate().map(|(k, &v)| v - extra * prior[size(k)].max(1e-300).ln()).collect();
-        let max = totals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let z: f64 = totals.iter().map(|v| (v - max).exp()).sum();
-        let mut p = totals.iter().map(|v| (v - max).exp() / z);
-        let control = p.next().unwrap_or(1.0);
-        let singles: Vec<f64> = p.by_ref().take(c).collect();
-        SetScores { control, singles, pairs: p.collect() }
+        let totals: Vec<f64> = self
+            .log_sum
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| v - extra * prior[answer_size(k, c)].max(1e-300).ln())
+            .collect();
+        // Every total is finite (log probabilities are floored at 1e-300 when added).
+        SetScores::from_log_values(&totals, c).unwrap_or_else(|| SetScores::uniform(c))
     }
 }
 

@@ -17,7 +17,7 @@ use crate::io::CsrMatrix;
 use std::collections::HashMap;
 
 use super::world::Target;
-use crate::model::sets::SetScores;
+use crate::model::sets::{SetScores, answer_size};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OracleError {
@@ -129,8 +129,11 @@ impl<'w> Oracle<'w> {
             })
             .collect();
         let k = world.conditions.len();
-        let target: Vec<Option<&Target>> =
-            candidates.iter().map(|c| world.targets.iter().find(|t| &t.symbol == c)).collect();
+        // Each candidate the world can raise: its target and its single's change before the boost.
+        let singles: Vec<Option<(&Target, Vec<f64>)>> = candidates
+            .iter()
+            .map(|c| world.targets.iter().find(|t| &t.symbol == c).map(|t| (t, world.unboosted_change(t))))
+            .collect();
         let condition_of: HashMap<Vec<&str>, usize> = (0..k)
             .map(|i| {
                 let mut g: Vec<&str> = world.conditions[i].perturbation.genes().iter().map(|s| s.as_str()).collect();
@@ -146,10 +149,10 @@ impl<'w> Oracle<'w> {
             condition_of.get(&g[..]).copied()
         };
         // Composed pairs: the design's doubles first, then every other pair of targets.
-        let mut order: Vec<(usize, usize)> =
-            pairs.iter().copied().filter(|p| target[p.0].is_some() && target[p.1].is_some()).collect();
-        order.sort_by_key(|p| design_pair(p).is_none());
-        let changes: Vec<Option<Vec<f64>>> = target.iter().map(|t| t.map(|t| world.unboosted_change(t))).collect();
+        type Single<'a> = &'a (&'a Target, Vec<f64>);
+        let mut order: Vec<((usize, usize), Single, Single)> =
+            pairs.iter().filter_map(|&(a, b)| Some(((a, b), singles[a].as_ref()?, singles[b].as_ref()?))).collect();
+        order.sort_by_key(|(p, _, _)| design_pair(p).is_none());
         let sd = world.params.depth_sd;
         let doubles: Vec<f64> = (0..k)
             .filter(|&i| world.conditions[i].perturbation.genes().len() == 2)
@@ -157,11 +160,9 @@ impl<'w> Oracle<'w> {
             .collect();
         let mean_double_depth = doubles.iter().sum::<f64>() / doubles.len().max(1) as f64;
         let composed: Vec<Composed> = map_cells(0, order.len(), |i| {
-            let (a, b) = order[i];
-            let (ta, tb) = (target[a].unwrap(), target[b].unwrap());
-            let (e, ln_z) =
-                world.additive_composition(ta, tb, changes[a].as_ref().unwrap(), changes[b].as_ref().unwrap());
-            let condition = design_pair(&(a, b));
+            let (pair, (ta, da), (tb, db)) = order[i];
+            let (e, ln_z) = world.additive_composition(ta, tb, da, db);
+            let condition = design_pair(&pair);
             let ln_d = condition.map_or(mean_double_depth, |c| world.responder_depth[c].ln());
             Composed {
                 condition,
@@ -172,10 +173,10 @@ impl<'w> Oracle<'w> {
         });
         let design_composed = composed.iter().filter(|c| c.condition.is_some()).count();
         let composed_of: HashMap<(usize, usize), usize> =
-            order.iter().enumerate().map(|(i, &p)| (p, k + i)).collect();
+            order.iter().enumerate().map(|(i, (p, _, _))| (*p, k + i)).collect();
         let mut slots: Vec<Option<Slot>> = vec![Some(Slot { condition: Some(0), additive: 0 })];
-        for t in &target {
-            slots.push(t.map(|t| Slot { condition: Some(t.single), additive: t.single }));
+        for single in &singles {
+            slots.push(single.as_ref().map(|(t, _)| Slot { condition: Some(t.single), additive: t.single }));
         }
         for p in &pairs {
             slots.push(composed_of.get(p).map(|&additive| Slot { condition: design_pair(p), additive }));
@@ -342,15 +343,11 @@ impl<'w> Oracle<'w> {
         let total: f64 = (0..k).map(weight).sum();
         let cs = control_share.clamp(1e-6, 1.0 - 1e-6);
         let n = self.n_candidates;
-        let size_of_slot = |s: usize| if s == 0 { 0 } else if s <= n { 1 } else { 2 };
         let mut share = [cs, 0.0, 0.0];
-        let mut count = [0usize; 3];
         for c in 1..k {
             share[size(c).min(2)] += (1.0 - cs) * weight(c) / total;
         }
-        for (s, slot) in self.slots.iter().enumerate() {
-            count[size_of_slot(s)] += slot.is_some() as usize;
-        }
+        let (count, _) = self.answer_counts();
         self.slots
             .iter()
             .enumerate()
@@ -361,7 +358,7 @@ impl<'w> Oracle<'w> {
                     Some(c) => ((1.0 - cs) * weight(c) / total).ln(),
                     None => f64::NEG_INFINITY,
                 },
-                (Some(_), Prior::Answers) => (share[size_of_slot(s)] / count[size_of_slot(s)] as f64).ln(),
+                (Some(_), Prior::Answers) => (share[answer_size(s, n)] / count[answer_size(s, n)] as f64).ln(),
             })
             .collect()
     }
@@ -375,21 +372,12 @@ impl<'w> Oracle<'w> {
                 *t += l;
             }
         }
-        // A fit that failed numerically (NaN) says nothing for its answer; if every answer failed,
-        // the prior is the answer.
-        total.iter_mut().filter(|t| t.is_nan()).for_each(|t| *t = f64::NEG_INFINITY);
-        let max = total.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let p: Vec<f64> = if max.is_finite() {
-            let e: Vec<f64> = total.iter().map(|t| (t - max).exp()).collect();
-            let z: f64 = e.iter().sum();
-            e.iter().map(|v| v / z).collect()
-        } else {
-            let e: Vec<f64> = log_prior.iter().map(|p| p.exp()).collect();
-            let z: f64 = e.iter().sum();
-            e.iter().map(|v| v / z).collect()
-        };
+        // A fit that failed numerically (NaN) says nothing for its answer (probability 0); if every
+        // answer failed, the prior is the answer.
         let n = self.n_candidates;
-        SetScores { control: p[0], singles: p[1..=n].to_vec(), pairs: p[n + 1..].to_vec() }
+        SetScores::from_log_values(&total, n)
+            .or_else(|| SetScores::from_log_values(log_prior, n))
+            .unwrap_or_else(|| SetScores::uniform(n))
     }
 
     /// How many answers of each size (control, singles, pairs) the world can produce, and how many
@@ -398,7 +386,7 @@ impl<'w> Oracle<'w> {
         let n = self.n_candidates;
         let mut count = [0usize; 3];
         for (s, slot) in self.slots.iter().enumerate() {
-            count[if s == 0 { 0 } else if s <= n { 1 } else { 2 }] += slot.is_some() as usize;
+            count[answer_size(s, n)] += slot.is_some() as usize;
         }
         (count, self.design_composed)
     }
@@ -576,6 +564,7 @@ fn laplace(p: &Profile, g: &Genes, x: &[f64], start: &Start) -> Fit {
 
 /// h(θ₀) at the cell's starting point, from the shared a_j·θ₀ and e^{a_j·θ₀}: the screen of the
 /// pairs outside the design.
+#[allow(clippy::needless_range_loop)] // j indexes six per-gene arrays, as in `evaluate`
 fn plug_in(p: &Profile, g: &Genes, x: &[f64], start: &Start) -> f64 {
     let mut h = -0.5 * start.theta.iter().map(|v| v * v).sum::<f64>();
     for j in 0..x.len() {
@@ -691,7 +680,8 @@ mod tests {
         // `likelihoods` (warm starts, all profiles) gives the same values as a fit from the prior mean.
         let lik = oracle.likelihoods(&d.matrix, &pick, &cols).unwrap();
         let x: Vec<f64> = d.matrix.dense_row(pick[0]).iter().map(|&v| v as f64).collect();
-        let direct = laplace(&oracle.profile(5, &cols, &genes), &consts, &x, &Start::new(&consts, [0.0; 4])).log_integral;
+        let direct =
+            laplace(&oracle.profile(5, &cols, &genes), &consts, &x, &Start::new(&consts, [0.0; 4])).log_integral;
         assert!((lik.values[5] - direct).abs() < 1e-4);
     }
 
@@ -716,7 +706,8 @@ mod tests {
     }
 
     fn argmax(s: &SetScores) -> usize {
-        let all: Vec<f64> = std::iter::once(s.control).chain(s.singles.iter().cloned()).chain(s.pairs.iter().cloned()).collect();
+        let all: Vec<f64> =
+            std::iter::once(s.control).chain(s.singles.iter().cloned()).chain(s.pairs.iter().cloned()).collect();
         (0..all.len()).max_by(|&a, &b| all[a].total_cmp(&all[b])).unwrap()
     }
 
@@ -810,9 +801,13 @@ mod tests {
         let mut worst = 0.0f64;
         for i in 0..rows.len() {
             for variant in [Variant::Truth, Variant::Additive] {
-                let (s, f) = (oracle.posterior(&screened, &[i], variant, &prior), oracle.posterior(&full, &[i], variant, &prior));
+                let (s, f) = (
+                    oracle.posterior(&screened, &[i], variant, &prior),
+                    oracle.posterior(&full, &[i], variant, &prior),
+                );
                 assert_eq!(argmax(&s), argmax(&f), "cell {i}");
-                let diff = s.singles.iter().zip(&f.singles).chain(s.pairs.iter().zip(&f.pairs)).map(|(a, b)| (a - b).abs());
+                let diff =
+                    s.singles.iter().zip(&f.singles).chain(s.pairs.iter().zip(&f.pairs)).map(|(a, b)| (a - b).abs());
                 worst = worst.max(diff.fold((s.control - f.control).abs(), f64::max));
             }
         }

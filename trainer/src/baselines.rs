@@ -41,15 +41,12 @@ fn mean_rows(z: &[f32], g: usize, rows: impl Iterator<Item = usize>) -> (Vec<f64
     (m, n)
 }
 
+/// Scores from log likelihoods (uniform over answers before them); if none is finite, no answer
+/// is preferred.
 fn from_log_probs(control: f64, singles: Vec<f64>, pairs: Vec<f64>) -> SetScores {
-    let m = singles.iter().chain(&pairs).cloned().fold(control, f64::max);
-    let e = |v: f64| if v.is_finite() { (v - m).exp() } else { 0.0 };
-    let total: f64 = e(control) + singles.iter().map(|&v| e(v)).sum::<f64>() + pairs.iter().map(|&v| e(v)).sum::<f64>();
-    SetScores {
-        control: e(control) / total,
-        singles: singles.iter().map(|&v| e(v) / total).collect(),
-        pairs: pairs.iter().map(|&v| e(v) / total).collect(),
-    }
+    let n = singles.len();
+    let values: Vec<f64> = std::iter::once(control).chain(singles).chain(pairs).collect();
+    SetScores::from_log_values(&values, n).unwrap_or_else(|| SetScores::uniform(n))
 }
 
 /// Each candidate's evidence is its own gene's z-score against training controls; the number of

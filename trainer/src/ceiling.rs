@@ -71,9 +71,8 @@ impl<'w> Ceiling<'w> {
         let ([_, singles, pairs], design_pairs) = self.oracle.answer_counts();
         let n = singles;
         let mass = |p: &[f64], r: std::ops::Range<usize>| p[r].iter().map(|v| v.exp()).sum::<f64>();
-        let sizes = |p: &[f64]| {
-            json!({"control": p[0].exp(), "singles": mass(p, 1..n + 1), "pairs": mass(p, n + 1..p.len())})
-        };
+        let sizes =
+            |p: &[f64]| json!({"control": p[0].exp(), "singles": mass(p, 1..n + 1), "pairs": mass(p, n + 1..p.len())});
         json!({
             "oracle": {"kind": "answers", "singles": singles, "pairs": pairs, "shares": sizes(&self.answers_prior),
                        "rule": "what every method knows: the answers it ranks (control, each candidate, each pair of candidates), the design's size shares, every answer of one size equally likely; a pair outside the design is the additive composition of its singles, with the design doubles' mean depth"},

@@ -1,12 +1,12 @@
 //! Fitting the network: AdamW on the exact set likelihood, seeded shuffles, early stopping on
 //! held-out *training conditions* (whole conditions, never random cells of the test set).
 
-use mamba_perturb::model::additive::Evidence;
-use mamba_perturb::model::sets::SetScores;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
+use mamba_perturb::model::additive::Evidence;
+use mamba_perturb::model::sets::SetScores;
 use mamba_perturb::model::sets::set_nll;
 use mamba_perturb::model::{GenomeFeatures, PerturbNet};
 use rand::Rng;
@@ -346,7 +346,8 @@ pub fn head_weight(scores: &[SetScores], evidence: &[Evidence], targets: &[Vec<u
     let nll = |c: &[SetScores]| -> f64 {
         c.iter().zip(targets).map(|(s, t)| -s.probability(t).max(1e-300).ln()).sum::<f64>() / c.len() as f64
     };
-    let hits = |c: &[SetScores]| c.iter().zip(targets).filter(|(s, t)| mamba_perturb::metrics::rank_of(s, t) == 0).count();
+    let hits =
+        |c: &[SetScores]| c.iter().zip(targets).filter(|(s, t)| mamba_perturb::metrics::rank_of(s, t) == 0).count();
     let mut best = HeadFit { weight: 1.0, hits: 0, nll: f64::INFINITY };
     for k in 0..=12 {
         let w = 0.01f64 * (200f64).powf(k as f64 / 12.0);

@@ -278,7 +278,10 @@ fn bench_writes_roles_partial_panels_calibration_posterior_pseudobulk_and_ceilin
         let level = model["level"].as_str().unwrap();
         // Every table row (split, visibility, panel, level), not the per-interaction-class breakdown:
         // a class holds a handful of conditions (7 synergy pairs: one condition moves it by 0.14).
-        if model["metric"] != "exact_pair_top1" || !["cell", "pseudobulk-posterior"].contains(&level) || model["class"] != "all" {
+        if model["metric"] != "exact_pair_top1"
+            || !["cell", "pseudobulk-posterior"].contains(&level)
+            || model["class"] != "all"
+        {
             continue;
         }
         let oracle = values(rows.iter().find(|x| x["method"] == "oracle" && same_row(x, model)).unwrap());

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use mamba_perturb::model::GenomeFeatures;
 use mamba_perturb::model::sets::{self, SetScores};
-use mamba_perturb::predict::{Predictor, mean_profile, set_scores};
+use mamba_perturb::predict::{self, Predictor, mean_profile, set_scores};
 use mamba_perturb::reference::{Reference, ReferenceKind};
 use mamba_perturb::simulate::design;
 use rand::SeedableRng;
@@ -260,9 +260,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
                             .enumerate()
                             .filter(|(k, _)| !reference.measured[k % g])
                             .for_each(|(_, v)| *v = 0.0);
+                        // The network runs once: the model is its scores times the head's evidence.
                         let evidence = predictor.evidence(&level.x, head_terms.as_ref());
+                        let network = predictor.network_scores(&level.x, reference, 256).map_err(output)?;
                         let mut methods: Vec<(&str, Vec<SetScores>)> = vec![
-                            ("mamba-perturb", predictor.score_rows(&level.x, reference, 256).map_err(output)?),
+                            ("mamba-perturb", predict::combine(network.clone(), &evidence)),
                             ("target-upregulation", baselines::upregulation(&view, &z)),
                             ("logistic-regression", score_linear(&lr, &level.x, reference)),
                             ("nearest-centroid", baselines::nearest_centroid(&view, &z)),
@@ -271,12 +273,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
                         ];
                         // The product's two parts alone: the network without the head, the head
                         // without the network (every answer equally likely before its evidence).
-                        if predictor.card.additive.is_some() {
-                            let net = predictor.network_scores(&level.x, reference, 256).map_err(output)?;
-                            let flat = sets::SetScores::uniform(data.candidates.len());
-                            let head = evidence.iter().map(|e| flat.with_evidence(&e.singles, &e.pairs)).collect();
-                            methods.push((ABLATION_NETWORK_ONLY, net));
-                            methods.push((ABLATION_HEAD_ONLY, head));
+                        if !evidence.is_empty() {
+                            let flat = vec![SetScores::uniform(data.candidates.len()); evidence.len()];
+                            methods.push((ABLATION_HEAD_ONLY, predict::combine(flat, &evidence)));
+                            methods.push((ABLATION_NETWORK_ONLY, network));
                         }
                         if let Some(p) = &no_position {
                             methods
@@ -284,11 +284,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
                         }
                         if let Some(m) = &mlp {
                             // The product with an MLP in the network's place: the same head on top.
-                            let mut scores = score_linear(m, &level.x, reference);
-                            if !evidence.is_empty() {
-                                scores = scores.iter().zip(&evidence).map(|(s, e)| s.with_evidence(&e.singles, &e.pairs)).collect();
-                            }
-                            methods.push((ABLATION_MLP, scores));
+                            methods.push((
+                                ABLATION_MLP,
+                                predict::combine(score_linear(m, &level.x, reference), &evidence),
+                            ));
                         }
                         for (method, scores) in methods {
                             let key = (method, split_name, vis, panel_name);

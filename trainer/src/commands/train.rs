@@ -1,24 +1,23 @@
 //! `train --data FILE --out DIR`: fit the cross-attention model and write `model.bpk` (burnpack
 //! weights), `card.json` (the model card) and `training.svg` (the training curve).
 
-use mamba_perturb::model::additive::AdditiveHead;
-use mamba_perturb::predict::Predictor;
-
-/// Shrinkages the additive head is tried with (control-like cells added to each single's mean).
-const HEAD_PSEUDO_CELLS: [f64; 5] = [0.0, 10.0, 30.0, 100.0, 300.0];
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use mamba_perturb::model::additive::AdditiveHead;
 use mamba_perturb::model::card::{CARD_FORMAT, CardGene, ModelCard, TrainingData, WeightsInfo};
 use mamba_perturb::model::{GenomeFeatures, NetConfig};
 use mamba_perturb::model_folder;
-use mamba_perturb::predict::typicality;
+use mamba_perturb::predict::{Predictor, typicality};
 use mamba_perturb::reference::{Reference, ReferenceKind, centre_and_scale};
 
 use crate::dataset::{self, Labelled};
 use crate::error::{CliError, flag, io_at};
 use crate::splits::{self, SplitKind};
 use crate::training::{self, Split, TrainConfig};
+
+/// Shrinkages the additive head is tried with (control-like cells added to each single's mean).
+const HEAD_PSEUDO_CELLS: [f64; 5] = [0.0, 10.0, 30.0, 100.0, 300.0];
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -119,12 +118,10 @@ pub fn train_on(
     );
     let net = fitted.net.with_temperature(t as f32);
 
-    // The additive head from all training conditions, validation ones included; its shrinkage,
-    // and weight are chosen below on the validation conditions.
-    let head_rows = ([x_train.as_slice(), &x_valid].concat(), [t_train.as_slice(), &t_valid].concat());
-    let n_candidates = candidates.len();
-    let fit_head = |k: f64| AdditiveHead::fit(&head_rows.0, g, &head_rows.1, n_candidates, k);
-    let additive = if args.no_additive_head { None } else { fit_head(0.0) };
+    // The additive head is fitted below (it needs control cells); the card says whether there is one.
+    let all_targets = || t_train.iter().chain(&t_valid);
+    let with_head = !args.no_additive_head && all_targets().any(|t| t.is_empty());
+    let with_single = (0..candidates.len()).filter(|&a| all_targets().any(|t| t == &[a])).count();
     let kind = if data.data.simulated { "simulated" } else { "real" };
     let last = fitted.history.iter().find(|e| e.epoch == fitted.best_epoch);
     let card = ModelCard {
@@ -134,9 +131,9 @@ pub fn train_on(
             "Cross-attention over {} gene tokens (expression + identity + chromosome one-hot + locus) from {} candidate-gene queries + a no-perturbation query{}; trained on {} data{}.",
             panel.len(),
             candidates.len(),
-            match &additive {
-                Some(h) => format!(", times an additive head over {} candidates' training single profiles", h.cells.iter().filter(|&&c| c > 0).count()),
-                None => String::new(),
+            match with_head {
+                true => format!(", times an additive head over {with_single} candidates' training single profiles"),
+                false => String::new(),
             },
             kind,
             if args.mask_targets { ", candidate genes' own expression masked" } else { "" }
@@ -158,7 +155,7 @@ pub fn train_on(
         reference_sd: sd,
         reference: ReferenceKind::FileCells,
         answer_sizes: Some(sizes),
-        additive,
+        additive: None,
         weights: WeightsInfo { file: model_folder::WEIGHTS_FILE.into(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
         command: String::new(),
         seed: args.seed,
@@ -178,38 +175,41 @@ pub fn train_on(
         }),
         versions: serde_json::json!({ "mamba_perturb": env!("CARGO_PKG_VERSION"), "burn": "0.22.1" }),
     };
-    // The head's shrinkage and weight on the validation conditions, through the
-    // predictor the faces use: the shrinkage whose best weight ranks most validation cells first.
-    let mut card = card;
-    if card.additive.is_some() && !t_valid.is_empty() {
+    // The additive head from all training conditions, validation ones included; its shrinkage and
+    // weight chosen on the validation conditions, through the predictor the faces use (the network's
+    // scores computed once): the shrinkage whose best weight ranks most validation cells first.
+    let mut predictor = Predictor::from_parts(card, net.clone(), &plain);
+    if with_head {
+        let rows = ([x_train.as_slice(), &x_valid].concat(), [t_train.as_slice(), &t_valid].concat());
+        let reference = predictor.training_reference();
+        let scores =
+            predictor.network_scores(&x_valid, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?;
         let mut best: Option<(training::HeadFit, AdditiveHead)> = None;
         for k in HEAD_PSEUDO_CELLS {
-            let Some(head) = fit_head(k) else { continue };
-            card.additive = Some(head.clone());
-            let predictor = Predictor::from_parts(card.clone(), net.clone(), &plain);
-            let reference = predictor.training_reference();
-            let scores = predictor.network_scores(&x_valid, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?;
+            let Some(head) = AdditiveHead::fit(&rows.0, g, &rows.1, predictor.card.candidates.len(), k) else { break };
+            predictor.card.additive = Some(head.clone());
             let evidence = predictor.evidence(&x_valid, predictor.head_terms(&reference).as_ref());
             let fit = training::head_weight(&scores, &evidence, &t_valid);
             eprintln!(
                 "{label}: additive head, {k} pseudo-cells: weight {:.3}, validation exact top-1 {:.3}, NLL {:.3}",
                 fit.weight,
-                fit.hits as f64 / t_valid.len() as f64,
+                fit.hits as f64 / t_valid.len().max(1) as f64,
                 fit.nll
             );
             if best.as_ref().is_none_or(|(b, _)| fit.hits > b.hits || (fit.hits == b.hits && fit.nll < b.nll)) {
                 best = Some((fit, head));
             }
         }
-        if let Some((fit, mut head)) = best {
+        predictor.card.additive = best.map(|(fit, mut head)| {
             head.weight = fit.weight as f32;
-            card.metrics["additive_head"] = serde_json::json!({
+            predictor.card.metrics["additive_head"] = serde_json::json!({
                 "pseudo_cells": head.pseudo_cells, "weight": fit.weight,
-                "validation_exact_top1": fit.hits as f64 / t_valid.len() as f64, "validation_nll": fit.nll,
+                "validation_exact_top1": fit.hits as f64 / t_valid.len().max(1) as f64, "validation_nll": fit.nll,
             });
-            card.additive = Some(head);
-        }
+            head
+        });
     }
+    let card = predictor.card;
     Ok(Trained { card, net, panel, fitted_history: fitted.history })
 }
 
