@@ -2,10 +2,13 @@
 """Speed of the Burn network against its PyTorch twin on the same shapes, in one run.
 
 Times a training step (forward + exact set loss + backward + AdamW) and an inference pass for a batch,
-median over --steps after 2 warm-up steps, both on CPU with the same thread count.
+median over --steps after 2 warm-up steps, both on the CPU with the same thread count (or both on
+the GPU with --device cuda and a binary built with `--features cuda`). Also reports Burn's training
+rate as a share of a plain 1024^3 matrix product through the same backend (the machine's limit).
+Writes the figures to results/speed.json (benches/speed_json.py) unless --no-record.
 
 Usage: .venv-torch/bin/python benches/torch_vs_burn.py [--genes 233 --candidates 105 --batch 64 --d-model 32
-       --heads 4 --steps 20 --threads 2 --bin target/release/mamba-perturb]
+       --heads 4 --steps 20 --threads 2 --device cpu --bin target/release/mamba-perturb --no-record]
 """
 import argparse
 import json
@@ -19,6 +22,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference", "pytorch"))
 from perturbnet import PerturbNet, genome_features  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+import speed_json  # noqa: E402
 
 
 def set_nll(gene, count, y, k):
@@ -39,16 +45,21 @@ def main():
     for name, default in [("genes", 233), ("candidates", 105), ("batch", 64), ("d-model", 32), ("heads", 4), ("steps", 20), ("threads", 2)]:
         ap.add_argument(f"--{name}", type=int, default=default)
     ap.add_argument("--bin", default="target/release/mamba-perturb")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--no-record", action="store_true", help="do not write results/speed.json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     g, c, b = a.genes, a.candidates, a.batch
-    net = PerturbNet(g, c, a.d_model, a.heads, 6)
+    net = PerturbNet(g, c, a.d_model, a.heads, 6).to(dev)
     gc, gl = genome_features([None] * g, 6)
     qc, ql = genome_features([None] * c, 6, extra_zero_rows=1)
     own = torch.tensor([i % g for i in range(c)] + [g], dtype=torch.long)  # as `mamba-perturb speed`
     feats = dict(gene_chrom=gc, gene_locus=gl, query_chrom=qc, query_locus=ql, mean=torch.full((g,), 0.5), inv_sd=torch.ones(g),
                  own_token=own)
+    feats = {key: v.to(dev) for key, v in feats.items()}
     x = torch.rand(b, g) * 3
     y = torch.zeros(b, c)
     k = torch.zeros(b, 3)
@@ -56,6 +67,7 @@ def main():
         y[r, r % c] = 1
         y[r, (r + 1) % c] = 1
         k[r, 2] = 1
+    x, y, k = x.to(dev), y.to(dev), k.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     train = []
     for i in range(a.steps + 2):
@@ -65,6 +77,7 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
         if i >= 2:
             train.append(time.perf_counter() - t)
     infer = []
@@ -72,23 +85,40 @@ def main():
         for i in range(a.steps + 2):
             t = time.perf_counter()
             net(x, feats)
+            sync()
             if i >= 2:
                 infer.append(time.perf_counter() - t)
     torch_res = {"train_step_s": statistics.median(train), "inference_batch_s": statistics.median(infer)}
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
     out = subprocess.run([a.bin, "speed", "--genes", str(g), "--candidates", str(c), "--batch", str(b), "--d-model", str(a.d_model),
-                          "--heads", str(a.heads), "--steps", str(a.steps)], capture_output=True, text=True, env=env, check=True)
+                          "--heads", str(a.heads), "--steps", str(a.steps), "--device", a.device],
+                         capture_output=True, text=True, env=env, check=True)
     burn = json.loads(out.stdout)
-    flops = burn["forward_flops_per_cell"]
-    print(f"Shapes: {b} cells x {g} genes x {c + 1} queries, d_model {a.d_model}, {a.heads} heads; {a.threads} threads; "
-          f"torch {torch.__version__}; forward {flops / 1e6:.1f} MFLOP per cell")
-    print(f"{'':<22}{'burn (flex)':>14}{'pytorch':>12}{'torch/burn':>12}")
+    flops = burn["forward_flops"]
+    where = torch.cuda.get_device_name(0) if a.device == "cuda" else f"{a.threads} threads, {os.cpu_count()}-core CPU"
+    print(f"Shapes: {b} cells x {g} genes x {c + 1} queries, d_model {a.d_model}, {a.heads} heads; {where}; "
+          f"torch {torch.__version__}; forward {flops / b / 1e6:.2f} MFLOP per cell")
+    print(f"{'':<22}{burn['backend']:>18}{'pytorch':>12}{'torch/burn':>12}")
     for key, label in [("train_step_s", "train step (s)"), ("inference_batch_s", "inference batch (s)")]:
-        print(f"{label:<22}{burn[key]:>14.4f}{torch_res[key]:>12.4f}{torch_res[key] / burn[key]:>12.2f}")
-    print(f"achieved: burn {3 * flops * b / burn['train_step_s'] / 1e9:.1f} GFLOP/s training, "
-          f"{flops * b / burn['inference_batch_s'] / 1e9:.1f} GFLOP/s inference; "
-          f"pytorch {3 * flops * b / torch_res['train_step_s'] / 1e9:.1f} / {flops * b / torch_res['inference_batch_s'] / 1e9:.1f}")
+        print(f"{label:<22}{burn[key]:>18.4f}{torch_res[key]:>12.4f}{torch_res[key] / burn[key]:>12.2f}")
+    train_rate = 3 * flops / burn["train_step_s"] / 1e9
+    print(f"achieved: burn {train_rate:.1f} GFLOP/s training, {flops / burn['inference_batch_s'] / 1e9:.1f} GFLOP/s inference; "
+          f"pytorch {3 * flops / torch_res['train_step_s'] / 1e9:.1f} / {flops / torch_res['inference_batch_s'] / 1e9:.1f}; "
+          f"a plain 1024^3 matrix product through the same backend: {burn['gemm_gflops']:.1f} GFLOP/s")
     print("torch/burn > 1 means burn is faster.")
+    if a.no_record:
+        return
+    suffix = "" if a.device == "cpu" else "_gpu"
+    command = f"benches/torch_vs_burn.py --device {a.device} --threads {a.threads} --batch {b}"
+    shapes = f"{b} cells × {g} genes × {c + 1} queries; {where}; torch {torch.__version__}."
+    speed_json.record([
+        speed_json.timing("train_step" + suffix, burn["train_step_s"], "PyTorch twin", torch_res["train_step_s"], command, shapes),
+        speed_json.timing("inference" + suffix, burn["inference_batch_s"], "PyTorch twin", torch_res["inference_batch_s"], command,
+                          shapes),
+        {"name": "gemm_share" + suffix, "ours": train_rate, "peer": "1024³ f32 matrix product, same backend",
+         "peer_value": burn["gemm_gflops"], "unit": "GFLOP/s", "speedup": train_rate / burn["gemm_gflops"], "command": command,
+         "note": f"training rate as a share of the machine's GEMM rate; {where}."},
+    ])
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def genome_features(loci, n_freqs, extra_zero_rows=0):
 
 
 class MultiHeadAttention(nn.Module):
-    """Burn's MultiHeadAttention: separate query/key/value/output projections, no dropout."""
+    """Burn's MultiHeadAttention weights and arithmetic (no dropout), restructured as the Burn model
+    is: the queries [Q, d] are the same for every cell, so they are projected (and scaled) once."""
 
     def __init__(self, d, heads):
         super().__init__()
@@ -51,11 +52,12 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, q, kv, mask_pad=None):
         """mask_pad: [B, keys] bool, True where a key is absent (Burn fills its score with -1e4)."""
-        b, lq, d = q.shape
-        lk = kv.shape[1]
-        split = lambda x, n: x.view(b, n, self.heads, self.d_k).transpose(1, 2)
-        qh, kh, vh = split(self.query(q), lq), split(self.key(kv), lk), split(self.value(kv), lk)
-        scores = qh @ kh.transpose(-1, -2) / math.sqrt(self.d_k)
+        lq, d = q.shape
+        b, lk, _ = kv.shape
+        split = lambda x, rows, n: x.view(rows, n, self.heads, self.d_k).transpose(1, 2)
+        qh = split(self.query(q), 1, lq) * (1.0 / math.sqrt(self.d_k))  # [1, H, Q, dk]
+        kh, vh = split(self.key(kv), b, lk), split(self.value(kv), b, lk)
+        scores = qh @ kh.transpose(-1, -2)  # [B, H, Q, G]
         if mask_pad is not None:
             scores = scores.masked_fill(mask_pad[:, None, None, :], -1.0e4)
         weights = torch.softmax(scores, dim=-1)
@@ -93,7 +95,7 @@ class PerturbNet(nn.Module):
         place = self.chrom(feats["gene_chrom"]) + self.locus(feats["gene_locus"])
         tokens = self.token_norm(value + self.gene_id.weight.unsqueeze(0) + place.unsqueeze(0))
         qplace = self.chrom(feats["query_chrom"]) + self.locus(feats["query_locus"])
-        queries = (self.query_id.weight + qplace).unsqueeze(0).expand(x.shape[0], -1, -1)
+        queries = self.query_id.weight + qplace  # [Q, d]: the same for every cell
         padded = torch.cat([tokens, torch.zeros_like(tokens[:, :1])], 1)
         own = padded[:, feats["own_token"]]
         has_own = torch.cat([torch.ones(1, g), torch.zeros(1, 1)], 1)[:, feats["own_token"]].repeat(b, 1)

@@ -16,10 +16,11 @@ pub mod features;
 pub mod sets;
 
 use burn::module::Module;
-use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor};
 
 pub use features::GenomeFeatures;
 
@@ -42,18 +43,19 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    /// Floating-point operations of one cell's forward pass (multiply-adds count as 2): value MLP,
-    /// key/value/query/output projections, attention scores and context, and the heads.
-    pub fn forward_flops_per_cell(&self) -> f64 {
+    /// Floating-point operations of a batch's forward pass (multiply-adds count as 2), as the code
+    /// runs them: per cell the value MLP, key/value projections, attention scores and context,
+    /// output projection and heads; once per batch the query projection.
+    pub fn forward_flops(&self, batch: usize) -> f64 {
         let (g, q, d) = (self.n_genes as f64, (self.n_candidates + 1) as f64, self.d_model as f64);
-        let macs = g * (d + d * d)
+        let per_cell = g * (d + d * d)
             + 2.0 * g * d * d
             + 2.0 * q * g * d
-            + 2.0 * q * d * d
+            + q * d * d
             + q * (2.0 * d * d + d)
             + 3.0 * d
             + if self.cis { 2.0 * q * d } else { 0.0 };
-        2.0 * macs
+        2.0 * (batch as f64 * per_cell + q * d * d)
     }
 }
 
@@ -142,11 +144,12 @@ impl PerturbNet {
         let tokens = self.token_norm.forward(value + identity + place.unsqueeze::<3>()); // [B, G, d]
 
         // Queries: one per candidate gene (its identity + its own place on the genome) + control.
+        // They do not depend on the cell, so they are built and projected once per batch.
         let n_queries = genome.query_chrom.dims()[0];
         let qids = Tensor::<1, Int>::arange(0..n_queries as i64, &device).unsqueeze::<2>();
         let query_place =
             self.chrom.forward(genome.query_chrom.clone()) + self.locus.forward(genome.query_locus.clone());
-        let queries = (self.query_id.forward(qids) + query_place.unsqueeze::<3>()).repeat_dim(0, batch); // [B, Q, d]
+        let queries = self.query_id.forward(qids).squeeze_dim::<2>(0) + query_place; // [Q, d]
 
         // Each candidate's own gene token (a zero token when the panel lacks that gene; zeros for control).
         let d = self.gene_id.weight.dims()[1];
@@ -154,22 +157,22 @@ impl PerturbNet {
         let mut own = padded.select(1, genome.own_token.clone()); // [B, Q, d]
 
         // Genes the input does not measure are absent: no key to attend to, no own token.
-        let mut input = MhaInput::new(queries, tokens.clone(), tokens);
         // [rows, Q]: 1 where a query's own gene is present (the padded column stands for "none").
         let own_present = |present: Tensor<2>| {
             let rows = present.dims()[0];
             Tensor::cat(vec![present, Tensor::zeros([rows, 1], &device)], 1).select(1, genome.own_token.clone())
         };
         let mut has_own = None;
+        let mut absent = None;
         if let Some(present) = &genome.present {
             let present = present.clone().expand([batch, n_genes]);
             let gate = own_present(present.clone());
             own = own * gate.clone().unsqueeze_dim::<3>(2);
-            input = input.mask_pad(present.lower_elem(0.5));
+            absent = Some(present.lower_elem(0.5));
             has_own = Some(gate);
         }
-        let out = self.attention.forward(input);
-        let hidden = gelu(self.head_hidden.forward(Tensor::cat(vec![out.context, own], 2))); // [B, Q, d]
+        let (context, weights) = self.attend(queries, tokens, absent, with_attention);
+        let hidden = gelu(self.head_hidden.forward(Tensor::cat(vec![context, own], 2))); // [B, Q, d]
         let n_candidates = n_queries - 1;
         let mut raw = self.head_gene.forward(hidden.clone().narrow(1, 0, n_candidates)).squeeze_dim::<2>(2);
         if let (Some(cis_in), Some(cis_out)) = (&self.cis_in, &self.cis_out) {
@@ -181,6 +184,49 @@ impl PerturbNet {
         }
         let gene_logits = sets::bound(raw);
         let count_logits = self.head_count.forward(hidden.narrow(1, n_candidates, 1)).squeeze_dim::<2>(1);
-        NetOutput { gene_logits, count_logits, attention: with_attention.then_some(out.weights) }
+        NetOutput { gene_logits, count_logits, attention: weights }
+    }
+
+    /// Multi-head cross-attention of the queries ([Q, d], the same for every cell) over each cell's
+    /// gene tokens ([B, G, d]); `absent` ([B, G]) masks keys the input does not measure. The
+    /// arithmetic of Burn's `MultiHeadAttention` (whose weights it uses), with the queries projected
+    /// once rather than once per cell. Returns the context [B, Q, d] and, when asked, the weights
+    /// [B, heads, Q, G].
+    fn attend(
+        &self,
+        queries: Tensor<2>,
+        tokens: Tensor<3>,
+        absent: Option<Tensor<2, Bool>>,
+        with_weights: bool,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let mha = &self.attention;
+        let [batch, n_genes, d] = tokens.dims();
+        let n_queries = queries.dims()[0];
+        let (h, dk) = (mha.n_heads, mha.d_k);
+        let heads = |t: Tensor<3>, rows: usize, len: usize| t.reshape([rows, len, h, dk]).swap_dims(1, 2);
+        let q = heads(mha.query.forward(queries).unsqueeze::<3>(), 1, n_queries); // [1, H, Q, dk]
+        let k = heads(mha.key.forward(tokens.clone()), batch, n_genes); // [B, H, G, dk]
+        let v = heads(mha.value.forward(tokens), batch, n_genes);
+        let scale = 1.0 / (dk as f64).sqrt();
+        let (context, weights) = if with_weights || k.is_autodiff() {
+            // Scores materialised: for the attention views and for training (autodiff). The
+            // scale goes on the small query tensor, not on the [B, H, Q, G] scores.
+            let mut scores = q.mul_scalar(scale).matmul(k.transpose()); // [B, H, Q, G]
+            if let Some(absent) = absent {
+                scores = scores.mask_fill(absent.reshape([batch, 1, 1, n_genes]), mha.min_float);
+            }
+            let weights = burn::tensor::activation::softmax(scores, 3);
+            (weights.clone().matmul(v), with_weights.then_some(weights))
+        } else {
+            // Inference: the backend's fused attention (no [B, H, Q, G] tensor on the CPU). The
+            // explicit scale (the default one) keeps GPU backends on their plain composed kernels.
+            let mask = absent.map(|a| a.reshape([batch, 1, 1, n_genes]).expand([batch, 1, n_queries, n_genes]));
+            let options = AttentionModuleOptions { scale: Some(scale), ..Default::default() };
+            let q = q.expand([batch, h, n_queries, dk]);
+            // (The fused kernel applies `scale` to the scores itself.)
+            (burn::tensor::module::attention(q, k, v, mask, None, options), None)
+        };
+        let context = context.swap_dims(1, 2).reshape([batch, n_queries, d]);
+        (mha.output.forward(context), weights)
     }
 }

@@ -4,6 +4,7 @@
 mod baselines;
 mod ceiling;
 mod commands;
+mod compute;
 mod dataset;
 mod error;
 mod plot;
@@ -12,6 +13,9 @@ mod splits;
 mod training;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(

@@ -2,20 +2,22 @@
 //! held-out *training conditions* (whole conditions, never random cells of the test set).
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use mamba_perturb::model::additive::Evidence;
 use mamba_perturb::model::sets::SetScores;
 use mamba_perturb::model::sets::set_nll;
 use mamba_perturb::model::{GenomeFeatures, PerturbNet};
+
+use crate::compute::Compute;
 use rand::Rng;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 /// Anything trained on the set likelihood: the network, and the logistic-regression baseline.
-pub trait SetModel: Module + Clone {
+pub trait SetModel: Module + Clone + Sync {
     /// (gene logits [B, C], count logits [B, 3]).
     fn logits(&self, x: Tensor<2>, features: &GenomeFeatures) -> (Tensor<2>, Tensor<2>);
 }
@@ -86,6 +88,9 @@ pub struct TrainConfig {
     /// drawn at random from all candidate pairs. Teaches the additive rule that unseen pairs follow.
     #[arg(long, default_value_t = 0.0)]
     pub synthetic_pairs: f64,
+    /// Where to train: cpu, or cuda in a build with `--features cuda` (an NVIDIA GPU).
+    #[arg(long, value_enum, default_value_t = Compute::Cpu)]
+    pub device: Compute,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -127,6 +132,79 @@ fn batch_tensors(
         Tensor::from_data(TensorData::new(y, [b, c]), device),
         Tensor::from_data(TensorData::new(k, [b, 3]), device),
     )
+}
+
+/// One batch on the training device: inputs, answers (multi-hot [B, C], cardinality one-hot
+/// [B, 3]) and, for thinned panels, which genes each row measures.
+pub struct Batch {
+    pub x: Tensor<2>,
+    pub y: Tensor<2>,
+    pub k: Tensor<2>,
+    pub present: Option<Tensor<2>>,
+}
+
+impl Batch {
+    fn rows(&self) -> usize {
+        self.x.dims()[0]
+    }
+
+    /// Rows `start..start + len` of every part.
+    fn narrow(&self, start: usize, len: usize) -> Batch {
+        Batch {
+            x: self.x.clone().narrow(0, start, len),
+            y: self.y.clone().narrow(0, start, len),
+            k: self.k.clone().narrow(0, start, len),
+            present: self.present.clone().map(|p| p.narrow(0, start, len)),
+        }
+    }
+}
+
+/// Fewest rows worth a thread of their own.
+const MIN_SHARD_ROWS: usize = 16;
+
+/// The batch's mean set NLL and its gradients. The rows are split into up to `shards` parts, each
+/// run forward and backward on its own thread and their gradients summed (weighted by rows, so the
+/// result is the whole batch's): Burn's CPU element-wise kernels run on one thread, so a step
+/// barely sped up from one thread to two before this.
+pub fn batch_gradients<M: SetModel>(
+    net: &M,
+    features: &GenomeFeatures,
+    batch: &Batch,
+    shards: usize,
+) -> (f64, GradientsParams) {
+    let n = batch.rows();
+    let threads = shards.clamp(1, (n / MIN_SHARD_ROWS).max(1));
+    let size = n.div_ceil(threads);
+    let shard = |part: Batch| -> (f64, GradientsParams) {
+        let features = match &part.present {
+            Some(present) => features.with_present(present.clone()),
+            None => features.clone(),
+        };
+        let weight = part.rows() as f64 / n as f64;
+        // A fork has the same parameters (and ids) under new autodiff nodes, so each shard's graph
+        // is its own: shards sharing the parameters' nodes would share one graph and one lock.
+        let net = if threads > 1 { net.clone().fork(&part.x.device()) } else { net.clone() };
+        let (gene_logits, count_logits) = net.logits(part.x, &features);
+        let loss = set_nll(gene_logits, count_logits, part.y, part.k).mul_scalar(weight);
+        let value: f32 = loss.clone().into_data().try_to_vec().unwrap_or_default()[0];
+        (value as f64, GradientsParams::from_grads(loss.backward(), &net))
+    };
+    let parts: Vec<Batch> = (0..n).step_by(size).map(|start| batch.narrow(start, size.min(n - start))).collect();
+    let results: Vec<(f64, GradientsParams)> = if parts.len() == 1 {
+        parts.into_iter().map(shard).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts.into_iter().map(|part| scope.spawn(move || shard(part))).collect();
+            handles.into_iter().map(|h| h.join().expect("a training shard panicked")).collect()
+        })
+    };
+    let mut total = 0.0;
+    let mut accumulator = GradientsAccumulator::new();
+    for (value, grads) in results {
+        total += value;
+        accumulator.accumulate(net, grads);
+    }
+    (total, accumulator.grads())
 }
 
 /// Mean NLL and exact top-1 accuracy on a split, without gradients.
@@ -176,9 +254,10 @@ pub fn fit<M: SetModel>(
     opts: &TrainConfig,
     label: &str,
 ) -> Fitted<M> {
-    let plain = Device::flex();
+    let plain = opts.device.device();
     plain.seed(opts.seed);
     let device = plain.clone().autodiff();
+    let shards = opts.device.shards();
     let mut net = init(&device);
     let train_features = features_of(&device);
     let valid_features = features_of(&plain);
@@ -216,20 +295,14 @@ pub fn fit<M: SetModel>(
         for rows in order.chunks(opts.batch) {
             let t = std::time::Instant::now();
             let (x, y, k) = batch_tensors(train, rows, g, c, &device);
-            let features = match thinned_panel(rows.len(), g, opts.gene_dropout, &mut rng, &device) {
-                Some(present) => train_features.with_present(present),
-                None => train_features.clone(),
-            };
-            let (gene_logits, count_logits) = net.logits(x, &features);
-            let loss = set_nll(gene_logits, count_logits, y, k);
-            let value: f32 = loss.clone().into_data().try_to_vec().unwrap_or_default()[0];
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let present = thinned_panel(rows.len(), g, opts.gene_dropout, &mut rng, &device);
+            let (value, grads) = batch_gradients(&net, &train_features, &Batch { x, y, k, present }, shards);
             // Cosine decay to zero over the planned steps: a high start aligns the attention fast,
             // the decay settles it (a constant 1e-2 made validation accuracy swing between epochs).
             let progress = steps as f64 / (opts.epochs * steps_per_epoch) as f64;
             let lr = opts.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
             net = optim.step(lr, net, grads);
-            total += value as f64 * rows.len() as f64;
+            total += value * rows.len() as f64;
             step_time += t.elapsed().as_secs_f64();
             steps += 1;
             bar.inc(1);
@@ -262,6 +335,8 @@ pub fn fit<M: SetModel>(
     }
     bar.finish_and_clear();
     let (_, net, best_epoch) = best.expect("at least one epoch ran");
+    // Everything after training (temperature, head, evaluation, saving) runs on the CPU.
+    let net = net.to_device(&Device::flex());
     Fitted { net, history, best_epoch, seconds_per_step: step_time / steps.max(1) as f64 }
 }
 

@@ -1,10 +1,12 @@
 //! `speed`: times the network's training step and inference on given shapes with random inputs,
 //! for benches/torch_vs_burn.py, which times the PyTorch twin on the same shapes in the same run.
 
-use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Device, Distribution, Tensor};
-use mamba_perturb::model::sets::set_nll;
+use burn::optim::AdamWConfig;
+use burn::tensor::{Distribution, Tensor};
 use mamba_perturb::model::{GenomeFeatures, NetConfig};
+
+use crate::compute::Compute;
+use crate::training::{Batch, batch_gradients};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,6 +22,27 @@ pub struct Args {
     pub heads: usize,
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// cpu, or cuda in a build with `--features cuda`.
+    #[arg(long, value_enum, default_value_t = Compute::Cpu)]
+    pub device: Compute,
+}
+
+/// The machine's achievable matrix-product rate through the same backend (for the CPU, the same
+/// gemm crate Burn's matmul calls): a 1024³ f32 product, best of 5 after a warm-up.
+fn gemm_gflops(device: &burn::tensor::Device) -> f64 {
+    let n = 1024;
+    let a = Tensor::<2>::random([n, n], Distribution::Uniform(-1.0, 1.0), device);
+    let b = Tensor::<2>::random([n, n], Distribution::Uniform(-1.0, 1.0), device);
+    let mut best = f64::INFINITY;
+    for i in 0..6 {
+        let t = std::time::Instant::now();
+        let c = a.clone().matmul(b.clone());
+        let _: Vec<f32> = c.narrow(0, 0, 1).into_data().try_to_vec().unwrap_or_default();
+        if i > 0 {
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+    }
+    2.0 * (n * n * n) as f64 / best / 1e9
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -37,7 +60,7 @@ pub fn run(args: Args) -> Result<(), crate::error::CliError> {
         // The PyTorch twin it is timed against has no cis path.
         cis: false,
     };
-    let plain = Device::flex();
+    let plain = args.device.device();
     plain.seed(0);
     let device = plain.clone().autodiff();
     let loci = vec![None; args.genes];
@@ -58,15 +81,16 @@ pub fn run(args: Args) -> Result<(), crate::error::CliError> {
         k[r * 3 + 2] = 1.0;
     }
     let y = Tensor::<2>::from_data(burn::tensor::TensorData::new(y, [b, args.candidates]), &device);
-    let kk = Tensor::<2>::from_data(burn::tensor::TensorData::new(k, [b, 3]), &device);
+    let k = Tensor::<2>::from_data(burn::tensor::TensorData::new(k, [b, 3]), &device);
+    // The training loop's own step (sharded over threads), so this times what `train` runs.
+    let batch = Batch { x, y, k, present: None };
     let mut train = Vec::new();
     for i in 0..args.steps + 2 {
         let t = std::time::Instant::now();
-        let out = net.forward(x.clone(), &feats, false);
-        let loss = set_nll(out.gene_logits, out.count_logits, y.clone(), kk.clone());
-        let _: Vec<f32> = loss.clone().into_data().try_to_vec().unwrap_or_default();
-        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        let (_, grads) = batch_gradients(&net, &feats, &batch, args.device.shards());
         net = optim.step(1e-3, net, grads);
+        // GPU kernels run asynchronously: wait for the step before reading the clock.
+        let _ = plain.sync();
         if i >= 2 {
             train.push(t.elapsed().as_secs_f64());
         }
@@ -85,8 +109,8 @@ pub fn run(args: Args) -> Result<(), crate::error::CliError> {
     }
     println!(
         "{}",
-        serde_json::json!({"backend": "burn flex (rayon, simd)", "train_step_s": median(train), "inference_batch_s": median(infer),
-            "forward_flops_per_cell": config.forward_flops_per_cell()})
+        serde_json::json!({"backend": args.device.name(), "train_step_s": median(train), "inference_batch_s": median(infer),
+            "forward_flops": config.forward_flops(b), "gemm_gflops": gemm_gflops(&plain)})
     );
     Ok(())
 }

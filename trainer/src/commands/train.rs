@@ -167,9 +167,10 @@ pub fn train_on(
             "validation_exact_top1": last.map(|e| e.valid_top1),
             "validation_conditions": split.valid.len(),
             "seconds_per_train_step": fitted.seconds_per_step,
-            "forward_flops_per_cell": net_config.forward_flops_per_cell(),
+            "forward_flops_per_cell": net_config.forward_flops(args.batch) / args.batch as f64,
             // A training step costs about 3 forward passes (forward + backward).
-            "achieved_gflops_training": 3.0 * net_config.forward_flops_per_cell() * args.batch as f64 / fitted.seconds_per_step / 1e9,
+            "achieved_gflops_training": 3.0 * net_config.forward_flops(args.batch) / fitted.seconds_per_step / 1e9,
+            "device": args.device,
             "batch": args.batch,
             "history": fitted.history,
         }),
