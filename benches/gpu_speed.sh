@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# GPU figures for results/speed.json, on a machine with an NVIDIA GPU, its driver, CUDA's NVRTC and
-# a python3 with PyTorch (CUDA). BIN is a trainer built with `--features cuda`:
-#   cargo build --release -p mamba-perturb-trainer --features cuda
+# GPU figures for results/speed.json, on a machine with a GPU, its Vulkan driver and loader, and a
+# python3 with PyTorch (CUDA) for the peer. BIN is a trainer built with `--features gpu`:
+#   cargo build --release -p mamba-perturb-trainer --features gpu
 #   BIN=target/release/mamba-perturb OUTDIR=results/tmp bash benches/gpu_speed.sh
-# Writes train_step_gpu / inference_gpu / gemm_share_gpu (Burn cuda vs the PyTorch twin on the same
+# Writes train_step_gpu / inference_gpu / gemm_share_gpu (Burn wgpu/Vulkan vs the PyTorch twin on the same
 # GPU) and train_epoch_gpu (one epoch of `train` on the GPU vs Burn's CPU backend on all of the same
 # machine's cores, same data and model; SIMULATED data) to results/speed.json.
 set -uo pipefail
@@ -12,25 +12,19 @@ OUTDIR=${OUTDIR:-results/tmp}
 mkdir -p "$OUTDIR"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 nproc
-# cudarc loads the driver and NVRTC at run time: make a pip or toolkit NVRTC findable.
-for d in /usr/local/cuda/lib64 $(python3 - <<'PY' 2>/dev/null
-import glob, os, nvidia
-for root in nvidia.__path__:
-    for lib in glob.glob(os.path.join(root, "*", "lib")) + glob.glob(os.path.join(root, "cu*", "lib")):
-        print(lib)
-PY
-); do [ -d "$d" ] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; done
-echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+# Vulkan: the loader must be installed (ldconfig -p | grep libvulkan); NVIDIA's ICD file is found
+# in the usual places or named by VK_DRIVER_FILES.
+ldconfig -p | grep -m1 libvulkan || echo "no Vulkan loader found"
 
-python3 benches/torch_vs_burn.py --device cuda --bin "$BIN" --steps 30
+python3 benches/torch_vs_burn.py --device gpu --bin "$BIN" --steps 30
 # Larger batches suit a GPU better: for information, not recorded.
-python3 benches/torch_vs_burn.py --device cuda --bin "$BIN" --steps 10 --batch 1024 --no-record
+python3 benches/torch_vs_burn.py --device gpu --bin "$BIN" --steps 10 --batch 1024 --no-record
 # The CPU comparison on this machine's CPU (2 threads), not recorded (results/speed.json's CPU rows
 # come from the developers' machine).
 python3 benches/torch_vs_burn.py --device cpu --threads 2 --bin "$BIN" --no-record
 
 "$BIN" simulate --cells 10000 --genes 1000 --seed 0 --out "$OUTDIR/train.h5ad" >/dev/null
-for dev in cuda cpu; do
+for dev in gpu cpu; do
   "$BIN" train --data "$OUTDIR/train.h5ad" --out "$OUTDIR/model_$dev" --hvg 128 --epochs 2 --patience 9 \
     --device "$dev" 2>&1 | grep -v "steps" | tee "$OUTDIR/train_$dev.log"
 done
@@ -39,9 +33,9 @@ import json, os, sys
 sys.path.insert(0, "benches")
 import speed_json
 out = sys.argv[1]
-hist = {d: json.load(open(os.path.join(out, f"model_{d}", "card.json")))["metrics"]["history"] for d in ("cuda", "cpu")}
+hist = {d: json.load(open(os.path.join(out, f"model_{d}", "card.json")))["metrics"]["history"] for d in ("gpu", "cpu")}
 # Epoch 2: epoch 1 includes the GPU's kernel compilation.
-gpu, cpu = hist["cuda"][-1]["seconds"], hist["cpu"][-1]["seconds"]
+gpu, cpu = hist["gpu"][-1]["seconds"], hist["cpu"][-1]["seconds"]
 print(f"one training epoch: GPU {gpu:.2f} s, CPU ({os.cpu_count()} cores) {cpu:.2f} s")
 speed_json.record([speed_json.timing(
     "train_epoch_gpu", gpu, f"Burn flex CPU backend, {os.cpu_count()} cores of the same machine", cpu,

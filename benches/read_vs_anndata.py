@@ -18,6 +18,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(__file__))
+import speed_json  # noqa: E402
+
 
 def run_measured(cmd):
     """Runs cmd, returns (seconds, peak RSS in MiB); fails loudly on a non-zero exit."""
@@ -39,6 +42,7 @@ def main():
     ap.add_argument("--python", default=".venv/bin/python")
     ap.add_argument("--bin", default="target/release/mamba-perturb")
     ap.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "mamba-bench"))
+    ap.add_argument("--no-record", action="store_true", help="do not write results/speed.json")
     args = ap.parse_args()
     os.makedirs(args.cache, exist_ok=True)
 
@@ -71,6 +75,15 @@ def main():
     print("speed x = anndata time / mamba-perturb time (whole processes); speed x* = the same with anndata's "
           "interpreter start + import subtracted; memory x = anndata peak RSS / mamba-perturb peak RSS (higher is better for us)")
     print("pertpy layout: anndata reads X and layers/counts; mamba-perturb reads only layers/counts (what the model uses).")
+    if args.no_record:
+        return
+    command = f"benches/read_vs_anndata.py --cells {args.cells} --genes {args.genes} --repeats {args.repeats}"
+    speed_json.record([
+        speed_json.timing("h5ad_read" if layout == "scperturb" else f"h5ad_read_{layout}", ts, f"anndata {version}", ta, command,
+                          f"SIMULATED {args.cells:,} cells × {args.genes:,} genes, {layout} layout, {gib:.2f} GiB; whole processes "
+                          f"(anndata's Python start and import: {ti:.2f} s); peak memory {ms:.0f} vs {ma:.0f} MiB; "
+                          f"{os.cpu_count()} cores.")
+        for layout, gib, ts, ta, ti, ms, ma in rows])
 
 
 if __name__ == "__main__":

@@ -208,8 +208,8 @@ impl Predictor {
     /// Runs the network on `rows` cells (row-major `x`, measured against `reference`) and returns
     /// their gene and count logits.
     pub fn logits(&self, x: &[f32], rows: usize, reference: &Reference) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
-        let out = self.run(x, rows, reference, false);
-        Ok((read(out.gene_logits.try_into_data())?, read(out.count_logits.try_into_data())?))
+        let features = self.features.with_reference(&reference.mean, &reference.sd, &reference.measured);
+        self.net.row_logits(x, rows, &features).map_err(PredictError::Output)
     }
 
     /// The same as `logits`, reading results asynchronously (required in the browser).

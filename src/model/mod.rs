@@ -12,13 +12,14 @@
 
 pub mod additive;
 pub mod card;
+#[cfg(feature = "train")]
+mod cpu_kernels;
 pub mod features;
 pub mod sets;
 
 use burn::module::Module;
 use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor};
 
@@ -56,6 +57,32 @@ impl NetConfig {
             + 3.0 * d
             + if self.cis { 2.0 * q * d } else { 0.0 };
         2.0 * (batch as f64 * per_cell + q * d * d)
+    }
+}
+
+/// Exact GELU: in the CLI a vectorised CPU kernel with its own backward pass (`cpu_kernels.rs`),
+/// elsewhere Burn's.
+fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "train")]
+    return cpu_kernels::gelu(x);
+    #[cfg(not(feature = "train"))]
+    burn::tensor::activation::gelu(x)
+}
+
+/// Softmax over the keys (last dimension) of attention scores [B, H, Q, G], keys absent from a
+/// row's input (`absent` [B, G]) filled with `fill` first: in the CLI a fused CPU kernel with its
+/// own backward pass (`cpu_kernels.rs`), elsewhere Burn's ops.
+pub fn softmax_keys(scores: Tensor<4>, absent: Option<Tensor<2, Bool>>, fill: f64) -> Tensor<4> {
+    #[cfg(feature = "train")]
+    return cpu_kernels::softmax_keys(scores, absent, fill);
+    #[cfg(not(feature = "train"))]
+    {
+        let [batch, _, _, n_genes] = scores.dims();
+        let scores = match absent {
+            Some(absent) => scores.mask_fill(absent.reshape([batch, 1, 1, n_genes]), fill),
+            None => scores,
+        };
+        burn::tensor::activation::softmax(scores, 3)
     }
 }
 
@@ -127,6 +154,46 @@ impl PerturbNet {
         self.head_count = scale(self.head_count);
         self.cis_out = self.cis_out.map(scale);
         self
+    }
+
+    /// Gene and count logits of `rows` cells (row-major `x`), read back. On the native CPU the rows
+    /// are split over threads, each running its share of the batch: most of Burn's CPU kernels run
+    /// on one thread.
+    pub fn row_logits(&self, x: &[f32], rows: usize, genome: &GenomeFeatures) -> Result<(Vec<f32>, Vec<f32>), String> {
+        let device = genome.gene_mean.device();
+        let n_genes = genome.gene_mean.dims()[1];
+        let run = |x: &[f32], rows: usize| -> Result<(Vec<f32>, Vec<f32>), String> {
+            let input = Tensor::<2>::from_data(burn::tensor::TensorData::new(x.to_vec(), [rows, n_genes]), &device);
+            let out = self.forward(input, genome, false);
+            let read = |t: Tensor<2>| -> Result<Vec<f32>, String> {
+                t.try_into_data().map_err(|e| format!("{e:?}"))?.try_to_vec().map_err(|e| format!("{e:?}"))
+            };
+            Ok((read(out.gene_logits)?, read(out.count_logits)?))
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            const MIN_SHARD_ROWS: usize = 16;
+            let on_cpu = matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_));
+            let threads = rayon::current_num_threads().min(rows / MIN_SHARD_ROWS);
+            if on_cpu && threads > 1 {
+                let size = rows.div_ceil(threads);
+                let parts = std::thread::scope(|scope| {
+                    let handles: Vec<_> = x
+                        .chunks(size * n_genes)
+                        .map(|part| scope.spawn(move || run(part, part.len() / n_genes)))
+                        .collect();
+                    handles.into_iter().map(|h| h.join().expect("an inference shard panicked")).collect::<Vec<_>>()
+                });
+                let (mut gene, mut count) = (Vec::new(), Vec::new());
+                for part in parts {
+                    let (g, c) = part?;
+                    gene.extend(g);
+                    count.extend(c);
+                }
+                return Ok((gene, count));
+            }
+        }
+        run(x, rows)
     }
 
     /// `x`: [batch, genes] normalised expression (log1p CP10k) over the panel.
@@ -208,18 +275,17 @@ impl PerturbNet {
         let k = heads(mha.key.forward(tokens.clone()), batch, n_genes); // [B, H, G, dk]
         let v = heads(mha.value.forward(tokens), batch, n_genes);
         let scale = 1.0 / (dk as f64).sqrt();
-        let (context, weights) = if with_weights || k.is_autodiff() {
-            // Scores materialised: for the attention views and for training (autodiff). The
-            // scale goes on the small query tensor, not on the [B, H, Q, G] scores.
-            let mut scores = q.mul_scalar(scale).matmul(k.transpose()); // [B, H, Q, G]
-            if let Some(absent) = absent {
-                scores = scores.mask_fill(absent.reshape([batch, 1, 1, n_genes]), mha.min_float);
-            }
-            let weights = burn::tensor::activation::softmax(scores, 3);
+        let (context, weights) = if with_weights || k.is_autodiff() || cfg!(feature = "train") {
+            // Scores materialised: for the attention views, for training (autodiff) and in the
+            // CLI, whose softmax kernel beats the fused attention's scalar exp. The scale goes on
+            // the small query tensor, not on the [B, H, Q, G] scores.
+            let scores = q.mul_scalar(scale).matmul(k.transpose()); // [B, H, Q, G]
+            let weights = softmax_keys(scores, absent, mha.min_float);
             (weights.clone().matmul(v), with_weights.then_some(weights))
         } else {
-            // Inference: the backend's fused attention (no [B, H, Q, G] tensor on the CPU). The
-            // explicit scale (the default one) keeps GPU backends on their plain composed kernels.
+            // Inference in the page: the backend's fused attention (no [B, H, Q, G] tensor on the
+            // CPU). The explicit scale (the default one) keeps GPU backends on their plain
+            // composed kernels.
             let mask = absent.map(|a| a.reshape([batch, 1, 1, n_genes]).expand([batch, 1, n_queries, n_genes]));
             let options = AttentionModuleOptions { scale: Some(scale), ..Default::default() };
             let q = q.expand([batch, h, n_queries, dk]);

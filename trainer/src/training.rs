@@ -88,7 +88,7 @@ pub struct TrainConfig {
     /// drawn at random from all candidate pairs. Teaches the additive rule that unseen pairs follow.
     #[arg(long, default_value_t = 0.0)]
     pub synthetic_pairs: f64,
-    /// Where to train: cpu, or cuda in a build with `--features cuda` (an NVIDIA GPU).
+    /// Where to train: cpu, or gpu in a build with `--features gpu` (Vulkan).
     #[arg(long, value_enum, default_value_t = Compute::Cpu)]
     pub device: Compute,
 }
@@ -484,5 +484,59 @@ impl SinglesIndex {
             targets.push(if a < b { vec![a, b] } else { vec![b, a] });
         }
         (out, targets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use mamba_perturb::model::NetConfig;
+
+    /// A batch split over threads (forked parameters, gradients summed by rows) gives the loss and
+    /// gradients of the whole batch at once, with a thinned panel too.
+    #[test]
+    fn sharded_gradients_equal_the_whole_batch() {
+        let (g, c, b) = (20, 6, 48);
+        let config = NetConfig { n_genes: g, n_candidates: c, d_model: 8, n_heads: 2, n_freqs: 2, cis: false };
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let net = config.init(&device);
+        let own: Vec<Option<usize>> = (0..c).map(Some).collect();
+        let features_on =
+            |d: &Device| GenomeFeatures::new(&vec![None; g], &vec![None; c], 2, &own, &vec![0.5; g], &vec![1.0; g], d);
+        let (features, plain) = (features_on(&device), features_on(&Device::flex()));
+        let x = Tensor::<2>::random([b, g], Distribution::Uniform(0.0, 3.0), &device);
+        let targets: Vec<Vec<usize>> =
+            (0..b).map(|r| [vec![], vec![r % c], vec![r % c, (r + 1) % c]][r % 3].clone()).collect();
+        let (_, y, k) = batch_tensors(
+            &Split { x: &vec![0.0; b * g], targets: &targets },
+            &(0..b).collect::<Vec<_>>(),
+            g,
+            c,
+            &device,
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let present = thinned_panel(b, g, 0.5, &mut rng, &device);
+        let batch = Batch { x, y, k, present };
+        let (whole_loss, whole) = batch_gradients(&net, &features, &batch, 1);
+        let (split_loss, split) = batch_gradients(&net, &features, &batch, 3);
+        assert!((whole_loss - split_loss).abs() < 1e-5, "{whole_loss} vs {split_loss}");
+        // One plain gradient step from each: the same model after it (every weight's gradient).
+        let step = |grads: GradientsParams| {
+            let mut sgd = burn::optim::SgdConfig::new().init();
+            let moved = sgd.step(0.5, net.clone(), grads);
+            let (gene, count) = SetModel::logits(&moved.valid(), batch.x.clone().inner(), &plain);
+            let mut v: Vec<f32> = gene.into_data().try_to_vec().unwrap();
+            v.extend(count.into_data().try_to_vec::<f32>().unwrap());
+            v
+        };
+        let (before, _) = SetModel::logits(&net.valid(), batch.x.clone().inner(), &plain);
+        let before: Vec<f32> = before.into_data().try_to_vec().unwrap();
+        let (a, s) = (step(whole), step(split));
+        assert!(a.iter().zip(&before).any(|(u, v)| (u - v).abs() > 1e-3), "the step moved the model");
+        for (u, v) in a.iter().zip(&s) {
+            assert!((u - v).abs() < 1e-3, "{u} vs {v}");
+        }
     }
 }
