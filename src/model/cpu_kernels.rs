@@ -20,7 +20,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 #[backend_extension(Autodiff, Flex)]
-pub trait SoftmaxOps: Backend {
+pub trait CpuKernels: Backend {
     /// Softmax over the last dimension of `x + bias`, `bias` [B, n] added to every row of batch
     /// item b (x: [B, ..., n]); the bias is a constant (no gradient).
     fn softmax_last(x: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -30,9 +30,32 @@ pub trait SoftmaxOps: Backend {
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// The gradient of x from x and the gradient of GELU(x): grad · (Φ(x) + x φ(x)).
     fn gelu_exact_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// softmax(q kᵀ + bias) v for each cell and head: q [1 or B, H, Q, dk] (already scaled),
+    /// k and v [B, H, G, dk], bias [B, G] (a constant). Returns the context [B, H, Q, dk].
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// The same, also returning the weights P [B, H, Q, G] for the backward pass.
+    fn attention_keeping_weights(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// Gradients of q, k and v from the forward inputs, the weights P and the context's gradient.
+    fn attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        p: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-impl SoftmaxOps for Flex {
+impl CpuKernels for Flex {
     fn softmax_last(x: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         let n = *x.shape().as_slice().last().unwrap_or(&1);
         let rows = x.shape().num_elements() / n.max(1);
@@ -56,6 +79,30 @@ impl SoftmaxOps for Flex {
 
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
         rows_in_place(x, None, |chunk, _, _| kernels::gelu(chunk))
+    }
+
+    fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        attention::forward(&q, &k, &v, &bias, false).0
+    }
+
+    fn attention_keeping_weights(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        bias: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let (context, p) = attention::forward(&q, &k, &v, &bias, true);
+        (context, p.expect("weights kept"))
+    }
+
+    fn attention_backward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        p: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        attention::backward(&q, &k, &v, &p, &grad)
     }
 
     fn gelu_exact_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -83,7 +130,8 @@ fn rows_in_place(
     assert_eq!(t.dtype(), DType::F32, "the fused softmax runs on f32");
     let shape = t.shape();
     let n = *shape.as_slice().last().unwrap_or(&1);
-    let mut t = t.to_contiguous();
+    // Moved, not cloned, when already contiguous: a second reference would make the write copy.
+    let mut t = if t.is_contiguous() { t } else { t.to_contiguous() };
     let (start, end) = t.layout().contiguous_offsets().expect("contiguous after to_contiguous");
     let data = &mut t.storage_mut::<f32>()[start..end];
     if let Some(len) = expected_len {
@@ -99,7 +147,7 @@ fn rows_in_place(
 #[derive(Debug)]
 struct SoftmaxBackward;
 
-impl<B: SoftmaxOps> Backward<B, 1> for SoftmaxBackward {
+impl<B: CpuKernels> Backward<B, 1> for SoftmaxBackward {
     /// The forward output P.
     type State = FloatTensor<B>;
 
@@ -115,7 +163,7 @@ impl<B: SoftmaxOps> Backward<B, 1> for SoftmaxBackward {
 #[derive(Debug)]
 struct GeluBackward;
 
-impl<B: SoftmaxOps> Backward<B, 1> for GeluBackward {
+impl<B: CpuKernels> Backward<B, 1> for GeluBackward {
     /// The forward input x.
     type State = FloatTensor<B>;
 
@@ -128,9 +176,67 @@ impl<B: SoftmaxOps> Backward<B, 1> for GeluBackward {
     }
 }
 
-impl<B: SoftmaxOps, C: CheckpointStrategy> SoftmaxOps for Autodiff<B, C> {
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl<B: CpuKernels> Backward<B, 3> for AttentionBackward {
+    /// q, k, v and the weights P.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_q, node_k, node_v] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (q, k, v, p) = ops.state;
+        let (dq, dk, dv) = B::attention_backward(q, k, v, p, grad);
+        for (node, g) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+impl<B: CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {
     fn softmax_last_backward(_: FloatTensor<Self>, _: FloatTensor<Self>) -> FloatTensor<Self> {
         unreachable!("the backward pass runs on the inner backend")
+    }
+
+    fn attention_keeping_weights(
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        unreachable!("the weights are kept by the inner backend")
+    }
+
+    fn attention_backward(
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        unreachable!("the backward pass runs on the inner backend")
+    }
+
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let bias = bias.into_primitive();
+        match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+                let (context, p) = B::attention_keeping_weights(q.clone(), k.clone(), v.clone(), bias);
+                prep.finish((q, k, v, p), context)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::fused_attention(q.into_primitive(), k.into_primitive(), v.into_primitive(), bias))
+            }
+        }
     }
 
     fn gelu_exact_backward(_: FloatTensor<Self>, _: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -161,6 +267,36 @@ impl<B: SoftmaxOps, C: CheckpointStrategy> SoftmaxOps for Autodiff<B, C> {
     }
 }
 
+/// Whether a tensor lives on the flex CPU backend (with or without autodiff) in f32: where the
+/// kernels here are registered.
+pub fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32
+}
+
+/// softmax(q kᵀ + bias) v per cell and head (q [1 or B, H, Q, dk] already scaled, k and v
+/// [B, H, G, dk]), keys absent from a cell's input (`absent` [B, G]) getting `fill` added to their
+/// scores. One kernel forwards and one backwards: no [B, H, Q, G] tensor in inference, one (the
+/// weights) in training. Flex tensors only (`on_flex_f32`).
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    absent: Option<Tensor<2, burn::tensor::Bool>>,
+    fill: f64,
+) -> Tensor<4> {
+    let [batch, _, n_genes, _] = k.dims();
+    let bias = match absent {
+        Some(absent) => absent.float().mul_scalar(fill),
+        None => Tensor::zeros([batch, n_genes], &k.device()),
+    };
+    Tensor::from_dispatch(Dispatch::fused_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
 /// Exact GELU, x · Φ(x): the vectorised kernel on flex (with or without autodiff), Burn's elsewhere.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32 {
@@ -188,6 +324,186 @@ pub fn softmax_keys(scores: Tensor<4>, absent: Option<Tensor<2, burn::tensor::Bo
             None => scores,
         };
         burn::tensor::activation::softmax(scores, 3)
+    }
+}
+
+/// The fused attention on flex tensors: per (cell, head) matrix products through the `gemm` crate
+/// (the one flex's matmul calls), the softmax row kernel in between, parallel over (cell, head).
+mod attention {
+    use burn::tensor::{Bytes, DType, Shape};
+    use burn_flex::{FlexTensor, Layout};
+    use rayon::prelude::*;
+
+    use super::{contiguous_f32, kernels};
+
+    /// A raw pointer that parallel tasks write through, each to its own disjoint region.
+    #[derive(Clone, Copy)]
+    struct Out(*mut f32);
+    // SAFETY: every task writes a region no other task touches.
+    unsafe impl Send for Out {}
+    unsafe impl Sync for Out {}
+
+    impl Out {
+        /// The element at `offset` (a method, so closures capture the whole `Out`).
+        fn at(self, offset: usize) -> *mut f32 {
+            // SAFETY: callers stay inside the allocation.
+            unsafe { self.0.add(offset) }
+        }
+    }
+
+    fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+        FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(Shape::from(shape.to_vec())), DType::F32)
+    }
+
+    fn dims4(t: &FlexTensor) -> [usize; 4] {
+        let s = t.layout().shape();
+        assert_eq!(s.num_dims(), 4, "attention tensors are 4-d");
+        [s[0], s[1], s[2], s[3]]
+    }
+
+    /// dst (m × n) = lhs (m × k) · rhs (k × n); strides as (column, row) pairs, row-major dst.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn matmul(
+        (m, n, k): (usize, usize, usize),
+        dst: *mut f32,
+        lhs: *const f32,
+        (lhs_cs, lhs_rs): (isize, isize),
+        rhs: *const f32,
+        (rhs_cs, rhs_rs): (isize, isize),
+    ) {
+        // SAFETY: the caller passes pointers valid for these shapes and strides.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst,
+                1,
+                n as isize,
+                false,
+                lhs,
+                lhs_cs,
+                lhs_rs,
+                rhs,
+                rhs_cs,
+                rhs_rs,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        }
+    }
+
+    pub fn forward(
+        q: &FlexTensor,
+        k: &FlexTensor,
+        v: &FlexTensor,
+        bias: &FlexTensor,
+        keep: bool,
+    ) -> (FlexTensor, Option<FlexTensor>) {
+        let (q, k, v, bias) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous(), bias.to_contiguous());
+        let [qb, h, nq, dk] = dims4(&q);
+        let [b, _, g, _] = dims4(&k);
+        let (qd, kd, vd, bd) = (contiguous_f32(&q), contiguous_f32(&k), contiguous_f32(&v), contiguous_f32(&bias));
+        assert!(qb == 1 || qb == b, "queries for one cell or each");
+        assert_eq!(bd.len(), b * g, "one bias row per cell");
+        let mut context = vec![0f32; b * h * nq * dk];
+        let mut weights: Vec<f32> = if keep { Vec::with_capacity(b * h * nq * g) } else { Vec::new() };
+        let out = Out(weights.as_mut_ptr());
+        context.par_chunks_mut(nq * dk).enumerate().for_each_init(
+            || if keep { Vec::new() } else { vec![0f32; nq * g] },
+            |scratch, (i, c)| {
+                let (cell, head) = (i / h, i % h);
+                let qi = &qd[((if qb == 1 { 0 } else { cell }) * h + head) * nq * dk..][..nq * dk];
+                let ki = &kd[i * g * dk..][..g * dk];
+                let vi = &vd[i * g * dk..][..g * dk];
+                let s_ptr = if keep {
+                    // Region i of the weights, written by this task only.
+                    out.at(i * nq * g)
+                } else {
+                    scratch.as_mut_ptr()
+                };
+                // SAFETY: shapes and strides match the slices above; S is written before it is read.
+                unsafe {
+                    matmul((nq, g, dk), s_ptr, qi.as_ptr(), (1, dk as isize), ki.as_ptr(), (dk as isize, 1));
+                    let s = std::slice::from_raw_parts_mut(s_ptr, nq * g);
+                    kernels::softmax_rows(s, g, |_| &bd[cell * g..][..g]);
+                    matmul((nq, dk, g), c.as_mut_ptr(), s.as_ptr(), (1, g as isize), vi.as_ptr(), (1, dk as isize));
+                }
+            },
+        );
+        let weights = keep.then(|| {
+            // SAFETY: every (cell, head) region was written above.
+            unsafe { weights.set_len(b * h * nq * g) };
+            tensor(weights, [b, h, nq, g])
+        });
+        (tensor(context, [b, h, nq, dk]), weights)
+    }
+
+    pub fn backward(
+        q: &FlexTensor,
+        k: &FlexTensor,
+        v: &FlexTensor,
+        p: &FlexTensor,
+        grad: &FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (q, k, v, p, grad) =
+            (q.to_contiguous(), k.to_contiguous(), v.to_contiguous(), p.to_contiguous(), grad.to_contiguous());
+        let [qb, h, nq, dk] = dims4(&q);
+        let [b, _, g, _] = dims4(&k);
+        let (qd, kd, vd, pd, gd) =
+            (contiguous_f32(&q), contiguous_f32(&k), contiguous_f32(&v), contiguous_f32(&p), contiguous_f32(&grad));
+        let mut dq_each = vec![0f32; b * h * nq * dk];
+        let mut dk_all = vec![0f32; b * h * g * dk];
+        let mut dv_all = vec![0f32; b * h * g * dk];
+        dq_each
+            .par_chunks_mut(nq * dk)
+            .zip(dk_all.par_chunks_mut(g * dk))
+            .zip(dv_all.par_chunks_mut(g * dk))
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; nq * g],
+                |ds, (i, ((dq, dki), dvi))| {
+                    let (cell, head) = (i / h, i % h);
+                    let qi = &qd[((if qb == 1 { 0 } else { cell }) * h + head) * nq * dk..][..nq * dk];
+                    let ki = &kd[i * g * dk..][..g * dk];
+                    let vi = &vd[i * g * dk..][..g * dk];
+                    let pi = &pd[i * nq * g..][..nq * g];
+                    let gi = &gd[i * nq * dk..][..nq * dk];
+                    let (gs, ds_s) = ((g as isize, 1), (1, g as isize));
+                    // SAFETY: shapes and strides match the slices.
+                    unsafe {
+                        // dP = dC · vᵀ, then dS = P ⊙ (dP − Σ P ⊙ dP) in place.
+                        matmul(
+                            (nq, g, dk),
+                            ds.as_mut_ptr(),
+                            gi.as_ptr(),
+                            (1, dk as isize),
+                            vi.as_ptr(),
+                            (dk as isize, 1),
+                        );
+                        kernels::backward_rows(pi, ds, g);
+                        // dv = Pᵀ · dC, dk = dSᵀ · q, dq = dS · k.
+                        matmul((g, dk, nq), dvi.as_mut_ptr(), pi.as_ptr(), gs, gi.as_ptr(), (1, dk as isize));
+                        matmul((g, dk, nq), dki.as_mut_ptr(), ds.as_ptr(), gs, qi.as_ptr(), (1, dk as isize));
+                        matmul((nq, dk, g), dq.as_mut_ptr(), ds.as_ptr(), ds_s, ki.as_ptr(), (1, dk as isize));
+                    }
+                },
+            );
+        let dq = if qb == 1 {
+            // The queries are shared by every cell: their gradient sums over cells.
+            let mut sum = vec![0f32; h * nq * dk];
+            for cell in dq_each.chunks_exact(h * nq * dk) {
+                sum.iter_mut().zip(cell).for_each(|(s, v)| *s += v);
+            }
+            tensor(sum, [1, h, nq, dk])
+        } else {
+            tensor(dq_each, [b, h, nq, dk])
+        };
+        (dq, tensor(dk_all, [b, h, g, dk]), tensor(dv_all, [b, h, g, dk]))
     }
 }
 
@@ -433,5 +749,55 @@ mod kernels {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec().unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 2e-5 * scale.max(1.0), "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    /// The fused attention and its backward pass against Burn's composed ops (matmul, mask,
+    /// softmax, matmul) under autodiff: same context, same gradients of q, k and v, with shared
+    /// queries and with some keys masked.
+    #[test]
+    fn fused_attention_matches_composed_ops_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        let (b, h, nq, g, dk) = (3, 2, 5, 11, 4);
+        let q0 = Tensor::<4>::random([1, h, nq, dk], Distribution::Normal(0.0, 1.0), &device);
+        let k0 = Tensor::<4>::random([b, h, g, dk], Distribution::Normal(0.0, 1.0), &device);
+        let v0 = Tensor::<4>::random([b, h, g, dk], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<4>::random([b, h, nq, dk], Distribution::Normal(0.0, 1.0), &device);
+        let absent: Vec<bool> = (0..b * g).map(|i| i % 4 == 1).collect();
+        let absent = Tensor::<2, Bool>::from_data(TensorData::new(absent, [b, g]), &device);
+        let run = |fused: bool| {
+            let (q, k, v) = (q0.clone().require_grad(), k0.clone().require_grad(), v0.clone().require_grad());
+            let context = if fused {
+                super::attention(q.clone(), k.clone(), v.clone(), Some(absent.clone()), -1.0e4)
+            } else {
+                let scores =
+                    q.clone().matmul(k.clone().transpose()).mask_fill(absent.clone().reshape([b, 1, 1, g]), -1.0e4);
+                burn::tensor::activation::softmax(scores, 3).matmul(v.clone())
+            };
+            let grads = (context.clone() * w.clone()).sum().backward();
+            let grad = |t: &Tensor<4>| values(t.grad(&grads).expect("a gradient"));
+            (values(context), grad(&q), grad(&k), grad(&v))
+        };
+        let (fused, composed) = (run(true), run(false));
+        close(&fused.0, &composed.0, "context");
+        close(&fused.1, &composed.1, "dq");
+        close(&fused.2, &composed.2, "dk");
+        close(&fused.3, &composed.3, "dv");
     }
 }

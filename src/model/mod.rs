@@ -275,6 +275,13 @@ impl PerturbNet {
         let k = heads(mha.key.forward(tokens.clone()), batch, n_genes); // [B, H, G, dk]
         let v = heads(mha.value.forward(tokens), batch, n_genes);
         let scale = 1.0 / (dk as f64).sqrt();
+        #[cfg(feature = "train")]
+        if !with_weights && cpu_kernels::on_flex_f32(&k) {
+            // The CLI on the CPU: one fused kernel forwards and backwards (`cpu_kernels.rs`).
+            let context = cpu_kernels::attention(q.mul_scalar(scale), k, v, absent, mha.min_float);
+            let context = context.swap_dims(1, 2).reshape([batch, n_queries, d]);
+            return (mha.output.forward(context), None);
+        }
         let (context, weights) = if with_weights || k.is_autodiff() || cfg!(feature = "train") {
             // Scores materialised: for the attention views, for training (autodiff) and in the
             // CLI, whose softmax kernel beats the fused attention's scalar exp. The scale goes on

@@ -84,47 +84,6 @@ pub fn run(args: Args) -> Result<(), crate::error::CliError> {
     let k = Tensor::<2>::from_data(burn::tensor::TensorData::new(k, [b, 3]), &device);
     // The training loop's own step (sharded over threads), so this times what `train` runs.
     let batch = Batch { x, y, k, present: None };
-    if std::env::var_os("MP_PROFILE").is_some() {
-        use mamba_perturb::model::sets::set_nll;
-        let (mut f, mut bw) = (Vec::new(), Vec::new());
-        for _ in 0..10 {
-            let t = std::time::Instant::now();
-            let out = net.forward(batch.x.clone(), &feats, false);
-            let loss = set_nll(out.gene_logits, out.count_logits, batch.y.clone(), batch.k.clone());
-            let _: Vec<f32> = loss.clone().into_data().try_to_vec().unwrap_or_default();
-            f.push(t.elapsed().as_secs_f64());
-            let t = std::time::Instant::now();
-            let g = loss.backward();
-            drop(g);
-            bw.push(t.elapsed().as_secs_f64());
-        }
-        eprintln!("forward {:.4} backward {:.4}", median(f), median(bw));
-        let time = |name: &str, f: &dyn Fn() -> Tensor<4>| {
-            let mut v = Vec::new();
-            for _ in 0..10 {
-                let t = std::time::Instant::now();
-                let out = f();
-                let _: Vec<f32> = out.narrow(0, 0, 1).into_data().try_to_vec().unwrap_or_default();
-                v.push(t.elapsed().as_secs_f64());
-            }
-            eprintln!("{name}: {:.4}", median(v));
-        };
-        let (h, q, g, dk) = (args.heads, args.candidates + 1, args.genes, args.d_model / args.heads);
-        let qq = Tensor::<4>::random([1, h, q, dk], Distribution::Uniform(-1.0, 1.0), &plain);
-        let kk = Tensor::<4>::random([b, h, g, dk], Distribution::Uniform(-1.0, 1.0), &plain);
-        let s = Tensor::<4>::random([b, h, q, g], Distribution::Uniform(-1.0, 1.0), &plain);
-        let vv = Tensor::<4>::random([b, h, g, dk], Distribution::Uniform(-1.0, 1.0), &plain);
-        let tok = Tensor::<4>::random([1, b, g, args.d_model], Distribution::Uniform(-1.0, 1.0), &plain);
-        time("scores matmul (broadcast q)", &|| qq.clone().matmul(kk.clone().transpose()));
-        time("scores matmul (expanded q)", &|| qq.clone().expand([b, h, q, dk]).matmul(kk.clone().transpose()));
-        time("softmax", &|| burn::tensor::activation::softmax(s.clone(), 3));
-        time("softmax (ours)", &|| mamba_perturb::model::softmax_keys(s.clone(), None, -1e4));
-        time("context matmul", &|| s.clone().matmul(vv.clone()));
-        time("exp", &|| s.clone().exp());
-        time("mul", &|| s.clone() * s.clone());
-        time("sum_dim", &|| s.clone().sum_dim(3));
-        time("gelu tokens", &|| burn::tensor::activation::gelu(tok.clone()));
-    }
     let mut train = Vec::new();
     for i in 0..args.steps + 2 {
         let t = std::time::Instant::now();
