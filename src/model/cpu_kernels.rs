@@ -30,20 +30,23 @@ pub trait CpuKernels: Backend {
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// The gradient of x from x and the gradient of GELU(x): grad · (Φ(x) + x φ(x)).
     fn gelu_exact_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// softmax(q kᵀ + bias) v for each cell and head: q [1 or B, H, Q, dk] (already scaled),
-    /// k and v [B, H, G, dk], bias [B, G] (a constant). Returns the context [B, H, Q, dk].
+    /// Multi-head softmax(q kᵀ + bias) v: q [1 or B, Q, d] (already scaled), k and v [B, G, d],
+    /// each split into `heads` blocks of d / heads columns; bias [B, G] (a constant). Returns the
+    /// context [B, Q, d], heads side by side as a multi-head attention concatenates them.
     fn fused_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        heads: usize,
     ) -> FloatTensor<Self>;
-    /// The same, also returning the weights P [B, H, Q, G] for the backward pass.
+    /// The same, also returning the weights P [B, heads, Q, G] for the backward pass.
     fn attention_keeping_weights(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        heads: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
     /// Gradients of q, k and v from the forward inputs, the weights P and the context's gradient.
     fn attention_backward(
@@ -81,8 +84,8 @@ impl CpuKernels for Flex {
         rows_in_place(x, None, |chunk, _, _| kernels::gelu(chunk))
     }
 
-    fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor) -> FlexTensor {
-        attention::forward(&q, &k, &v, &bias, false).0
+    fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor, heads: usize) -> FlexTensor {
+        attention::forward(&q, &k, &v, &bias, heads, false).0
     }
 
     fn attention_keeping_weights(
@@ -90,8 +93,9 @@ impl CpuKernels for Flex {
         k: FlexTensor,
         v: FlexTensor,
         bias: FlexTensor,
+        heads: usize,
     ) -> (FlexTensor, FlexTensor) {
-        let (context, p) = attention::forward(&q, &k, &v, &bias, true);
+        let (context, p) = attention::forward(&q, &k, &v, &bias, heads, true);
         (context, p.expect("weights kept"))
     }
 
@@ -206,6 +210,7 @@ impl<B: CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
+        _: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         unreachable!("the weights are kept by the inner backend")
     }
@@ -225,16 +230,17 @@ impl<B: CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        heads: usize,
     ) -> FloatTensor<Self> {
         let bias = bias.into_primitive();
         match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
-                let (context, p) = B::attention_keeping_weights(q.clone(), k.clone(), v.clone(), bias);
+                let (context, p) = B::attention_keeping_weights(q.clone(), k.clone(), v.clone(), bias, heads);
                 prep.finish((q, k, v, p), context)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(B::fused_attention(q.into_primitive(), k.into_primitive(), v.into_primitive(), bias))
+                prep.finish(B::fused_attention(q.into_primitive(), k.into_primitive(), v.into_primitive(), bias, heads))
             }
         }
     }
@@ -273,18 +279,20 @@ pub fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
     matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32
 }
 
-/// softmax(q kᵀ + bias) v per cell and head (q [1 or B, H, Q, dk] already scaled, k and v
-/// [B, H, G, dk]), keys absent from a cell's input (`absent` [B, G]) getting `fill` added to their
-/// scores. One kernel forwards and one backwards: no [B, H, Q, G] tensor in inference, one (the
+/// Multi-head softmax(q kᵀ + bias) v per cell (q [1 or B, Q, d] already scaled, k and v
+/// [B, G, d], `heads` column blocks each), keys absent from a cell's input (`absent` [B, G])
+/// getting `fill` added to their scores; returns the context [B, Q, d]. One kernel forwards and
+/// one backwards, reading the heads in place: no [B, H, Q, G] tensor in inference, one (the
 /// weights) in training. Flex tensors only (`on_flex_f32`).
 pub fn attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
     absent: Option<Tensor<2, burn::tensor::Bool>>,
     fill: f64,
-) -> Tensor<4> {
-    let [batch, _, n_genes, _] = k.dims();
+    heads: usize,
+) -> Tensor<3> {
+    let [batch, n_genes, _] = k.dims();
     let bias = match absent {
         Some(absent) => absent.float().mul_scalar(fill),
         None => Tensor::zeros([batch, n_genes], &k.device()),
@@ -294,6 +302,7 @@ pub fn attention(
         k.into_dispatch(),
         v.into_dispatch(),
         bias.into_dispatch(),
+        heads,
     ))
 }
 
@@ -328,7 +337,8 @@ pub fn softmax_keys(scores: Tensor<4>, absent: Option<Tensor<2, burn::tensor::Bo
 }
 
 /// The fused attention on flex tensors: per (cell, head) matrix products through the `gemm` crate
-/// (the one flex's matmul calls), the softmax row kernel in between, parallel over (cell, head).
+/// (the one flex's matmul calls), reading and writing each head's columns in place by strides,
+/// the softmax row kernel in between; parallel over (cell, head).
 mod attention {
     use burn::tensor::{Bytes, DType, Shape};
     use burn_flex::{FlexTensor, Layout};
@@ -336,10 +346,10 @@ mod attention {
 
     use super::{contiguous_f32, kernels};
 
-    /// A raw pointer that parallel tasks write through, each to its own disjoint region.
+    /// A raw pointer that parallel tasks write through, each to its own disjoint elements.
     #[derive(Clone, Copy)]
     struct Out(*mut f32);
-    // SAFETY: every task writes a region no other task touches.
+    // SAFETY: every task writes elements no other task touches.
     unsafe impl Send for Out {}
     unsafe impl Sync for Out {}
 
@@ -351,26 +361,22 @@ mod attention {
         }
     }
 
-    fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-        FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(Shape::from(shape.to_vec())), DType::F32)
+    fn tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+        FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(Shape::from(shape)), DType::F32)
     }
 
-    fn dims4(t: &FlexTensor) -> [usize; 4] {
+    fn dims3(t: &FlexTensor) -> [usize; 3] {
         let s = t.layout().shape();
-        assert_eq!(s.num_dims(), 4, "attention tensors are 4-d");
-        [s[0], s[1], s[2], s[3]]
+        assert_eq!(s.num_dims(), 3, "attention inputs are [rows, length, d]");
+        [s[0], s[1], s[2]]
     }
 
-    /// dst (m × n) = lhs (m × k) · rhs (k × n); strides as (column, row) pairs, row-major dst.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn matmul(
-        (m, n, k): (usize, usize, usize),
-        dst: *mut f32,
-        lhs: *const f32,
-        (lhs_cs, lhs_rs): (isize, isize),
-        rhs: *const f32,
-        (rhs_cs, rhs_rs): (isize, isize),
-    ) {
+    /// A matrix inside a buffer: its first element and its (column, row) strides.
+    #[derive(Clone, Copy)]
+    struct Mat(*const f32, isize, isize);
+
+    /// dst = lhs (m × k) · rhs (k × n), dst rows `dst_rs` apart (columns adjacent).
+    unsafe fn matmul((m, n, k): (usize, usize, usize), dst: *mut f32, dst_rs: usize, lhs: Mat, rhs: Mat) {
         // SAFETY: the caller passes pointers valid for these shapes and strides.
         unsafe {
             gemm::gemm(
@@ -379,14 +385,14 @@ mod attention {
                 k,
                 dst,
                 1,
-                n as isize,
+                dst_rs as isize,
                 false,
-                lhs,
-                lhs_cs,
-                lhs_rs,
-                rhs,
-                rhs_cs,
-                rhs_rs,
+                lhs.0,
+                lhs.1,
+                lhs.2,
+                rhs.0,
+                rhs.1,
+                rhs.2,
                 0.0f32,
                 1.0f32,
                 false,
@@ -397,50 +403,79 @@ mod attention {
         }
     }
 
+    /// Sizes: query rows `qb` (1 = shared), cells `b`, heads `h`, queries `nq`, keys `g`, model
+    /// width `d`, head width `dk`.
+    struct Sizes {
+        qb: usize,
+        b: usize,
+        h: usize,
+        nq: usize,
+        g: usize,
+        d: usize,
+        dk: usize,
+    }
+
+    impl Sizes {
+        fn of(q: &FlexTensor, k: &FlexTensor, heads: usize) -> Sizes {
+            let [qb, nq, d] = dims3(q);
+            let [b, g, dk_all] = dims3(k);
+            assert!(qb == 1 || qb == b, "queries for one cell or for each");
+            assert!(dk_all == d && heads > 0 && d % heads == 0, "width {d} in {heads} heads");
+            Sizes { qb, b, h: heads, nq, g, d, dk: d / heads }
+        }
+
+        /// Offsets of head `head`'s first column in cell `cell`'s queries and keys/values.
+        fn q_at(&self, cell: usize, head: usize) -> usize {
+            (if self.qb == 1 { 0 } else { cell }) * self.nq * self.d + head * self.dk
+        }
+
+        fn kv_at(&self, cell: usize, head: usize) -> usize {
+            cell * self.g * self.d + head * self.dk
+        }
+    }
+
     pub fn forward(
         q: &FlexTensor,
         k: &FlexTensor,
         v: &FlexTensor,
         bias: &FlexTensor,
+        heads: usize,
         keep: bool,
     ) -> (FlexTensor, Option<FlexTensor>) {
         let (q, k, v, bias) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous(), bias.to_contiguous());
-        let [qb, h, nq, dk] = dims4(&q);
-        let [b, _, g, _] = dims4(&k);
+        let z = Sizes::of(&q, &k, heads);
         let (qd, kd, vd, bd) = (contiguous_f32(&q), contiguous_f32(&k), contiguous_f32(&v), contiguous_f32(&bias));
-        assert!(qb == 1 || qb == b, "queries for one cell or each");
-        assert_eq!(bd.len(), b * g, "one bias row per cell");
-        let mut context = vec![0f32; b * h * nq * dk];
-        let mut weights: Vec<f32> = if keep { Vec::with_capacity(b * h * nq * g) } else { Vec::new() };
-        let out = Out(weights.as_mut_ptr());
-        context.par_chunks_mut(nq * dk).enumerate().for_each_init(
+        assert_eq!(bd.len(), z.b * z.g, "one bias row per cell");
+        let (nq, g, d) = (z.nq, z.g, z.d);
+        let mut context = vec![0f32; z.b * nq * d];
+        let mut weights: Vec<f32> = if keep { Vec::with_capacity(z.b * z.h * nq * g) } else { Vec::new() };
+        let (ctx, w) = (Out(context.as_mut_ptr()), Out(weights.as_mut_ptr()));
+        (0..z.b * z.h).into_par_iter().for_each_init(
             || if keep { Vec::new() } else { vec![0f32; nq * g] },
-            |scratch, (i, c)| {
-                let (cell, head) = (i / h, i % h);
-                let qi = &qd[((if qb == 1 { 0 } else { cell }) * h + head) * nq * dk..][..nq * dk];
-                let ki = &kd[i * g * dk..][..g * dk];
-                let vi = &vd[i * g * dk..][..g * dk];
-                let s_ptr = if keep {
-                    // Region i of the weights, written by this task only.
-                    out.at(i * nq * g)
-                } else {
-                    scratch.as_mut_ptr()
-                };
-                // SAFETY: shapes and strides match the slices above; S is written before it is read.
+            |scratch, i| {
+                let (cell, head) = (i / z.h, i % z.h);
+                // Weights (cell, head) are region i of the kept weights, or this task's scratch.
+                let s_ptr = if keep { w.at(i * nq * g) } else { scratch.as_mut_ptr() };
+                let (d_, g_) = (d as isize, g as isize);
+                // SAFETY: every pointer stays inside its buffer for these shapes and strides, and
+                // each task writes only its own weights region and its own head's context columns.
                 unsafe {
-                    matmul((nq, g, dk), s_ptr, qi.as_ptr(), (1, dk as isize), ki.as_ptr(), (dk as isize, 1));
+                    let qh = Mat(qd.as_ptr().add(z.q_at(cell, head)), 1, d_);
+                    let kt = Mat(kd.as_ptr().add(z.kv_at(cell, head)), d_, 1); // kᵀ: dk × G
+                    matmul((nq, g, z.dk), s_ptr, g, qh, kt);
                     let s = std::slice::from_raw_parts_mut(s_ptr, nq * g);
                     kernels::softmax_rows(s, g, |_| &bd[cell * g..][..g]);
-                    matmul((nq, dk, g), c.as_mut_ptr(), s.as_ptr(), (1, g as isize), vi.as_ptr(), (1, dk as isize));
+                    let vh = Mat(vd.as_ptr().add(z.kv_at(cell, head)), 1, d_);
+                    matmul((nq, z.dk, g), ctx.at(cell * nq * d + head * z.dk), d, Mat(s.as_ptr(), 1, g_), vh);
                 }
             },
         );
         let weights = keep.then(|| {
             // SAFETY: every (cell, head) region was written above.
-            unsafe { weights.set_len(b * h * nq * g) };
-            tensor(weights, [b, h, nq, g])
+            unsafe { weights.set_len(z.b * z.h * nq * g) };
+            tensor(weights, vec![z.b, z.h, nq, g])
         });
-        (tensor(context, [b, h, nq, dk]), weights)
+        (tensor(context, vec![z.b, nq, d]), weights)
     }
 
     pub fn backward(
@@ -452,58 +487,51 @@ mod attention {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let (q, k, v, p, grad) =
             (q.to_contiguous(), k.to_contiguous(), v.to_contiguous(), p.to_contiguous(), grad.to_contiguous());
-        let [qb, h, nq, dk] = dims4(&q);
-        let [b, _, g, _] = dims4(&k);
+        let heads = p.layout().shape()[1];
+        let z = Sizes::of(&q, &k, heads);
         let (qd, kd, vd, pd, gd) =
             (contiguous_f32(&q), contiguous_f32(&k), contiguous_f32(&v), contiguous_f32(&p), contiguous_f32(&grad));
-        let mut dq_each = vec![0f32; b * h * nq * dk];
-        let mut dk_all = vec![0f32; b * h * g * dk];
-        let mut dv_all = vec![0f32; b * h * g * dk];
-        dq_each
-            .par_chunks_mut(nq * dk)
-            .zip(dk_all.par_chunks_mut(g * dk))
-            .zip(dv_all.par_chunks_mut(g * dk))
-            .enumerate()
-            .for_each_init(
-                || vec![0f32; nq * g],
-                |ds, (i, ((dq, dki), dvi))| {
-                    let (cell, head) = (i / h, i % h);
-                    let qi = &qd[((if qb == 1 { 0 } else { cell }) * h + head) * nq * dk..][..nq * dk];
-                    let ki = &kd[i * g * dk..][..g * dk];
-                    let vi = &vd[i * g * dk..][..g * dk];
-                    let pi = &pd[i * nq * g..][..nq * g];
-                    let gi = &gd[i * nq * dk..][..nq * dk];
-                    let (gs, ds_s) = ((g as isize, 1), (1, g as isize));
-                    // SAFETY: shapes and strides match the slices.
-                    unsafe {
-                        // dP = dC · vᵀ, then dS = P ⊙ (dP − Σ P ⊙ dP) in place.
-                        matmul(
-                            (nq, g, dk),
-                            ds.as_mut_ptr(),
-                            gi.as_ptr(),
-                            (1, dk as isize),
-                            vi.as_ptr(),
-                            (dk as isize, 1),
-                        );
-                        kernels::backward_rows(pi, ds, g);
-                        // dv = Pᵀ · dC, dk = dSᵀ · q, dq = dS · k.
-                        matmul((g, dk, nq), dvi.as_mut_ptr(), pi.as_ptr(), gs, gi.as_ptr(), (1, dk as isize));
-                        matmul((g, dk, nq), dki.as_mut_ptr(), ds.as_ptr(), gs, qi.as_ptr(), (1, dk as isize));
-                        matmul((nq, dk, g), dq.as_mut_ptr(), ds.as_ptr(), ds_s, ki.as_ptr(), (1, dk as isize));
-                    }
-                },
-            );
-        let dq = if qb == 1 {
+        let (nq, g, d, dk) = (z.nq, z.g, z.d, z.dk);
+        let mut dq_each = vec![0f32; z.b * nq * d];
+        let mut dk_all = vec![0f32; z.b * g * d];
+        let mut dv_all = vec![0f32; z.b * g * d];
+        let (dq_o, dk_o, dv_o) = (Out(dq_each.as_mut_ptr()), Out(dk_all.as_mut_ptr()), Out(dv_all.as_mut_ptr()));
+        (0..z.b * z.h).into_par_iter().for_each_init(
+            || vec![0f32; nq * g],
+            |ds, i| {
+                let (cell, head) = (i / z.h, i % z.h);
+                let pi = &pd[i * nq * g..][..nq * g];
+                let (d_, g_) = (d as isize, g as isize);
+                // SAFETY: every pointer stays inside its buffer for these shapes and strides, and
+                // each task writes only its own head's columns of its own cell.
+                unsafe {
+                    let qh = Mat(qd.as_ptr().add(z.q_at(cell, head)), 1, d_);
+                    let kh = Mat(kd.as_ptr().add(z.kv_at(cell, head)), 1, d_);
+                    let vt = Mat(vd.as_ptr().add(z.kv_at(cell, head)), d_, 1); // vᵀ: dk × G
+                    let gh = Mat(gd.as_ptr().add(cell * nq * d + head * dk), 1, d_);
+                    // dP = dC · vᵀ, then dS = P ⊙ (dP − Σ P ⊙ dP) in place.
+                    matmul((nq, g, dk), ds.as_mut_ptr(), g, gh, vt);
+                    kernels::backward_rows(pi, ds, g);
+                    let (pt, dst) = (Mat(pi.as_ptr(), g_, 1), Mat(ds.as_ptr(), g_, 1)); // Pᵀ, dSᵀ: G × Q
+                    let at = |o: Out| o.at(cell * g * d + head * dk);
+                    // dv = Pᵀ · dC, dk = dSᵀ · q, dq = dS · k.
+                    matmul((g, dk, nq), at(dv_o), d, pt, gh);
+                    matmul((g, dk, nq), at(dk_o), d, dst, qh);
+                    matmul((nq, dk, g), dq_o.at(cell * nq * d + head * dk), d, Mat(ds.as_ptr(), 1, g_), kh);
+                }
+            },
+        );
+        let dq = if z.qb == 1 {
             // The queries are shared by every cell: their gradient sums over cells.
-            let mut sum = vec![0f32; h * nq * dk];
-            for cell in dq_each.chunks_exact(h * nq * dk) {
+            let mut sum = vec![0f32; nq * d];
+            for cell in dq_each.chunks_exact(nq * d) {
                 sum.iter_mut().zip(cell).for_each(|(s, v)| *s += v);
             }
-            tensor(sum, [1, h, nq, dk])
+            tensor(sum, vec![1, nq, d])
         } else {
-            tensor(dq_each, [b, h, nq, dk])
+            tensor(dq_each, vec![z.b, nq, d])
         };
-        (dq, tensor(dk_all, [b, h, g, dk]), tensor(dv_all, [b, h, g, dk]))
+        (dq, tensor(dk_all, vec![z.b, g, d]), tensor(dv_all, vec![z.b, g, d]))
     }
 }
 
@@ -769,29 +797,32 @@ mod tests {
 
     /// The fused attention and its backward pass against Burn's composed ops (matmul, mask,
     /// softmax, matmul) under autodiff: same context, same gradients of q, k and v, with shared
-    /// queries and with some keys masked.
+    /// queries, two heads and some keys masked.
     #[test]
     fn fused_attention_matches_composed_ops_forward_and_backward() {
         let device = Device::flex().autodiff();
         device.seed(7);
         let (b, h, nq, g, dk) = (3, 2, 5, 11, 4);
-        let q0 = Tensor::<4>::random([1, h, nq, dk], Distribution::Normal(0.0, 1.0), &device);
-        let k0 = Tensor::<4>::random([b, h, g, dk], Distribution::Normal(0.0, 1.0), &device);
-        let v0 = Tensor::<4>::random([b, h, g, dk], Distribution::Normal(0.0, 1.0), &device);
-        let w = Tensor::<4>::random([b, h, nq, dk], Distribution::Normal(0.0, 1.0), &device);
+        let d = h * dk;
+        let q0 = Tensor::<3>::random([1, nq, d], Distribution::Normal(0.0, 1.0), &device);
+        let k0 = Tensor::<3>::random([b, g, d], Distribution::Normal(0.0, 1.0), &device);
+        let v0 = Tensor::<3>::random([b, g, d], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<3>::random([b, nq, d], Distribution::Normal(0.0, 1.0), &device);
         let absent: Vec<bool> = (0..b * g).map(|i| i % 4 == 1).collect();
         let absent = Tensor::<2, Bool>::from_data(TensorData::new(absent, [b, g]), &device);
         let run = |fused: bool| {
             let (q, k, v) = (q0.clone().require_grad(), k0.clone().require_grad(), v0.clone().require_grad());
             let context = if fused {
-                super::attention(q.clone(), k.clone(), v.clone(), Some(absent.clone()), -1.0e4)
+                super::attention(q.clone(), k.clone(), v.clone(), Some(absent.clone()), -1.0e4, h)
             } else {
-                let scores =
-                    q.clone().matmul(k.clone().transpose()).mask_fill(absent.clone().reshape([b, 1, 1, g]), -1.0e4);
-                burn::tensor::activation::softmax(scores, 3).matmul(v.clone())
+                let heads = |t: Tensor<3>, rows: usize, len: usize| t.reshape([rows, len, h, dk]).swap_dims(1, 2);
+                let (qh, kh, vh) = (heads(q.clone(), 1, nq), heads(k.clone(), b, g), heads(v.clone(), b, g));
+                let scores = qh.matmul(kh.transpose()).mask_fill(absent.clone().reshape([b, 1, 1, g]), -1.0e4);
+                let context = burn::tensor::activation::softmax(scores, 3).matmul(vh);
+                context.swap_dims(1, 2).reshape([b, nq, d])
             };
             let grads = (context.clone() * w.clone()).sum().backward();
-            let grad = |t: &Tensor<4>| values(t.grad(&grads).expect("a gradient"));
+            let grad = |t: &Tensor<3>| values(t.grad(&grads).expect("a gradient"));
             (values(context), grad(&q), grad(&k), grad(&v))
         };
         let (fused, composed) = (run(true), run(false));

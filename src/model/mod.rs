@@ -270,18 +270,20 @@ impl PerturbNet {
         let [batch, n_genes, d] = tokens.dims();
         let n_queries = queries.dims()[0];
         let (h, dk) = (mha.n_heads, mha.d_k);
-        let heads = |t: Tensor<3>, rows: usize, len: usize| t.reshape([rows, len, h, dk]).swap_dims(1, 2);
-        let q = heads(mha.query.forward(queries).unsqueeze::<3>(), 1, n_queries); // [1, H, Q, dk]
-        let k = heads(mha.key.forward(tokens.clone()), batch, n_genes); // [B, H, G, dk]
-        let v = heads(mha.value.forward(tokens), batch, n_genes);
         let scale = 1.0 / (dk as f64).sqrt();
+        let (q, k, v) =
+            (mha.query.forward(queries).unsqueeze::<3>(), mha.key.forward(tokens.clone()), mha.value.forward(tokens));
         #[cfg(feature = "train")]
         if !with_weights && cpu_kernels::on_flex_f32(&k) {
-            // The CLI on the CPU: one fused kernel forwards and backwards (`cpu_kernels.rs`).
-            let context = cpu_kernels::attention(q.mul_scalar(scale), k, v, absent, mha.min_float);
-            let context = context.swap_dims(1, 2).reshape([batch, n_queries, d]);
+            // The CLI on the CPU: one fused kernel forwards and backwards, reading the heads in
+            // place (`cpu_kernels.rs`).
+            let context = cpu_kernels::attention(q.mul_scalar(scale), k, v, absent, mha.min_float, h);
             return (mha.output.forward(context), None);
         }
+        let heads = |t: Tensor<3>, rows: usize, len: usize| t.reshape([rows, len, h, dk]).swap_dims(1, 2);
+        let q = heads(q, 1, n_queries); // [1, H, Q, dk]
+        let k = heads(k, batch, n_genes); // [B, H, G, dk]
+        let v = heads(v, batch, n_genes);
         let (context, weights) = if with_weights || k.is_autodiff() || cfg!(feature = "train") {
             // Scores materialised: for the attention views, for training (autodiff) and in the
             // CLI, whose softmax kernel beats the fused attention's scalar exp. The scale goes on
