@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod model_folder;
 pub mod normalize;
+pub mod parallel;
 pub mod predict;
 pub mod reference;
 pub mod simulate;

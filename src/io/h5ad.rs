@@ -598,19 +598,24 @@ fn check_compressed(
     if indptr.windows(2).any(|w| w[0] > w[1]) {
         return bad("indptr is not non-decreasing".into());
     }
-    if let Some(&i) = indices.iter().find(|&&i| i as usize >= minor) {
-        return bad(format!("index {i} is out of range (size {minor})"));
+    // A vectorised maximum over chunks first; the search for the culprit only when there is one.
+    let max = crate::parallel::map_chunks(indices, |c| c.iter().copied().max().unwrap_or(0)).into_iter().max();
+    if max.is_some_and(|m| m as usize >= minor) {
+        if let Some(&i) = indices.iter().find(|&&i| i as usize >= minor) {
+            return bad(format!("index {i} is out of range (size {minor})"));
+        }
     }
     Ok(())
 }
 
 /// scipy allows unsorted column indices within a row; downstream code expects them sorted.
 fn sort_rows(m: &mut CsrMatrix) {
-    for i in 0..m.n_rows {
+    // Rows are checked in parallel; AnnData writes them sorted, so the sorting loop rarely runs.
+    let sorted = crate::parallel::map(m.n_rows, |i| {
+        m.indices[m.indptr[i] as usize..m.indptr[i + 1] as usize].windows(2).all(|w| w[0] < w[1])
+    });
+    for i in (0..m.n_rows).filter(|&i| !sorted[i]) {
         let (a, b) = (m.indptr[i] as usize, m.indptr[i + 1] as usize);
-        if m.indices[a..b].windows(2).all(|w| w[0] < w[1]) {
-            continue;
-        }
         let mut pairs: Vec<(u32, f32)> = m.indices[a..b].iter().cloned().zip(m.data[a..b].iter().cloned()).collect();
         pairs.sort_unstable_by_key(|p| p.0);
         for (k, (j, v)) in pairs.into_iter().enumerate() {

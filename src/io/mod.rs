@@ -252,7 +252,10 @@ fn validate(file: &str, mut data: ExpressionData) -> Result<ExpressionData, Read
         return Err(ReadError::ZeroGenes { file: file.to_string() });
     }
     // One branch-free pass in the common case; the slow loop only runs to name the bad value.
-    let clean = m.data.iter().fold(true, |ok, &v| ok & (v.is_finite() & (v >= 0.0)));
+    let clean =
+        crate::parallel::map_chunks(&m.data, |c| c.iter().fold(true, |ok, &v| ok & (v.is_finite() & (v >= 0.0))))
+            .into_iter()
+            .all(|ok| ok);
     for i in (0..m.n_rows).filter(|_| !clean) {
         let (cols, vals) = m.row(i);
         for (&j, &v) in cols.iter().zip(vals) {

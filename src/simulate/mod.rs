@@ -251,15 +251,8 @@ pub fn simulate_in(
     })
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn map_cells<T: Send>(start: usize, end: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-    use rayon::prelude::*;
-    (start..end).into_par_iter().map(f).collect()
-}
-
-#[cfg(target_arch = "wasm32")]
-pub(crate) fn map_cells<T>(start: usize, end: usize, f: impl Fn(usize) -> T) -> Vec<T> {
-    (start..end).map(f).collect()
+    crate::parallel::map(end - start, |i| f(start + i))
 }
 
 /// The panel: every CRISPRa target, then genes drawn at random from the world's universe (placed,

@@ -36,6 +36,31 @@ impl Compute {
         }
     }
 
+    /// Opens the device once, so a missing GPU is a clear error up front rather than a panic
+    /// deep inside the backend.
+    pub fn check(self) -> Result<(), crate::error::CliError> {
+        match self {
+            Compute::Cpu => Ok(()),
+            #[cfg(feature = "gpu")]
+            Compute::Gpu => {
+                let quiet = std::panic::take_hook();
+                std::panic::set_hook(Box::new(|_| {}));
+                let opened = std::panic::catch_unwind(|| {
+                    let zero = burn::tensor::Tensor::<1>::zeros([1], &self.device());
+                    zero.into_data().try_to_vec::<f32>().is_ok()
+                });
+                std::panic::set_hook(quiet);
+                match opened {
+                    Ok(true) => Ok(()),
+                    _ => Err(crate::error::CliError::Flag {
+                        flag: "device",
+                        problem: "no GPU could be opened through Vulkan (a Vulkan driver and loader must be installed); use --device cpu".into(),
+                    }),
+                }
+            }
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Compute::Cpu => "burn flex (CPU)",

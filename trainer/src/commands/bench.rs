@@ -82,6 +82,7 @@ fn role(method: &str) -> &'static str {
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
+    args.model.device.check()?;
     let seeds: Vec<u64> = args
         .seeds
         .split(',')

@@ -51,6 +51,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: Args) -> Result<(), crate::error::CliError> {
+    args.device.check()?;
     let config = NetConfig {
         n_genes: args.genes,
         n_candidates: args.candidates,

@@ -215,6 +215,7 @@ pub fn train_on(
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
+    args.model.device.check()?;
     let kind: SplitKind = args.split.parse().map_err(|e| flag("split", e))?;
     let data = dataset::load(&args.data, &args.read.options()?)?;
     let tag = if data.data.simulated { "[simulated] " } else { "" };
