@@ -132,6 +132,20 @@ impl CsrMatrix {
     }
 }
 
+/// Sum in f64 with four running partial sums (one per lane, so the loop vectorises), combined in
+/// a fixed order: the same result on every platform and thread count.
+pub fn lane_sum(values: &[f32]) -> f64 {
+    let mut lanes = [0f64; 4];
+    let mut chunks = values.chunks_exact(4);
+    for c in &mut chunks {
+        for l in 0..4 {
+            lanes[l] += c[l] as f64;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,30 +176,13 @@ mod tests {
         assert_eq!(s.dense_row(2), vec![4.0, 0.0, 0.0]);
         assert_eq!(m.row_sums(), vec![3.0, 0.0, 7.0]);
     }
-}
 
-/// Sum in f64 with four running partial sums (one per lane, so the loop vectorises), combined in
-/// a fixed order: the same result on every platform and thread count.
-pub fn lane_sum(values: &[f32]) -> f64 {
-    let mut lanes = [0f64; 4];
-    let mut chunks = values.chunks_exact(4);
-    for c in &mut chunks {
-        for l in 0..4 {
-            lanes[l] += c[l] as f64;
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
-    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
-}
-
-#[cfg(test)]
-mod lane_sum_tests {
     #[test]
     fn lane_sum_is_the_sum_for_every_length() {
         for n in [0, 1, 3, 4, 5, 17, 1000] {
             let values: Vec<f32> = (0..n).map(|i| ((i * 37) % 11) as f32 * 0.5 + 0.25).collect();
             let plain: f64 = values.iter().map(|&v| v as f64).sum();
-            assert!((super::lane_sum(&values) - plain).abs() < 1e-9, "length {n}");
+            assert!((lane_sum(&values) - plain).abs() < 1e-9, "length {n}");
         }
     }
 }
