@@ -600,10 +600,10 @@ fn check_compressed(
     }
     // A vectorised maximum over chunks first; the search for the culprit only when there is one.
     let max = crate::parallel::map_chunks(indices, |c| c.iter().copied().max().unwrap_or(0)).into_iter().max();
-    if max.is_some_and(|m| m as usize >= minor) {
-        if let Some(&i) = indices.iter().find(|&&i| i as usize >= minor) {
-            return bad(format!("index {i} is out of range (size {minor})"));
-        }
+    if max.is_some_and(|m| m as usize >= minor)
+        && let Some(&i) = indices.iter().find(|&&i| i as usize >= minor)
+    {
+        return bad(format!("index {i} is out of range (size {minor})"));
     }
     Ok(())
 }

@@ -65,7 +65,7 @@ impl CpuKernels for Flex {
         let bias = bias.to_contiguous();
         let bias = contiguous_f32(&bias);
         let items = bias.len() / n.max(1);
-        assert!(items > 0 && rows % items == 0, "softmax bias: {items} rows of {n} for {rows} score rows");
+        assert!(items > 0 && rows.is_multiple_of(items), "softmax bias: {items} rows of {n} for {rows} score rows");
         let per_item = rows / items;
         rows_in_place(x, None, |chunk, first_row, n| {
             kernels::softmax_rows(chunk, n, |r| &bias[(first_row + r) / per_item * n..][..n])
@@ -558,7 +558,7 @@ mod kernels {
         let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
             + 1.666_666_5e-1)
             * r
-            + 5.000_000_1e-1;
+            + 0.5;
         let er = p * r * r + r + 1.0;
         let e = er * f32::from_bits(k.wrapping_add(127) << 23);
         if x_in < CUTOFF { 0.0 } else { e }
