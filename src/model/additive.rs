@@ -28,8 +28,9 @@ pub struct AdditiveHead {
     /// training conditions.
     pub control: Vec<f32>,
     pub dispersion: Vec<f32>,
-    /// Per candidate: each panel gene's fold in its training single; None: no training single
-    /// (the head then has no evidence for or against that candidate).
+    /// Per candidate: each panel gene's fold in its training single; for a candidate without one
+    /// whose own gene is in the panel, the typical own-gene rise alone (`with_own_rise`); None:
+    /// neither (the head then has no evidence for or against that candidate).
     pub folds: Vec<Option<Vec<f32>>>,
     /// Training cells behind each candidate's folds (0: none).
     pub cells: Vec<usize>,
@@ -130,6 +131,27 @@ impl AdditiveHead {
         let dispersion = (0..g).map(|j| (var[j] / level[j].max(MIN_LEVEL)).max(MIN_LEVEL) as f32).collect();
         let control = control.iter().map(|&v| v as f32).collect();
         Some(AdditiveHead { control, dispersion, folds, cells, pseudo_cells, weight: 1.0, log_folds: OnceLock::new() })
+    }
+
+    /// Gives each candidate without a training single (a gene the screen never showed alone) the
+    /// one thing CRISPRa does to any target: its own gene rises, by the median rise of the targets
+    /// that were seen (every other gene unchanged). `own[c]`: candidate c's own gene in the panel.
+    /// Without it the head had nothing to say about new genes, and on targets never seen in
+    /// training the model fell below the plain up-regulation heuristic.
+    pub fn with_own_rise(mut self, own: &[Option<usize>]) -> AdditiveHead {
+        let mut rises: Vec<f32> = self.folds.iter().zip(own).filter_map(|(f, o)| Some(f.as_ref()?[(*o)?])).collect();
+        rises.sort_by(|a, b| a.total_cmp(b));
+        let Some(&typical) = rises.get(rises.len() / 2) else { return self };
+        let g = self.control.len();
+        for (fold, o) in self.folds.iter_mut().zip(own) {
+            if let (None, Some(j)) = (&fold, *o) {
+                let mut f = vec![1.0; g];
+                f[j] = typical;
+                *fold = Some(f);
+            }
+        }
+        self.log_folds = OnceLock::new();
+        self
     }
 
     /// Per-gene factor from the training cells' level to the file's: the ratio of the file's
@@ -282,6 +304,26 @@ mod tests {
         let shrunk = AdditiveHead::fit(&x, 3, &targets, 2, 60.0).unwrap();
         let halfway = (20.0 + c0) / 2.0 / c0;
         assert!((shrunk.folds[0].as_ref().unwrap()[0] as f64 - halfway).abs() < 0.01);
+    }
+
+    /// A candidate never seen alone gets the typical own-gene rise: a cell with its own gene up
+    /// is evidence for it, a control-like cell against it; candidates with a single keep theirs.
+    #[test]
+    fn unseen_candidates_get_the_typical_own_gene_rise() {
+        let (x, targets) = data();
+        // Candidate 2 never appears; its own gene is gene 2. A's own gene is 0, B's is unmeasured.
+        let h = AdditiveHead::fit(&x, 3, &targets, 3, 0.0).unwrap();
+        assert!(h.folds[2].is_none());
+        let h = h.with_own_rise(&[Some(0), None, Some(2)]);
+        let f = h.folds[2].as_ref().unwrap();
+        let rise_a = h.folds[0].as_ref().unwrap()[0];
+        assert!((f[2] - rise_a).abs() < 1e-6 && f[0] == 1.0 && f[1] == 1.0, "{f:?}");
+        let terms = h.terms(&[1.0; 3], &[true; 3]);
+        let cell = |v: [f64; 3]| v.map(|l| l.ln_1p() as f32);
+        let up = h.evidence(&cell([2.0, 8.0, 5.0 * rise_a as f64]), &terms);
+        let flat = h.evidence(&cell([2.0, 8.0, 5.0]), &terms);
+        assert!(up.singles[2] > 5.0 && flat.singles[2] < 0.0, "{up:?} {flat:?}");
+        assert!(h.check(3, 3).is_ok());
     }
 
     #[test]

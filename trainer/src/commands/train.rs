@@ -188,6 +188,7 @@ pub fn train_on(
         let mut best: Option<(training::HeadFit, AdditiveHead)> = None;
         for k in HEAD_PSEUDO_CELLS {
             let Some(head) = AdditiveHead::fit(&rows.0, g, &rows.1, predictor.card.candidates.len(), k) else { break };
+            let head = head.with_own_rise(&own);
             predictor.card.additive = Some(head.clone());
             let evidence = predictor.evidence(&x_valid, predictor.head_terms(&reference).as_ref());
             let fit = training::head_weight(&scores, &evidence, &t_valid);
