@@ -1,31 +1,26 @@
-//! The CLI's CPU kernels (flex), each with its own backward pass: the attention softmax and GELU.
+//! The CLI's CPU kernels (flex), each with its own backward pass: the attention and GELU.
 //!
-//! Softmax: the [batch, heads, queries, genes] attention weights are the largest tensor of a
-//! training step and their element-wise work dominated it. Composed from primitive ops, autodiff
-//! records five passes over them (max, shift, exp, sum, divide) plus the mask and about as many
-//! again backwards, and flex's own softmax calls a scalar `exp` per element (13 ms of a 60 ms step
-//! here). This op runs one row kernel forwards (bias, max, vectorised exp and sum, scale) and one
-//! backwards, dS = P ⊙ (dP − Σ dP ⊙ P), both in place. GELU: flex evaluates erf by a scalar
-//! library call; this one is vectorised. Both match Burn's ops to float rounding (exp ~2e-7
-//! relative, erf ~1.5e-7 absolute).
+//! Attention: the [batch, heads, queries, genes] weights are the largest tensor of a training step
+//! and their element-wise work dominated it. Composed from primitive ops, autodiff records about
+//! ten passes over them (scores, mask, max, shift, exp, sum, divide, and as many backwards), flex's
+//! softmax calls a scalar `exp` per element, and each matmul output is zeroed, then copied again.
+//! The fused op runs per cell and head: scores, softmax (vectorised exp) and context forwards,
+//! dS = P ⊙ (dP − Σ dP ⊙ P) and the three products backwards. GELU: flex evaluates erf by a
+//! scalar library call; this one is vectorised. Both match Burn's ops to float rounding (exp
+//! ~2e-7 relative, erf ~1.5e-7 absolute).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{DType, Tensor};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 #[backend_extension(Autodiff, Flex)]
 pub trait CpuKernels: Backend {
-    /// Softmax over the last dimension of `x + bias`, `bias` [B, n] added to every row of batch
-    /// item b (x: [B, ..., n]); the bias is a constant (no gradient).
-    fn softmax_last(x: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// The gradient of the scores from the output P and the gradient of P.
-    fn softmax_last_backward(p: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
     /// x · Φ(x), Φ the standard normal distribution function (exact GELU).
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// The gradient of x from x and the gradient of GELU(x): grad · (Φ(x) + x φ(x)).
@@ -59,29 +54,8 @@ pub trait CpuKernels: Backend {
 }
 
 impl CpuKernels for Flex {
-    fn softmax_last(x: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-        let n = *x.shape().as_slice().last().unwrap_or(&1);
-        let rows = x.shape().num_elements() / n.max(1);
-        let bias = bias.to_contiguous();
-        let bias = contiguous_f32(&bias);
-        let items = bias.len() / n.max(1);
-        assert!(items > 0 && rows.is_multiple_of(items), "softmax bias: {items} rows of {n} for {rows} score rows");
-        let per_item = rows / items;
-        rows_in_place(x, None, |chunk, first_row, n| {
-            kernels::softmax_rows(chunk, n, |r| &bias[(first_row + r) / per_item * n..][..n])
-        })
-    }
-
-    fn softmax_last_backward(p: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        let p = p.to_contiguous();
-        let p = contiguous_f32(&p);
-        rows_in_place(grad, Some(p.len()), |rows, first_row, n| {
-            kernels::backward_rows(&p[first_row * n..][..rows.len()], rows, n)
-        })
-    }
-
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        rows_in_place(x, None, |chunk, _, _| kernels::gelu(chunk))
+        map_in_place(x, None, |chunk, _| kernels::gelu(chunk))
     }
 
     fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor, heads: usize) -> FlexTensor {
@@ -112,9 +86,7 @@ impl CpuKernels for Flex {
     fn gelu_exact_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         let x = x.to_contiguous();
         let x = contiguous_f32(&x);
-        rows_in_place(grad, Some(x.len()), |chunk, first_row, n| {
-            kernels::gelu_backward(&x[first_row * n..][..chunk.len()], chunk)
-        })
+        map_in_place(grad, Some(x.len()), |chunk, offset| kernels::gelu_backward(&x[offset..][..chunk.len()], chunk))
     }
 }
 
@@ -123,45 +95,21 @@ fn contiguous_f32(t: &FlexTensor) -> &[f32] {
     &t.storage::<f32>()[start..end]
 }
 
-/// Runs `kernel` over chunks of whole rows (last dimension) of `t`, in place (a copy only when
-/// the buffer is shared or strided), chunks in parallel. The kernel gets the chunk, the index of
-/// its first row and the row length. The big attention tensors are neither zeroed nor copied.
-fn rows_in_place(
-    t: FlexTensor,
-    expected_len: Option<usize>,
-    kernel: impl Fn(&mut [f32], usize, usize) + Sync,
-) -> FlexTensor {
-    assert_eq!(t.dtype(), DType::F32, "the fused softmax runs on f32");
-    let shape = t.shape();
-    let n = *shape.as_slice().last().unwrap_or(&1);
+/// Runs `kernel` over chunks of `t`'s elements, in place (a copy only when the buffer is shared
+/// or strided), chunks in parallel; the kernel gets a chunk and the offset of its first element.
+/// `expected_len`: the length `t` must have.
+fn map_in_place(t: FlexTensor, expected_len: Option<usize>, kernel: impl Fn(&mut [f32], usize) + Sync) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "the CPU kernels run on f32");
     // Moved, not cloned, when already contiguous: a second reference would make the write copy.
     let mut t = if t.is_contiguous() { t } else { t.to_contiguous() };
     let (start, end) = t.layout().contiguous_offsets().expect("contiguous after to_contiguous");
     let data = &mut t.storage_mut::<f32>()[start..end];
     if let Some(len) = expected_len {
-        assert_eq!(data.len(), len, "softmax backward: gradient and output differ in size");
+        assert_eq!(data.len(), len, "a gradient and its forward input differ in size");
     }
-    if n > 0 {
-        const ROWS_PER_TASK: usize = 64;
-        data.par_chunks_mut(ROWS_PER_TASK * n).enumerate().for_each(|(i, chunk)| kernel(chunk, i * ROWS_PER_TASK, n));
-    }
+    const CHUNK: usize = 1 << 14;
+    data.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| kernel(chunk, i * CHUNK));
     t
-}
-
-#[derive(Debug)]
-struct SoftmaxBackward;
-
-impl<B: CpuKernels> Backward<B, 1> for SoftmaxBackward {
-    /// The forward output P.
-    type State = FloatTensor<B>;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [parent] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        if let Some(node) = parent {
-            grads.register::<B>(node.id, B::softmax_last_backward(ops.state, grad));
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -201,10 +149,6 @@ impl<B: CpuKernels> Backward<B, 3> for AttentionBackward {
 }
 
 impl<B: CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {
-    fn softmax_last_backward(_: FloatTensor<Self>, _: FloatTensor<Self>) -> FloatTensor<Self> {
-        unreachable!("the backward pass runs on the inner backend")
-    }
-
     fn attention_keeping_weights(
         _: FloatTensor<Self>,
         _: FloatTensor<Self>,
@@ -260,23 +204,12 @@ impl<B: CpuKernels, C: CheckpointStrategy> CpuKernels for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => prep.finish(B::gelu_exact(x.into_primitive())),
         }
     }
-
-    fn softmax_last(x: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-        let bias = bias.into_primitive();
-        match SoftmaxBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let p = B::softmax_last(x.into_primitive(), bias);
-                prep.finish(p.clone(), p)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.into_primitive(), bias)),
-        }
-    }
 }
 
 /// Whether a tensor lives on the flex CPU backend (with or without autodiff) in f32: where the
 /// kernels here are registered.
 pub fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
-    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32
+    super::on_flex(&x.device()) && x.dtype() == DType::F32
 }
 
 /// Multi-head softmax(q kᵀ + bias) v per cell (q [1 or B, Q, d] already scaled, k and v
@@ -308,31 +241,10 @@ pub fn attention(
 
 /// Exact GELU, x · Φ(x): the vectorised kernel on flex (with or without autodiff), Burn's elsewhere.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32 {
+    if on_flex_f32(&x) {
         Tensor::from_dispatch(Dispatch::gelu_exact(x.into_dispatch()))
     } else {
         burn::tensor::activation::gelu(x)
-    }
-}
-
-/// Softmax over the keys of attention scores [B, H, Q, G], keys absent from a row's input
-/// (`absent` [B, G]) masked: the fused op on flex (with or without autodiff), Burn's own
-/// elsewhere (the extension is not registered for GPU backends). A masked key's score gets
-/// −10⁴ added where Burn's attention sets it to −10⁴: both weigh exp(−10⁴) ≈ 0.
-pub fn softmax_keys(scores: Tensor<4>, absent: Option<Tensor<2, burn::tensor::Bool>>, fill: f64) -> Tensor<4> {
-    let [batch, _, _, n_genes] = scores.dims();
-    if matches!(scores.device().inner().as_dispatch(), DispatchDevice::Flex(_)) && scores.dtype() == DType::F32 {
-        let bias = match absent {
-            Some(absent) => absent.float().mul_scalar(fill),
-            None => Tensor::zeros([batch, n_genes], &scores.device()),
-        };
-        Tensor::from_dispatch(Dispatch::softmax_last(scores.into_dispatch(), bias.into_dispatch()))
-    } else {
-        let scores = match absent {
-            Some(absent) => scores.mask_fill(absent.reshape([batch, 1, 1, n_genes]), fill),
-            None => scores,
-        };
-        burn::tensor::activation::softmax(scores, 3)
     }
 }
 
@@ -464,7 +376,7 @@ mod attention {
                     let kt = Mat(kd.as_ptr().add(z.kv_at(cell, head)), d_, 1); // kᵀ: dk × G
                     matmul((nq, g, z.dk), s_ptr, g, qh, kt);
                     let s = std::slice::from_raw_parts_mut(s_ptr, nq * g);
-                    kernels::softmax_rows(s, g, |_| &bd[cell * g..][..g]);
+                    kernels::softmax_rows(s, g, &bd[cell * g..][..g]);
                     let vh = Mat(vd.as_ptr().add(z.kv_at(cell, head)), 1, d_);
                     matmul((nq, z.dk, g), ctx.at(cell * nq * d + head * z.dk), d, Mat(s.as_ptr(), 1, g_), vh);
                 }
@@ -579,11 +491,11 @@ mod kernels {
         x[n..].iter().chain(&maxes).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
     }
 
-    /// In place: each `n`-long row of `rows` becomes softmax(row + bias(row index)).
+    /// In place: each `n`-long row of `rows` becomes softmax(row + bias).
     #[inline(always)]
-    fn softmax_rows_body<'b>(rows: &mut [f32], n: usize, bias: impl Fn(usize) -> &'b [f32]) {
-        for (r, row) in rows.chunks_exact_mut(n).enumerate() {
-            for (v, &b) in row.iter_mut().zip(bias(r)) {
+    fn softmax_rows_body(rows: &mut [f32], n: usize, bias: &[f32]) {
+        for row in rows.chunks_exact_mut(n) {
+            for (v, &b) in row.iter_mut().zip(bias) {
                 *v += b;
             }
             let max = row_max(row);
@@ -623,7 +535,7 @@ mod kernels {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn softmax_rows_avx2<'b>(rows: &mut [f32], n: usize, bias: impl Fn(usize) -> &'b [f32]) {
+    unsafe fn softmax_rows_avx2(rows: &mut [f32], n: usize, bias: &[f32]) {
         softmax_rows_body(rows, n, bias)
     }
 
@@ -698,7 +610,7 @@ mod kernels {
     }
 
     /// Softmax of each `n`-long row of `rows` plus its bias row, in place.
-    pub fn softmax_rows<'b>(rows: &mut [f32], n: usize, bias: impl Fn(usize) -> &'b [f32]) {
+    pub fn softmax_rows(rows: &mut [f32], n: usize, bias: &[f32]) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
             // SAFETY: the CPU has the features the function is compiled for.
@@ -771,7 +683,7 @@ mod kernels {
                 let mut p = x.clone();
                 let mut d = x.clone();
                 let t = std::time::Instant::now();
-                super::softmax_rows(&mut p, n, |_| &zeros);
+                super::softmax_rows(&mut p, n, &zeros);
                 let fwd = t.elapsed().as_secs_f64();
                 let t = std::time::Instant::now();
                 super::backward_rows(&p, &mut d, n);

@@ -60,6 +60,11 @@ impl NetConfig {
     }
 }
 
+/// Whether tensors on `device` run on the flex CPU backend (with or without autodiff).
+pub fn on_flex(device: &Device) -> bool {
+    matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
+}
+
 /// Exact GELU: in the CLI a vectorised CPU kernel with its own backward pass (`cpu_kernels.rs`),
 /// elsewhere Burn's.
 fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -67,23 +72,6 @@ fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     return cpu_kernels::gelu(x);
     #[cfg(not(feature = "train"))]
     burn::tensor::activation::gelu(x)
-}
-
-/// Softmax over the keys (last dimension) of attention scores [B, H, Q, G], keys absent from a
-/// row's input (`absent` [B, G]) filled with `fill` first: in the CLI a fused CPU kernel with its
-/// own backward pass (`cpu_kernels.rs`), elsewhere Burn's ops.
-pub fn softmax_keys(scores: Tensor<4>, absent: Option<Tensor<2, Bool>>, fill: f64) -> Tensor<4> {
-    #[cfg(feature = "train")]
-    return cpu_kernels::softmax_keys(scores, absent, fill);
-    #[cfg(not(feature = "train"))]
-    {
-        let [batch, _, _, n_genes] = scores.dims();
-        let scores = match absent {
-            Some(absent) => scores.mask_fill(absent.reshape([batch, 1, 1, n_genes]), fill),
-            None => scores,
-        };
-        burn::tensor::activation::softmax(scores, 3)
-    }
 }
 
 #[derive(Module, Debug)]
@@ -173,9 +161,8 @@ impl PerturbNet {
         #[cfg(not(target_arch = "wasm32"))]
         {
             const MIN_SHARD_ROWS: usize = 16;
-            let on_cpu = matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_));
             let threads = rayon::current_num_threads().min(rows / MIN_SHARD_ROWS);
-            if on_cpu && threads > 1 {
+            if on_flex(&device) && threads > 1 {
                 let size = rows.div_ceil(threads);
                 let parts = std::thread::scope(|scope| {
                     let handles: Vec<_> = x
@@ -284,16 +271,18 @@ impl PerturbNet {
         let q = heads(q, 1, n_queries); // [1, H, Q, dk]
         let k = heads(k, batch, n_genes); // [B, H, G, dk]
         let v = heads(v, batch, n_genes);
-        let (context, weights) = if with_weights || k.is_autodiff() || cfg!(feature = "train") {
-            // Scores materialised: for the attention views, for training (autodiff) and in the
-            // CLI, whose softmax kernel beats the fused attention's scalar exp. The scale goes on
-            // the small query tensor, not on the [B, H, Q, G] scores.
-            let scores = q.mul_scalar(scale).matmul(k.transpose()); // [B, H, Q, G]
-            let weights = softmax_keys(scores, absent, mha.min_float);
+        let (context, weights) = if with_weights || k.is_autodiff() {
+            // Scores materialised: for the attention views and for training (autodiff). The scale
+            // goes on the small query tensor, not on the [B, H, Q, G] scores.
+            let mut scores = q.mul_scalar(scale).matmul(k.transpose()); // [B, H, Q, G]
+            if let Some(absent) = absent {
+                scores = scores.mask_fill(absent.reshape([batch, 1, 1, n_genes]), mha.min_float);
+            }
+            let weights = burn::tensor::activation::softmax(scores, 3);
             (weights.clone().matmul(v), with_weights.then_some(weights))
         } else {
-            // Inference in the page: the backend's fused attention (no [B, H, Q, G] tensor on the
-            // CPU). The explicit scale (the default one) keeps GPU backends on their plain
+            // Inference without the CLI's kernels (the page, GPUs): the backend's fused attention
+            // (no [B, H, Q, G] tensor on the CPU). The explicit scale (the default one) keeps GPU backends on their plain
             // composed kernels.
             let mask = absent.map(|a| a.reshape([batch, 1, 1, n_genes]).expand([batch, 1, n_queries, n_genes]));
             let options = AttentionModuleOptions { scale: Some(scale), ..Default::default() };
