@@ -80,13 +80,8 @@ pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
     }
     let (mut t1, mut t5, mut t10, mut hit, mut rr) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut tp, mut fp, mut fneg) = (0.0, 0.0, 0.0);
-    // Per bin of the top answer's probability: (examples, confidence sum, hits).
-    let mut bins = [(0usize, 0.0f64, 0.0f64); ECE_BINS];
     for (s, truth) in preds.iter().zip(truths) {
         let r = rank_of(s, truth);
-        let confidence = top_probability(s);
-        let bin = &mut bins[((confidence * ECE_BINS as f64) as usize).min(ECE_BINS - 1)];
-        (bin.0, bin.1, bin.2) = (bin.0 + 1, bin.1 + confidence, bin.2 + (r == 0) as u8 as f64);
         t1 += (r < 1) as u8 as f64;
         t5 += (r < 5) as u8 as f64;
         t10 += (r < 10) as u8 as f64;
@@ -112,9 +107,32 @@ pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
         any_gene_hit1: hit / nf,
         mrr: rr / nf,
         micro_f1: f1,
-        ece_top1: bins.iter().map(|&(_, conf, hits)| (hits - conf).abs()).sum::<f64>() / nf,
+        ece_top1: reliability(preds, truths).iter().map(|b| (b.hits - b.confidence).abs()).sum::<f64>() / nf,
         n,
     }
+}
+
+/// One bin of a reliability diagram: the examples whose top answer's probability fell in it, the
+/// sum of those probabilities and how many of those top answers were right.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReliabilityBin {
+    pub examples: usize,
+    pub confidence: f64,
+    pub hits: f64,
+}
+
+/// The top answer's probability against its accuracy, in `ECE_BINS` equal-width bins (sums, so bins
+/// of several runs add up).
+pub fn reliability(preds: &[SetScores], truths: &[Vec<usize>]) -> [ReliabilityBin; ECE_BINS] {
+    let mut bins = [ReliabilityBin::default(); ECE_BINS];
+    for (s, truth) in preds.iter().zip(truths) {
+        let confidence = top_probability(s);
+        let bin = &mut bins[((confidence * ECE_BINS as f64) as usize).min(ECE_BINS - 1)];
+        bin.examples += 1;
+        bin.confidence += confidence;
+        bin.hits += (rank_of(s, truth) == 0) as u8 as f64;
+    }
+    bins
 }
 
 #[cfg(test)]

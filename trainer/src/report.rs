@@ -1,6 +1,8 @@
 //! The benchmark's human-readable faces: a Markdown table and an SVG bar chart, both read from the
 //! flat results JSON so they can never disagree with it.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 const METHODS: [&str; 10] = [
@@ -145,6 +147,7 @@ pub fn markdown(r: &Value) -> String {
         }
     }
     s += &paired_differences(r);
+    s += &calibration_summary(r);
     s += "\n### By genetic-interaction class of the held-out pair (cell exact top-1, `heldout-pairs`)\n\n";
     let classes = ["additive", "dominant", "synergy", "buffering", "unfitted"];
     s += "| method | targets | ";
@@ -167,8 +170,8 @@ pub fn markdown(r: &Value) -> String {
     s
 }
 
-/// Per-seed values of one row (seeds in the run's order).
-fn seed_values(r: &Value, method: &str, split: &str, targets: &str, level: &str) -> Option<Vec<f64>> {
+/// Per-seed values of one row, keyed by seed (ablations may have run on fewer seeds than the model).
+fn seed_values(r: &Value, method: &str, split: &str, targets: &str, level: &str) -> Option<BTreeMap<u64, f64>> {
     r["results"].as_array()?.iter().find_map(|x| {
         (x["method"] == method
             && (x["panel"] == "full" || x["panel"].is_null())
@@ -177,7 +180,16 @@ fn seed_values(r: &Value, method: &str, split: &str, targets: &str, level: &str)
             && x["level"] == level
             && x["class"] == "all"
             && x["metric"] == "exact_pair_top1")
-            .then(|| x["values"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()))
+            .then(|| {
+                let values = x["values"].as_array()?.iter().filter_map(Value::as_f64);
+                let seeds = x["seeds"].as_array().map(|s| s.iter().filter_map(Value::as_u64).collect::<Vec<_>>());
+                Some(
+                    values
+                        .enumerate()
+                        .map(|(i, v)| (seeds.as_ref().and_then(|s| s.get(i).copied()).unwrap_or(i as u64), v))
+                        .collect(),
+                )
+            })
             .flatten()
     })
 }
@@ -194,7 +206,7 @@ fn paired_differences(r: &Value) -> String {
             let diff = |level: &str| -> Option<(f64, f64)> {
                 let a = seed_values(r, "mamba-perturb", "heldout-pairs", targets, level)?;
                 let b = seed_values(r, m, "heldout-pairs", targets, level)?;
-                let d: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+                let d: Vec<f64> = a.iter().filter_map(|(seed, x)| Some(x - b.get(seed)?)).collect();
                 let n = d.len() as f64;
                 let mean = d.iter().sum::<f64>() / n;
                 let sd = if d.len() > 1 {
@@ -285,5 +297,123 @@ pub fn bar_chart(r: &Value) -> String {
         h - 12.0
     );
     s += "\n</svg>\n";
+    s
+}
+
+/// Per split, the model's and the ceiling's reliability bins as (mean top-1 probability, accuracy,
+/// examples), summed over seeds.
+fn reliability_of(r: &Value, method: &str, split: &str, targets: &str) -> Option<Vec<(f64, f64, f64)>> {
+    let entry = r["reliability"]
+        .as_array()?
+        .iter()
+        .find(|e| e["method"] == method && e["split"] == split && e["targets"] == targets)?;
+    let bins = entry["bins"].as_array()?;
+    Some(
+        bins.iter()
+            .map(|b| {
+                let n = b["examples"].as_f64().unwrap_or(0.0);
+                (b["confidence"].as_f64().unwrap_or(0.0), b["hits"].as_f64().unwrap_or(0.0), n)
+            })
+            .collect(),
+    )
+}
+
+/// Over- or under-confidence in one line per split: the mean probability of the top answer against
+/// how often it is right (what the ECE column measures bin by bin).
+fn calibration_summary(r: &Value) -> String {
+    let mut lines = String::new();
+    for (split, targets) in SPLITS_DRAWN {
+        for m in ["mamba-perturb", "oracle", "oracle-design"] {
+            let Some(bins) = reliability_of(r, m, split, targets) else { continue };
+            let n: f64 = bins.iter().map(|b| b.2).sum();
+            if n == 0.0 {
+                continue;
+            }
+            let (conf, hits) = (bins.iter().map(|b| b.0).sum::<f64>() / n, bins.iter().map(|b| b.1).sum::<f64>() / n);
+            lines += &format!("| {} | {split} | {targets} | {conf:.3} | {hits:.3} | {:+.3} |\n", label(m), conf - hits);
+        }
+    }
+    match lines.is_empty() {
+        true => lines,
+        false => format!(
+            "\n### Calibration (cells, full panel, all seeds pooled; bin by bin in `reliability.svg`)\n\n| method | split | targets | mean top-1 probability | top-1 accuracy | over (+) / under (−) confidence |\n| --- | --- | --- | --- | --- | --- |\n{lines}"
+        ),
+    }
+}
+
+/// The splits the reliability diagram draws, one panel each.
+const SPLITS_DRAWN: [(&str, &str); 4] =
+    [("heldout-pairs", "visible"), ("heldout-pairs", "masked"), ("transfer", "visible"), ("transfer", "masked")];
+
+/// Reliability diagram: per split, accuracy of the top answer against its probability (bins with at
+/// least 20 cells, all seeds pooled), for the model, two baselines and the ceiling; the diagonal is
+/// perfect calibration.
+pub fn reliability_diagram(r: &Value) -> String {
+    let lines = [
+        ("mamba-perturb", "#1f77b4", ""),
+        ("additive-inverse", "#2ca02c", ""),
+        ("target-upregulation", "#7f7f7f", ""),
+        ("oracle", "black", "4 3"),
+    ];
+    let panels: Vec<(&str, &str)> =
+        SPLITS_DRAWN.iter().copied().filter(|(s, t)| reliability_of(r, "mamba-perturb", s, t).is_some()).collect();
+    let (size, pad, top) = (220.0, 50.0, 60.0);
+    let w = pad + panels.len().max(1) as f64 * (size + pad);
+    let h = top + size + 50.0;
+    let simulated = r["dataset"]["kind"] == "simulated";
+    let mut s = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="18" font-size="14">{}Reliability: top-1 accuracy against top-1 probability per cell (bins of ≥ 20 cells, seeds pooled)</text>
+"##,
+        if simulated { "[SIMULATED data] " } else { "" }
+    );
+    let mut x = 10.0;
+    for (name, color, dash) in lines {
+        s += &format!(
+            r#"<line x1="{x}" x2="{}" y1="34" y2="34" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/><text x="{}" y="38">{}</text>"#,
+            x + 18.0,
+            x + 22.0,
+            label(name)
+        );
+        x += 40.0 + 7.0 * label(name).len() as f64;
+    }
+    s += "\n";
+    for (i, (split, targets)) in panels.iter().enumerate() {
+        let x0 = pad + i as f64 * (size + pad);
+        let (px, py) = (|v: f64| x0 + v * size, |v: f64| top + size - v * size);
+        s += &format!(
+            r##"<rect x="{x0}" y="{top}" width="{size}" height="{size}" fill="none" stroke="#999"/><line x1="{x0}" y1="{:.1}" x2="{:.1}" y2="{top}" stroke="#ccc"/><text x="{x0}" y="{:.1}">{split}, targets {targets}</text><text x="{:.1}" y="{:.1}" text-anchor="middle">top-1 probability</text><text x="{:.1}" y="{:.1}" text-anchor="middle" transform="rotate(-90 {:.1} {:.1})">accuracy</text>"##,
+            top + size,
+            x0 + size,
+            top - 6.0,
+            x0 + size / 2.0,
+            top + size + 30.0,
+            x0 - 12.0,
+            top + size / 2.0,
+            x0 - 12.0,
+            top + size / 2.0
+        );
+        s += &format!(
+            r#"<text x="{x0}" y="{:.1}">0</text><text x="{:.1}" y="{:.1}" text-anchor="end">1</text>"#,
+            top + size + 14.0,
+            x0 + size,
+            top + size + 14.0
+        );
+        for (method, color, dash) in lines {
+            let Some(bins) = reliability_of(r, method, split, targets) else { continue };
+            let points: Vec<String> = bins
+                .iter()
+                .filter(|b| b.2 >= 20.0)
+                .map(|&(conf, hits, n)| format!("{:.1},{:.1}", px(conf / n), py(hits / n)))
+                .collect();
+            s += &format!(
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>"#,
+                points.join(" ")
+            );
+        }
+        s += "\n";
+    }
+    s += "</svg>\n";
     s
 }

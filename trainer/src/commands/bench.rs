@@ -24,7 +24,7 @@ use crate::ceiling::{self, Ceiling};
 use crate::dataset;
 use crate::splits::{self, SplitKind};
 use crate::training::{self, SetModel, Split};
-use mamba_perturb::metrics::{self, METRIC_NAMES};
+use mamba_perturb::metrics::{self, ECE_BINS, METRIC_NAMES, ReliabilityBin};
 
 use crate::error::{CliError, flag, io_at, output};
 
@@ -50,6 +50,10 @@ pub struct Args {
     /// Leave out the ablation rows (`attention-no-position`, `mlp`), each a model of its own to train.
     #[arg(long)]
     pub skip_ablations: bool,
+    /// Train the ablations on the first N seeds only (the model and baselines get every seed): each
+    /// ablation is a model of its own, and three seeds say whether it helps at a fraction of the time.
+    #[arg(long)]
+    pub ablation_seeds: Option<usize>,
     #[command(flatten)]
     pub model: crate::training::TrainConfig,
     #[command(flatten)]
@@ -134,10 +138,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .filter_map(|c| c.gi_class.map(|k| (c.perturbation.to_string(), k.name().to_string())))
         .collect();
     let mut values: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
+    // The seeds behind each row's values (ablations and rare GI classes have fewer than the run).
+    let mut seeds_of: BTreeMap<Key, Vec<u64>> = BTreeMap::new();
+    let mut reliability: BTreeMap<(String, String, String), [ReliabilityBin; ECE_BINS]> = BTreeMap::new();
     let mut timings = Vec::new();
     let started = std::time::Instant::now();
 
-    for &seed in &seeds {
+    for (seed_index, &seed) in seeds.iter().enumerate() {
+        let ablations = !args.skip_ablations && args.ablation_seeds.is_none_or(|n| seed_index < n);
         for &(split_kind, transfer) in &runs {
             let split = splits::split_conditions(&data.conditions, split_kind, seed);
             let split_name = if transfer { "transfer" } else { split_kind.name() };
@@ -158,9 +166,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 let device = Device::flex();
                 let predictor = Predictor::from_parts(trained.card, trained.net, &device);
                 // The ablation without gene positions: the same network and training, no chromosome/locus.
-                let no_position = match args.skip_ablations {
-                    true => None,
-                    false => {
+                let no_position = match ablations {
+                    false => None,
+                    true => {
                         let mut nargs = margs.clone();
                         nargs.no_position = true;
                         let t =
@@ -225,7 +233,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     &format!("{label} logistic"),
                 );
                 let width = 4 * margs.d_model;
-                let mlp = (!args.skip_ablations).then(|| {
+                let mlp = ablations.then(|| {
                     let init = |d: &Device| MlpAblation::new(plain.g, plain.c, width, d);
                     plain.fit(&init, &margs, &format!("{label} {ABLATION_MLP}"))
                 });
@@ -301,6 +309,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                             }
                             let (truths, conds) = (&level.truths, &level.conditions);
                             record(&mut values, key, level.name, &scores, truths, conds, classes, conditions);
+                            add_reliability(&mut reliability, key, level.name, &scores, truths);
                         }
                         if let Some((c, lik)) = &oracle_lik {
                             for (name, variant, prior) in ceiling::CEILINGS {
@@ -308,6 +317,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                                 let key = (name, split_name, vis, panel_name);
                                 let (truths, conds, all) = (&level.truths, &level.conditions, &tested.conditions);
                                 record(&mut values, key, level.name, &scores, truths, conds, &class_of, all);
+                                add_reliability(&mut reliability, key, level.name, &scores, truths);
                                 // Bayes pools a condition's cells by their likelihoods whatever the
                                 // level: its posterior from all cells is also its pseudobulk-posterior.
                                 if level.name == "pseudobulk" {
@@ -372,6 +382,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 timings.push(timing);
             }
         }
+        for (key, v) in &values {
+            let s = seeds_of.entry(key.clone()).or_default();
+            if s.len() < v.len() {
+                s.push(seed);
+            }
+        }
     }
 
     let results: Vec<serde_json::Value> = values
@@ -380,7 +396,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             let mean = v.iter().sum::<f64>() / v.len() as f64;
             let sd = if v.len() > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt() } else { 0.0 };
             json!({"method": method, "role": role(method), "split": split, "targets": targets, "panel": panel, "level": level,
-                   "class": class, "metric": metric, "mean": mean, "sd": sd, "n_seeds": v.len(), "values": v, "seeds": seeds})
+                   "class": class, "metric": metric, "mean": mean, "sd": sd, "n_seeds": v.len(), "values": v, "seeds": seeds_of.get(&(method.clone(), split.clone(), targets.clone(), panel.clone(), level.clone(), class.clone(), metric.clone()))})
         })
         .collect();
     let world_json =
@@ -414,6 +430,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
                               "pseudobulk-posterior": "log P(S | cells) = sum of log P(S | cell) - (n - 1) log P(S), with P(S) uniform within each answer size and P(size) from the training cells",
                               "oracle": "oracle rows pool a group's cells by their likelihoods at every pseudobulk level (log P(k | cells) = sum of log P(x_i | k) + log prior, the exact Bayes combination), not through a mean profile; their pseudobulk and pseudobulk-posterior are therefore the same posterior"},
         "seeds": seeds,
+        "reliability": reliability.iter().map(|((method, split, targets), bins)| json!({"method": method, "split": split,
+            "targets": targets, "level": "cell", "panel": "full", "bins": bins})).collect::<Vec<_>>(),
         "model": &args.model,
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "total_seconds": started.elapsed().as_secs_f64(),
@@ -426,9 +444,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let md = crate::report::markdown(&report);
     std::fs::write(args.out.join("benchmark.md"), &md).map_err(io_at(&args.out))?;
     std::fs::write(args.out.join("benchmark.svg"), crate::report::bar_chart(&report)).map_err(io_at(&args.out))?;
+    std::fs::write(args.out.join("reliability.svg"), crate::report::reliability_diagram(&report))
+        .map_err(io_at(&args.out))?;
     println!("{md}");
     eprintln!(
-        "{tag}wrote {}/benchmark.json, benchmark.md, benchmark.svg in {:.0} s",
+        "{tag}wrote {}/benchmark.json, benchmark.md, benchmark.svg, reliability.svg in {:.0} s",
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
@@ -437,6 +457,25 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
 /// Adds one level's metrics (overall and per genetic-interaction class) to `values`.
 #[allow(clippy::too_many_arguments)]
+/// A full-panel cell row's reliability bins, summed over seeds (the report's reliability diagram).
+fn add_reliability(
+    reliability: &mut BTreeMap<(String, String, String), [ReliabilityBin; ECE_BINS]>,
+    (method, split, targets, panel): (&str, &str, &str, &str),
+    level: &str,
+    scores: &[SetScores],
+    truths: &[Vec<usize>],
+) {
+    if level != "cell" || panel != "full" {
+        return;
+    }
+    let sum = reliability.entry((method.into(), split.into(), targets.into())).or_default();
+    for (total, bin) in sum.iter_mut().zip(metrics::reliability(scores, truths)) {
+        total.examples += bin.examples;
+        total.confidence += bin.confidence;
+        total.hits += bin.hits;
+    }
+}
+
 fn record(
     values: &mut BTreeMap<Key, Vec<f64>>,
     (method, split, targets, panel): (&str, &str, &str, &str),
