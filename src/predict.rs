@@ -14,7 +14,7 @@ use crate::model::card::{CardError, ModelCard};
 use crate::model::sets::{SetScores, pair_at};
 use crate::model::{GenomeFeatures, PerturbNet};
 use crate::normalize::{self, ValueKind};
-use crate::reference::Reference;
+use crate::reference::{Reference, ReferenceCells};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
@@ -125,8 +125,14 @@ impl Predictor {
         self.card.candidates.iter().map(|g| g.symbol.clone()).collect()
     }
 
-    /// Normalises the file as in training and lays its values out in panel order.
+    /// Normalises the file as in training and lays its values out in panel order, measured against
+    /// all of its cells.
     pub fn prepare(&self, data: &ExpressionData) -> Result<Prepared, PredictError> {
+        self.prepare_with(data, &ReferenceCells::default())
+    }
+
+    /// `prepare` with the reference taken from the cells `cells` names (control cells, batches).
+    pub fn prepare_with(&self, data: &ExpressionData, cells: &ReferenceCells) -> Result<Prepared, PredictError> {
         let panel = &self.card.panel;
         let columns = match_genes(data, panel.iter().map(|g| (g.symbol.as_str(), g.gene_id.as_deref())));
         let matched = columns.iter().filter(|c| c.is_some()).count();
@@ -152,10 +158,9 @@ impl Predictor {
             columns.iter().zip(panel).filter(|(c, _)| c.is_none()).map(|(_, p)| p.symbol.clone()).collect();
         let measured: Vec<bool> = columns.iter().map(Option::is_some).collect();
         let card = &self.card;
-        let (reference, warning) =
-            Reference::for_file(&x, &measured, card.reference, (&card.reference_mean, &card.reference_sd));
+        let (reference, mut warnings) =
+            Reference::for_cells(&mut x, &measured, card.reference, (&card.reference_mean, &card.reference_sd), cells);
         let atypical_cells = self.atypical_share(&x, &reference);
-        let mut warnings: Vec<String> = warning.into_iter().collect();
         if matched * 10 < g * 8 {
             warnings.push(format!(
                 "only {matched} of the model's {g} panel genes are in the file; predictions will be less reliable"

@@ -118,6 +118,12 @@ impl Session {
         to_js(&self.analysis()?.report().ok())
     }
 
+    /// What genes are measured against: the cells labelled `control`, each batch of `batch_column`
+    /// against its own cells (empty: all cells); returns the input report, matched again.
+    pub fn set_reference(&mut self, control: Option<String>, batch_column: Option<String>) -> Result<JsValue, JsError> {
+        to_js(self.analysis_mut()?.set_reference(control.as_deref(), batch_column.as_deref()).map_err(js_err)?)
+    }
+
     pub fn set_group_column(&mut self, column: Option<String>) -> Result<(), JsError> {
         self.analysis_mut()?.set_group_column(column.as_deref()).map_err(js_err)
     }

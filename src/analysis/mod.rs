@@ -18,6 +18,7 @@ use crate::metrics::{self, Scores};
 use crate::model::sets::{self, SetScores};
 use crate::model_folder::ModelFiles;
 use crate::predict::{MatchReport, PredictError, Predictor, Prepared, Ranked, top_k};
+use crate::reference::{Batches, ReferenceCells};
 
 mod views;
 pub use views::{Attention, Confusion, GeneWeight, LabelCheck, Selection, View, ViewRequest, Why};
@@ -95,6 +96,10 @@ pub struct InputReport {
     pub cells: usize,
     /// What pseudobulks can be grouped by: the file's obs columns, then `PREDICTED_ANSWER`.
     pub group_columns: Vec<String>,
+    /// What `set_reference` accepts: the label column's values that name control cells (`ctrl`,
+    /// `non-targeting`, ...), and the obs columns that can be batches (all but the label column).
+    pub control_labels: Vec<String>,
+    pub batch_columns: Vec<String>,
 }
 
 /// The grouping by each cell's top answer, offered beside the file's obs columns.
@@ -120,6 +125,8 @@ struct OpenFile {
     prepared: Prepared,
     /// Canonical label of each cell, when the file has a label column.
     labels: Option<Vec<Perturbation>>,
+    /// The cells the file's reference comes from (`set_reference`; default: all cells).
+    reference: ReferenceCells,
     /// Rows of the network's output (gene logits then count logits) per cell, once computed.
     outputs: Vec<Option<Box<[f32]>>>,
     /// The current pseudobulk grouping: its column (None: all cells only) and groups.
@@ -148,7 +155,7 @@ impl Analysis {
     pub fn set_model(&mut self, model: ModelFiles) -> Result<(), AnalysisError> {
         let predictor = model.predictor(self.predictor.device()).map_err(AnalysisError::Model)?;
         let prepared = match &self.file {
-            Some(f) => Some(predictor.prepare(&f.data).map_err(|e| predict_error(&f.name, e))?),
+            Some(f) => Some(predictor.prepare_with(&f.data, &f.reference).map_err(|e| predict_error(&f.name, e))?),
             None => None,
         };
         (self.model, self.predictor) = (model, predictor);
@@ -194,11 +201,27 @@ impl Analysis {
         };
         let prepared = self.predictor.prepare(&data).map_err(|e| predict_error(name, e))?;
         let n = prepared.cells.len();
+        let mut control_labels: Vec<String> = match (&data.labels, &labels) {
+            (Some(column), Some(parsed)) => column
+                .values
+                .iter()
+                .zip(parsed)
+                .filter(|(_, p)| p.is_control())
+                .map(|(v, _)| v.trim().to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        control_labels.sort();
+        control_labels.dedup();
+        let label_column = data.labels.as_ref().map(|l| l.name.as_str());
+        let batch_columns = summary.obs_columns.iter().filter(|c| Some(c.as_str()) != label_column).cloned().collect();
         let mut file = OpenFile {
             name: name.to_string(),
             source,
             report: InputReport {
                 group_columns: summary.obs_columns.iter().cloned().chain([PREDICTED_ANSWER.to_string()]).collect(),
+                control_labels,
+                batch_columns,
                 summary,
                 genes: prepared.report.clone(),
                 cells: n,
@@ -206,6 +229,7 @@ impl Analysis {
             data,
             prepared,
             labels,
+            reference: ReferenceCells::default(),
             outputs: vec![None; n],
             grouping: Grouping { column: None, by_labels: false, groups: Vec::new() },
             group_scores: None,
@@ -213,6 +237,61 @@ impl Analysis {
         let label_column = file.data.labels.as_ref().map(|l| l.name.clone());
         file.grouping = file.grouping_by(label_column.as_deref(), None);
         Ok(&self.file.insert(file).report)
+    }
+
+    /// What the open file's genes are measured against: its cells labelled `control` (a raw value
+    /// of the label column, e.g. `ctrl` or `non-targeting`) instead of all its cells, and each
+    /// batch of `batch_column` (gem group, lane) against its own cells. The file is matched to the
+    /// model again (not re-read) and its outputs dropped. A label no cell carries, a batch column
+    /// that is the label column, or a file without labels gets a clear error and changes nothing.
+    pub fn set_reference(
+        &mut self,
+        control: Option<&str>,
+        batch_column: Option<&str>,
+    ) -> Result<&InputReport, AnalysisError> {
+        let f = self.open_file()?;
+        let n = f.prepared.cells.len();
+        let control = match control.map(str::trim).filter(|c| !c.is_empty()) {
+            None => None,
+            Some(label) => {
+                let column = f.data.labels.as_ref().ok_or(AnalysisError::NoLabels)?;
+                let is_control: Vec<bool> = column.values.iter().map(|v| v.trim() == label).collect();
+                if !is_control.contains(&true) {
+                    return Err(AnalysisError::Labels(format!(
+                        "{}: no cell of obs column '{}' is labelled '{label}' (its most common labels: {})",
+                        f.name,
+                        column.name,
+                        most_common(&column.values, 5).join(", ")
+                    )));
+                }
+                Some((is_control, label.to_string()))
+            }
+        };
+        let batches = match batch_column.map(str::trim).filter(|c| !c.is_empty()) {
+            None => None,
+            Some(c) if f.data.labels.as_ref().is_some_and(|l| l.name == c) => {
+                return Err(AnalysisError::Labels(format!(
+                    "'{c}' is the perturbation label column: measuring each perturbation against its own cells would erase what it did; name a batch column such as a gem group or lane"
+                )));
+            }
+            Some(c) => {
+                let values = io::read_obs_column(&f.name, &f.source, c, n)?.values;
+                let mut names: Vec<String> = values.clone();
+                names.sort();
+                names.dedup();
+                let of_cell = values.iter().map(|v| names.binary_search(v).unwrap_or(0)).collect();
+                Some(Batches { column: c.to_string(), names, of_cell })
+            }
+        };
+        let cells = ReferenceCells { control, batches };
+        let mut prepared = self.predictor.prepare_with(&f.data, &cells).map_err(|e| predict_error(&f.name, e))?;
+        if let (Some(b), Some(labels)) = (&cells.batches, &f.labels) {
+            prepared.report.warnings.extend(batch_label_warning(b, labels));
+        }
+        let f = self.open_file_mut()?;
+        (f.prepared, f.reference) = (prepared, cells);
+        f.clear_outputs();
+        Ok(&f.report)
     }
 
     pub fn report(&self) -> Result<&InputReport, AnalysisError> {
@@ -525,6 +604,40 @@ impl OpenFile {
         }
         Grouping { column: column.map(str::to_string), by_labels, groups }
     }
+}
+
+/// The `k` most frequent values, most frequent first.
+fn most_common(values: &[String], k: usize) -> Vec<String> {
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    values.iter().for_each(|v| *counts.entry(v.as_str()).or_default() += 1);
+    let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts.into_iter().take(k).map(|(v, n)| format!("'{v}' ({n})")).collect()
+}
+
+/// A batch whose cells all carry one perturbation is measured against that perturbation's own
+/// cells, which erases its effect: say so (the labels are only read here, never by the model).
+fn batch_label_warning(batches: &Batches, labels: &[Perturbation]) -> Option<String> {
+    let mut first: Vec<Option<&Perturbation>> = vec![None; batches.names.len()];
+    let mut mixed = vec![false; batches.names.len()];
+    for (&b, label) in batches.of_cell.iter().zip(labels) {
+        match first[b] {
+            None => first[b] = Some(label),
+            Some(l) if l != label => mixed[b] = true,
+            _ => {}
+        }
+    }
+    let pure: Vec<&str> = (0..mixed.len())
+        .filter(|&b| !mixed[b] && first[b].is_some_and(|l| !l.is_control()))
+        .map(|b| batches.names[b].as_str())
+        .collect();
+    (!pure.is_empty()).then(|| {
+        format!(
+            "batches of '{}' that hold one perturbation only are measured against that perturbation's own cells, which hides its effect: {}",
+            batches.column,
+            pure.join(", ")
+        )
+    })
 }
 
 fn predict_error(file: &str, source: PredictError) -> AnalysisError {

@@ -73,7 +73,7 @@ impl GenomeFeatures {
         let (gene_chrom, gene_locus) = rows(gene_loci, 0, n_freqs, device);
         let (query_chrom, query_locus) = rows(candidate_loci, 1, n_freqs, device);
         let g = gene_loci.len();
-        let inv: Vec<f32> = sd.iter().map(|s| 1.0 / s.max(0.05)).collect();
+        let inv: Vec<f32> = sd.iter().map(|s| 1.0 / s.max(crate::reference::SD_FLOOR)).collect();
         let gene_mean = Tensor::from_data(TensorData::new(mean.to_vec(), [1, g]), device);
         let gene_inv_sd = Tensor::from_data(TensorData::new(inv, [1, g]), device);
         let mut own: Vec<i64> = own_gene.iter().map(|o| o.map(|j| j as i64).unwrap_or(g as i64)).collect();
@@ -96,7 +96,7 @@ impl GenomeFeatures {
     pub fn with_reference(&self, mean: &[f32], sd: &[f32], measured: &[bool]) -> Self {
         let device = self.gene_mean.device();
         let g = mean.len();
-        let inv: Vec<f32> = sd.iter().map(|s| 1.0 / s.max(0.05)).collect();
+        let inv: Vec<f32> = sd.iter().map(|s| 1.0 / s.max(crate::reference::SD_FLOOR)).collect();
         let all = measured.iter().all(|&m| m);
         let present: Vec<f32> = measured.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect();
         GenomeFeatures {

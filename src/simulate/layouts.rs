@@ -64,6 +64,16 @@ fn provenance(sim: &Simulation) -> String {
 }
 
 pub fn to_h5ad(sim: &Simulation, layout: Layout, compression: Option<u32>) -> Result<Vec<u8>, WriteError> {
+    to_h5ad_with_obs(sim, layout, compression, Vec::new())
+}
+
+/// `to_h5ad` with more obs columns after the layout's own (e.g. a batch column in tests).
+pub fn to_h5ad_with_obs(
+    sim: &Simulation,
+    layout: Layout,
+    compression: Option<u32>,
+    extra_obs: Vec<(String, Column)>,
+) -> Result<Vec<u8>, WriteError> {
     let d = &sim.data;
     let perts: Vec<&Perturbation> = sim.cell_condition.iter().map(|&k| &sim.conditions[k].perturbation).collect();
     let labels: Vec<String> = perts.iter().map(|p| layout.label(p)).collect();
@@ -100,6 +110,7 @@ pub fn to_h5ad(sim: &Simulation, layout: Layout, compression: Option<u32>) -> Re
             (counts, vec![])
         }
     };
+    obs_columns.extend(extra_obs);
     write_h5ad(&AnnData {
         x,
         layers,

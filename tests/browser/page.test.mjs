@@ -55,8 +55,8 @@ async function dropFile(page, file, type = "text/csv") {
   }, [path.basename(file), [...readFileSync(file)], type]);
 }
 
-function cliPredictions(file, model = path.join(root, "models/default")) {
-  const out = execFileSync(bin, ["predict", "--model", model, file, "--top", "3", "--format", "json"], { maxBuffer: 1 << 28 });
+function cliPredictions(file, model = path.join(root, "models/default"), extra = []) {
+  const out = execFileSync(bin, ["predict", "--model", model, file, "--top", "3", "--format", "json", ...extra], { maxBuffer: 1 << 28 });
   return JSON.parse(out.toString()).cells;
 }
 
@@ -246,6 +246,26 @@ test("a pre-0.7 AnnData file (compound obs/var) and CPA's Norman layout read in 
     await page.waitForFunction(([run, n]) => Number(document.body.dataset.run) > run && document.body.dataset.predicted === String(n), [before, cells], { timeout: 60_000 });
     assertSame(await page.evaluate(() => window.__mambaPerturb.cells()), cliPredictions(file), 1e-4);
   }
+  await page.close();
+});
+
+test("the reference field: the file's control label is offered and taken as the CLI takes it; a label it lacks is an error shown on the page", async () => {
+  const page = await openPage("?backend=cpu");
+  const file = path.join(www, "sample/sample.h5ad");
+  await page.setInputFiles("#file", file);
+  await page.waitForSelector("body[data-predicted='1000']", { timeout: 120_000 });
+  assert.deepEqual(await page.$$eval("#control-labels option", (os) => os.map((o) => o.value)), ["control"]);
+  await page.click("#reference-box summary");
+  await page.fill("#control-label", "control");
+  await page.click("#apply-reference");
+  await page.waitForFunction(() => /changes nothing without a batch column/.test(document.getElementById("report").textContent), null, { timeout: 60_000 });
+  await page.waitForSelector("body[data-predicted='1000']", { timeout: 120_000 });
+  const cells = await page.evaluate(() => window.__mambaPerturb.cells());
+  assertSame(cells, cliPredictions(file, undefined, ["--control", "control"]), 1e-4);
+  await page.fill("#control-label", "no-such-label");
+  await page.click("#apply-reference");
+  await page.waitForSelector("#error:not([hidden])", { timeout: 30_000 });
+  assert.match(await page.textContent("#error"), /no cell of obs column 'perturbation' is labelled 'no-such-label' \(its most common labels: 'control'/);
   await page.close();
 });
 

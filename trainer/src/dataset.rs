@@ -126,6 +126,11 @@ impl Labelled {
             .collect()
     }
 
+    /// The cells whose condition `keep` accepts.
+    pub fn rows_where(&self, keep: impl Fn(&Perturbation) -> bool) -> Vec<usize> {
+        (0..self.condition.len()).filter(|&i| keep(&self.conditions[self.condition[i]])).collect()
+    }
+
     /// Dense rows × panel matrix of normalised values.
     pub fn dense(&self, rows: &[usize], panel: &[usize]) -> Vec<f32> {
         self.dense_columns(rows, &panel.iter().map(|&j| Some(j)).collect::<Vec<_>>())

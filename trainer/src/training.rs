@@ -88,6 +88,11 @@ pub struct TrainConfig {
     /// drawn at random from all candidate pairs. Teaches the additive rule that unseen pairs follow.
     #[arg(long, default_value_t = 0.0)]
     pub synthetic_pairs: f64,
+    /// What each gene is measured against, in training and in every file the model later reads:
+    /// file-cells (all of a file's cells, label-free) or control-cells (a file's control cells,
+    /// whose label the user names: `predict --control`, the page's field).
+    #[arg(long, default_value = "file-cells")]
+    pub reference: mamba_perturb::reference::ReferenceKind,
     /// Where to train: cpu, or gpu in a build with `--features gpu` (Vulkan).
     #[arg(long, value_enum, default_value_t = Compute::Cpu)]
     pub device: Compute,

@@ -76,6 +76,11 @@ function showReport(r) {
     ${[...s.warnings, ...g.warnings].map((w) => `<p class="warning">${esc(w)}</p>`).join("")}`;
   $("group-by").innerHTML = `<option value="">(all cells only)</option>` + r.group_columns.map((c) => `<option value="${esc(c)}">${esc(c)}</option>`).join("");
   if (s.label_column) $("group-by").value = s.label_column;
+  const batch = $("batch-column").value;
+  $("batch-column").innerHTML = `<option value="">(none)</option>` + r.batch_columns.map((c) => `<option value="${esc(c)}">${esc(c)}</option>`).join("");
+  $("batch-column").value = r.batch_columns.includes(batch) ? batch : "";
+  $("control-labels").innerHTML = r.control_labels.map((c) => `<option value="${esc(c)}">`).join("");
+  $("reference-box").hidden = !s.label_column && !r.batch_columns.length;
   $("results").hidden = false;
   predict();
 }
@@ -97,6 +102,11 @@ drop.ondrop = (e) => {
   e.preventDefault(); drop.classList.remove("over");
   const f = e.dataTransfer.files[0];
   if (f) openFile(f);
+};
+$("apply-reference").onclick = () => {
+  clearError();
+  send({ type: "cancel" });
+  send({ type: "reference", control: $("control-label").value.trim() || null, batch: $("batch-column").value || null });
 };
 $("sample").onclick = () => openUrl("sample/sample.h5ad").catch((err) => showError(String(err)));
 $("cancel").onclick = () => send({ type: "cancel" });

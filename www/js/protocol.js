@@ -17,6 +17,7 @@ export const CONFUSION_ANSWERS = 15;
  * @typedef {{type: "load-model", folder: string} | {type: "load-model", files: File[]}} LoadModelRequest
  *   A model folder's address (fetched and cached by the worker), or the files a person picked.
  * @typedef {{type: "open", file: File, orientation: "auto" | "cells-as-rows" | "genes-as-rows"}} OpenRequest  Read in slices by the worker; never copied whole. orientation: for a CSV/TSV.
+ * @typedef {{type: "reference", control: string | null, batch: string | null}} ReferenceRequest  What genes are measured against (Analysis::set_reference); replies with the report.
  * @typedef {{type: "predict", run: number}} PredictRequest  Predicts every cell, in batches.
  * @typedef {{type: "cancel"}} CancelRequest
  * @typedef {{type: "group-by", column: string | null}} GroupByRequest  Pseudobulk by an obs column.
@@ -26,7 +27,7 @@ export const CONFUSION_ANSWERS = 15;
  *   | {view: "confusion", answers: number} | {view: "label-check"} | {view: "why", cell: number}} ViewName
  *   The core's `ViewRequest` (src/analysis/views.rs).
  * @typedef {{type: "view", request: ViewName, csv: boolean}} ViewRequest  csv: the view's CSV export instead.
- * @typedef {BackendRequest | LoadModelRequest | OpenRequest | PredictRequest | CancelRequest | GroupByRequest | AttentionRequest | ExportRequest | ViewRequest} Request
+ * @typedef {BackendRequest | LoadModelRequest | OpenRequest | ReferenceRequest | PredictRequest | CancelRequest | GroupByRequest | AttentionRequest | ExportRequest | ViewRequest} Request
  */
 
 // ---------- worker → page ----------
@@ -36,7 +37,7 @@ export const CONFUSION_ANSWERS = 15;
  * @typedef {{group: string, cells: number, label?: string, top: Ranked[]}} GroupPrediction
  * @typedef {{exact_top1: number, any_gene_hit1: number, n: number}} Scores  (and the other metrics of src/metrics.rs)
  * @typedef {{scores: Scores, outside_the_model: number}} CellAccuracy
- * @typedef {{summary: object, genes: {panel_genes: number, matched: number, missing: string[], reference: string, atypical_cells: number, warnings: string[]}, cells: number}} InputReport
+ * @typedef {{summary: object, genes: {panel_genes: number, matched: number, missing: string[], reference: string, atypical_cells: number, warnings: string[]}, cells: number, group_columns: string[], control_labels: string[], batch_columns: string[]}} InputReport
  *
  * @typedef {{type: "backend", choice: string, active: "cpu" | "webgpu", gpu: {usable: boolean, name: string | null, why: string}, note: string}} BackendReply
  * @typedef {{type: "model", info: object}} ModelReply  The card's overview (name, description, kind, panel, candidates, ...).

@@ -85,6 +85,10 @@ const handlers = {
     cellCount = report.cells;
     reply({ type: "report", report });
   },
+  async reference({ control, batch }) {
+    activeRun = 0;
+    reply({ type: "report", report: await call(() => session.set_reference(control || undefined, batch || undefined)) });
+  },
   predict: ({ run }) => predict(run),
   cancel() { activeRun = 0; },
   async "group-by"({ column }) {
@@ -105,7 +109,7 @@ const handlers = {
 
 // Backend, model and file requests take effect in the order sent (a file opened from a link must
 // wait for the model); the others run at once, between prediction batches.
-const ORDERED = new Set(["backend", "load-model", "open"]);
+const ORDERED = new Set(["backend", "load-model", "open", "reference"]);
 let order = ready;
 self.onmessage = ({ data: m }) => {
   const run = () => Promise.resolve().then(() => handlers[m.type](m))

@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use mamba_perturb::model::GenomeFeatures;
 use mamba_perturb::model::sets::{self, SetScores};
 use mamba_perturb::predict::{self, Predictor, mean_profile, set_scores};
-use mamba_perturb::reference::{Reference, ReferenceKind};
+use mamba_perturb::reference::{Reference, ReferenceCells};
 use mamba_perturb::simulate::design;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -162,6 +162,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     "train_seconds": t0.elapsed().as_secs_f64(), "seconds_per_step": trained.card.metrics["seconds_per_train_step"]});
                 let panel = trained.panel.clone();
                 let (mean, sd) = (trained.card.reference_mean.clone(), trained.card.reference_sd.clone());
+                let reference_kind = trained.card.reference;
                 let sizes = trained.card.answer_sizes.unwrap_or([1.0 / 3.0; 3]);
                 let device = Device::flex();
                 let predictor = Predictor::from_parts(trained.card, trained.net, &device);
@@ -193,11 +194,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     true => tested.columns_of(&data, &panel),
                     false => panel.iter().map(|&j| Some(j)).collect(),
                 };
-                let x_test = tested.dense_columns(&test_rows, &tested_columns);
+                let mut x_test = tested.dense_columns(&test_rows, &tested_columns);
                 let measured: Vec<bool> = tested_columns.iter().map(Option::is_some).collect();
                 let reference = match transfer {
                     // Every cell of the other file is tested: its own reference is over all of them.
-                    true => Reference::for_file(&x_test, &measured, ReferenceKind::FileCells, (&mean, &sd)).0,
+                    // against what the model expects: all of them, or its control cells.
+                    true => {
+                        let is_control = test_rows.iter().map(|&i| tested.conditions[tested.condition[i]].is_control());
+                        let cells =
+                            ReferenceCells { control: Some((is_control.collect(), "control".into())), batches: None };
+                        Reference::for_cells(&mut x_test, &measured, reference_kind, (&mean, &sd), &cells).0
+                    }
                     false => {
                         Reference { mean: mean.clone(), sd: sd.clone(), measured, source: "the file's cells".into() }
                     }
@@ -455,8 +462,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Adds one level's metrics (overall and per genetic-interaction class) to `values`.
-#[allow(clippy::too_many_arguments)]
 /// A full-panel cell row's reliability bins, summed over seeds (the report's reliability diagram).
 fn add_reliability(
     reliability: &mut BTreeMap<(String, String, String), [ReliabilityBin; ECE_BINS]>,
@@ -476,6 +481,8 @@ fn add_reliability(
     }
 }
 
+/// Adds one level's metrics (overall and per genetic-interaction class) to `values`.
+#[allow(clippy::too_many_arguments)]
 fn record(
     values: &mut BTreeMap<Key, Vec<f64>>,
     (method, split, targets, panel): (&str, &str, &str, &str),

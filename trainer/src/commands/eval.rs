@@ -27,6 +27,8 @@ pub struct Args {
     pub data: PathBuf,
     #[command(flatten)]
     pub read: super::ReadArgs,
+    #[command(flatten)]
+    pub reference: super::ReferenceArgs,
 }
 
 fn level(scores: &Scores) -> serde_json::Value {
@@ -36,7 +38,7 @@ fn level(scores: &Scores) -> serde_json::Value {
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
-    let mut analysis = super::predict::open(&args.model, &args.data, &args.read)?;
+    let mut analysis = super::predict::open(&args.model, &args.data, &args.read, &args.reference)?;
     let file = args.data.display().to_string();
     let labels = analysis.labels().ok_or_else(|| no_labels(&file))?.to_vec();
     let label_column = analysis.report()?.summary.label_column.clone();

@@ -28,6 +28,19 @@ pub struct ReadArgs {
     pub orientation: String,
 }
 
+/// What a file's genes are measured against (the model card says which reference the model expects).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ReferenceArgs {
+    /// The label of the file's control cells (a value of the label column, e.g. ctrl or
+    /// non-targeting): each gene is measured against them instead of against all cells.
+    #[arg(long)]
+    pub control: Option<String>,
+    /// Obs column of batches (gem group, lane): each batch is measured against its own cells (its
+    /// control cells with --control).
+    #[arg(long)]
+    pub batch_column: Option<String>,
+}
+
 impl ReadArgs {
     pub fn options(&self) -> Result<ReadOptions, CliError> {
         let orientation = self.orientation.parse::<Orientation>().map_err(|e| flag("orientation", e))?;

@@ -40,15 +40,23 @@ pub struct Args {
     pub batch: usize,
     #[command(flatten)]
     pub read: super::ReadArgs,
+    #[command(flatten)]
+    pub reference: super::ReferenceArgs,
 }
 
 /// Opens a model folder and a file in one `Analysis`, printing the input report's lines.
-pub fn open(model: &std::path::Path, file: &std::path::Path, read: &super::ReadArgs) -> Result<Analysis, CliError> {
+pub fn open(
+    model: &std::path::Path,
+    file: &std::path::Path,
+    read: &super::ReadArgs,
+    reference: &super::ReferenceArgs,
+) -> Result<Analysis, CliError> {
     let files = ModelFiles::read(model)?;
     let mut analysis = Analysis::new(files, &Device::flex())?;
     let name = file.display().to_string();
     let tag = if analysis.predictor().card.is_simulated() { "[model trained on SIMULATED data] " } else { "" };
-    let report = analysis.open(&name, FileSource::Path(file.to_path_buf()), &read.options()?)?;
+    analysis.open(&name, FileSource::Path(file.to_path_buf()), &read.options()?)?;
+    let report = analysis.set_reference(reference.control.as_deref(), reference.batch_column.as_deref())?;
     let g = &report.genes;
     eprintln!(
         "{tag}{name}: {} cells; {} of {} panel genes found; values: {}; genes measured against {}",
@@ -72,7 +80,7 @@ pub fn open(model: &std::path::Path, file: &std::path::Path, read: &super::ReadA
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
-    let mut analysis = open(&args.model, &args.file, &args.read)?;
+    let mut analysis = open(&args.model, &args.file, &args.read, &args.reference)?;
     analysis.set_group_column(args.group_by.as_deref())?;
     let bar = ProgressBar::new(analysis.cell_count() as u64);
     bar.set_style(

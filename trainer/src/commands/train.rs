@@ -82,11 +82,20 @@ pub fn train_on(
     let x_train = data.dense(&train_rows, &panel);
     let x_valid = data.dense(&valid_rows, &panel);
     let (t_train, t_valid) = (data.targets(&train_rows), data.targets(&valid_rows));
-    // Reference: each gene's centre and scale over the whole file's cells, label-free, exactly as
-    // `Predictor::prepare` measures any file the model is later run on.
+    // Reference: each gene's centre and scale over the whole file's cells (label-free) or over its
+    // control cells, exactly as `Predictor::prepare` measures any file the model is later run on.
     let g = panel.len();
-    let all_rows: Vec<usize> = (0..data.labels.len()).collect();
-    let (mean, sd) = centre_and_scale(&data.dense(&all_rows, &panel), g);
+    let reference_rows: Vec<usize> = match args.reference {
+        ReferenceKind::ControlCells => data.rows_where(|p| p.is_control()),
+        _ => (0..data.labels.len()).collect(),
+    };
+    if reference_rows.len() < mamba_perturb::reference::MIN_REFERENCE_CELLS {
+        return Err(CliError::Data {
+            file: data.name.clone(),
+            problem: format!("--reference control-cells: only {} control cells", reference_rows.len()),
+        });
+    }
+    let (mean, sd) = centre_and_scale(&data.dense(&reference_rows, &panel), g);
     let reference = Reference { mean: mean.clone(), sd: sd.clone(), measured: vec![true; g], source: String::new() };
     let mut typ: Vec<f64> = x_train.chunks(g).map(|r| typicality(r, &reference)).collect();
     typ.sort_by(|a, b| a.total_cmp(b));
@@ -153,7 +162,7 @@ pub fn train_on(
         net: net_config.clone(),
         reference_mean: mean,
         reference_sd: sd,
-        reference: ReferenceKind::FileCells,
+        reference: args.reference,
         answer_sizes: Some(sizes),
         additive: None,
         weights: WeightsInfo { file: model_folder::WEIGHTS_FILE.into(), sha256: String::new(), bytes: 0, dtype: "f32".into() },

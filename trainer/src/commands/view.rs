@@ -35,6 +35,8 @@ pub struct Args {
     pub format: String,
     #[command(flatten)]
     pub read: super::ReadArgs,
+    #[command(flatten)]
+    pub reference: super::ReferenceArgs,
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
@@ -48,7 +50,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if args.format != "csv" && args.format != "json" {
         return Err(flag("format", format!("{}: use csv or json", args.format)));
     }
-    let mut analysis = super::predict::open(&args.model, &args.file, &args.read)?;
+    let mut analysis = super::predict::open(&args.model, &args.file, &args.read, &args.reference)?;
     analysis.predict_all_cells(256, |_, _| {})?;
     let column = args.group_by.clone().or_else(|| analysis.report().ok()?.summary.label_column.clone());
     analysis.set_group_column(column.as_deref())?;
