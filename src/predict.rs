@@ -284,7 +284,16 @@ impl Predictor {
     /// `logits` and `evidence` return them; no evidence: the network's alone): the one place both
     /// are combined.
     pub fn scores(&self, gene: &[f32], count: &[f32], evidence: &[Evidence]) -> Vec<SetScores> {
-        combine(set_scores(gene, count, self.card.net.n_candidates), evidence)
+        self.combine(set_scores(gene, count, self.card.net.n_candidates), evidence)
+    }
+
+    /// The network's distributions times the head's evidence, at the card's posterior temperature.
+    pub fn combine(&self, scores: Vec<SetScores>, evidence: &[Evidence]) -> Vec<SetScores> {
+        let combined = combine(scores, evidence);
+        match self.card.posterior_temperature {
+            Some(t) if t != 1.0 => combined.iter().map(|s| s.tempered(t)).collect(),
+            _ => combined,
+        }
     }
 
     /// The same without the head: the network's own distributions (the `network-only` ablation).

@@ -108,6 +108,11 @@ pub struct ModelCard {
     /// network alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub additive: Option<crate::model::additive::AdditiveHead>,
+    /// Divides the log of the combined posterior (network × head) before it is normalised again:
+    /// fitted on held-out training cells of every answer size, so that probabilities mean what they
+    /// say. None (older models): 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posterior_temperature: Option<f64>,
     pub weights: WeightsInfo,
     pub command: String,
     pub seed: u64,

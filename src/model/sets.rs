@@ -155,6 +155,18 @@ impl SetScores {
         SetScores::from_log_values(&values, self.singles.len()).unwrap_or_else(|| self.clone())
     }
 
+    /// The same distribution with its log divided by `t` and normalised again (temperature
+    /// scaling: t > 1 flattens, t < 1 sharpens; the ranking is unchanged).
+    pub fn tempered(&self, t: f64) -> SetScores {
+        let log = |p: f64| if p > 0.0 { p.ln() / t } else { f64::NEG_INFINITY };
+        let values: Vec<f64> = std::iter::once(self.control)
+            .chain(self.singles.iter().copied())
+            .chain(self.pairs.iter().copied())
+            .map(log)
+            .collect();
+        SetScores::from_log_values(&values, self.singles.len()).unwrap_or_else(|| self.clone())
+    }
+
     /// Probabilities from unnormalised log values in answer order (control, `n` singles, then pairs
     /// in `pair_index` order); a value that is not finite is probability 0. None when none is finite.
     pub fn from_log_values(values: &[f64], n: usize) -> Option<SetScores> {

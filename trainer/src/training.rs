@@ -440,6 +440,78 @@ pub fn head_weight(scores: &[SetScores], evidence: &[Evidence], targets: &[Vec<u
     best
 }
 
+/// Splits off a tenth of the control and single cells of `rows` (every tenth of each condition's
+/// cells in a seeded order) for calibration: (training rows, calibration rows).
+pub fn calibration_cells(rows: &[usize], targets: &[Vec<usize>], seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0xca11b));
+    let mut seen: std::collections::HashMap<&[usize], usize> = std::collections::HashMap::new();
+    let mut calibration = vec![false; rows.len()];
+    for i in order {
+        if targets[i].len() < 2 {
+            let n = seen.entry(targets[i].as_slice()).or_default();
+            calibration[i] = *n % 10 == 9;
+            *n += 1;
+        }
+    }
+    let pick = |keep: bool| rows.iter().zip(&calibration).filter(|(_, c)| **c == keep).map(|(r, _)| *r).collect();
+    (pick(false), pick(true))
+}
+
+/// The posterior temperature `posterior_temperature` chose, and the weighted NLL before and after.
+pub struct TemperatureFit {
+    pub temperature: f64,
+    pub cells: usize,
+    pub nll_before: f64,
+    pub nll_after: f64,
+}
+
+/// The temperature T minimising the held-out cells' NLL when each posterior's log is divided by T,
+/// each cell weighted so that the answer sizes count as in `sizes` (the training cells' shares):
+/// golden-section search over [0.25, 8]. At most 2,000 cells per size are used. None without
+/// cells of at least two sizes.
+pub fn posterior_temperature(cells: &[(&SetScores, &[usize])], sizes: [f64; 3]) -> Option<TemperatureFit> {
+    let mut by_size: [Vec<usize>; 3] = Default::default();
+    cells.iter().enumerate().for_each(|(i, (_, t))| by_size[t.len().min(2)].push(i));
+    if by_size.iter().filter(|v| !v.is_empty()).count() < 2 {
+        return None;
+    }
+    // Per used cell: its weight, the log probability of its truth, and every answer's log probability.
+    let mut used: Vec<(f64, f64, Vec<f32>)> = Vec::new();
+    let total: f64 = (0..3).filter(|&k| !by_size[k].is_empty()).map(|k| sizes[k]).sum();
+    for (k, members) in by_size.iter().enumerate() {
+        let step = members.len().div_ceil(2000).max(1);
+        let kept: Vec<usize> = members.iter().copied().step_by(step).collect();
+        for &i in &kept {
+            let (s, truth) = cells[i];
+            let log = |p: f64| if p > 0.0 { p.ln() } else { -745.0 };
+            let all = std::iter::once(s.control).chain(s.singles.iter().copied()).chain(s.pairs.iter().copied());
+            used.push((
+                sizes[k] / total / kept.len() as f64,
+                log(s.probability(truth)),
+                all.map(|p| log(p) as f32).collect(),
+            ));
+        }
+    }
+    let nll = |t: f64| -> f64 {
+        used.iter()
+            .map(|(w, truth, all)| {
+                let max = all.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64 / t;
+                let z: f64 = all.iter().map(|&v| (v as f64 / t - max).exp()).sum();
+                w * (-(truth / t) + max + z.ln())
+            })
+            .sum()
+    };
+    let (mut lo, mut hi) = (0.25f64.ln(), 8f64.ln());
+    let phi = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..30 {
+        let (a, b) = (hi - phi * (hi - lo), lo + phi * (hi - lo));
+        if nll(a.exp()) < nll(b.exp()) { hi = b } else { lo = a }
+    }
+    let temperature = ((lo + hi) / 2.0).exp();
+    Some(TemperatureFit { temperature, cells: used.len(), nll_before: nll(1.0), nll_after: nll(temperature) })
+}
+
 /// What `head_weight` chose and how the validation cells fared with it.
 pub struct HeadFit {
     pub weight: f64,
@@ -497,6 +569,59 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
     use mamba_perturb::model::NetConfig;
+
+    #[test]
+    fn calibration_takes_a_tenth_of_each_control_and_single_condition_and_no_pair() {
+        let targets: Vec<Vec<usize>> = (0..600)
+            .map(|i| {
+                if i < 200 {
+                    vec![]
+                } else if i < 400 {
+                    vec![i % 3]
+                } else {
+                    vec![0, 1]
+                }
+            })
+            .collect();
+        let rows: Vec<usize> = (1000..1600).collect();
+        let (train, calibration) = calibration_cells(&rows, &targets, 7);
+        assert_eq!(train.len() + calibration.len(), 600);
+        let count = |keep: &dyn Fn(&[usize]) -> bool| calibration.iter().filter(|&&r| keep(&targets[r - 1000])).count();
+        assert_eq!(count(&|t| t.is_empty()), 20);
+        assert_eq!(count(&|t| t == [0]), 6);
+        assert_eq!(count(&|t| t.len() == 2), 0);
+    }
+
+    #[test]
+    fn an_overconfident_posterior_gets_a_temperature_above_one_that_calibrates_it() {
+        // Four candidates. Each cell puts 0.9 on its top answer, which is right half the time.
+        let n = 4;
+        let cell = |top: &[usize]| {
+            let mut s = SetScores::uniform(n);
+            let rest = 0.1 / (1 + n + n * (n - 1) / 2 - 1) as f64;
+            s.control = rest;
+            s.singles.iter_mut().for_each(|p| *p = rest);
+            s.pairs.iter_mut().for_each(|p| *p = rest);
+            match top {
+                [] => s.control = 0.9,
+                [a] => s.singles[*a] = 0.9,
+                [a, b] => s.pairs[mamba_perturb::model::sets::pair_index(*a, *b, n)] = 0.9,
+                _ => unreachable!(),
+            }
+            s
+        };
+        let answers: Vec<Vec<usize>> = vec![vec![], vec![1], vec![0, 2]];
+        let scores: Vec<SetScores> = (0..300).map(|i| cell(&answers[i % 3])).collect();
+        let truths: Vec<Vec<usize>> = (0..300)
+            .map(|i| if (i / 3) % 2 == 0 { answers[i % 3].clone() } else { answers[(i + 1) % 3].clone() })
+            .collect();
+        let cells: Vec<(&SetScores, &[usize])> = scores.iter().zip(truths.iter().map(Vec::as_slice)).collect();
+        let fit = posterior_temperature(&cells, [0.2, 0.3, 0.5]).unwrap();
+        assert!(fit.temperature > 1.0 && fit.nll_after < fit.nll_before, "{}", fit.temperature);
+        let tempered: Vec<SetScores> = scores.iter().map(|s| s.tempered(fit.temperature)).collect();
+        let ece = |s: &[SetScores]| mamba_perturb::metrics::score(s, &truths).ece_top1;
+        assert!(ece(&tempered) < 0.05 && ece(&scores) > 0.35, "{} -> {}", ece(&scores), ece(&tempered));
+    }
 
     /// A batch split over threads (forked parameters, gradients summed by rows) gives the loss and
     /// gradients of the whole batch at once, with a thinned panel too.

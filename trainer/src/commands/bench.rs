@@ -280,7 +280,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                         let evidence = predictor.evidence(&level.x, head_terms.as_ref());
                         let network = predictor.network_scores(&level.x, reference, 256).map_err(output)?;
                         let mut methods: Vec<(&str, Vec<SetScores>)> = vec![
-                            ("mamba-perturb", predict::combine(network.clone(), &evidence)),
+                            ("mamba-perturb", predictor.combine(network.clone(), &evidence)),
                             ("target-upregulation", baselines::upregulation(&view, &z)),
                             ("logistic-regression", score_linear(&lr, &level.x, reference)),
                             ("nearest-centroid", baselines::nearest_centroid(&view, &z)),

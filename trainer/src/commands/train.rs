@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use mamba_perturb::model::additive::AdditiveHead;
 use mamba_perturb::model::card::{CARD_FORMAT, CardGene, ModelCard, TrainingData, WeightsInfo};
+use mamba_perturb::model::sets::SetScores;
 use mamba_perturb::model::{GenomeFeatures, NetConfig};
 use mamba_perturb::model_folder;
 use mamba_perturb::predict::{Predictor, typicality};
@@ -57,6 +58,14 @@ pub fn train_on(
         return Err(CliError::Data { file: data.name.clone(), problem: "no training cells after the split".into() });
     }
     let panel = data.choose_panel(&train_rows, args.hvg, args.mask_targets);
+    // The answer sizes' shares among the training cells: the prior of every posterior.
+    let mut sizes = [0f64; 3];
+    let all_train_targets = data.targets(&train_rows);
+    all_train_targets.iter().for_each(|t| sizes[t.len().min(2)] += 1.0 / all_train_targets.len() as f64);
+    // Calibration cells: a tenth of the training control and single cells, kept out of training
+    // and of the head, so that the posterior's temperature is fitted on cells of every answer size
+    // (the validation conditions are all pairs).
+    let (train_rows, calibration_rows) = training::calibration_cells(&train_rows, &all_train_targets, args.seed);
     let unplace = |genes: Vec<CardGene>| -> Vec<CardGene> {
         match args.no_position {
             true => genes
@@ -100,8 +109,6 @@ pub fn train_on(
     let mut typ: Vec<f64> = x_train.chunks(g).map(|r| typicality(r, &reference)).collect();
     typ.sort_by(|a, b| a.total_cmp(b));
     let p99 = typ[((typ.len() as f64 * 0.99) as usize).min(typ.len() - 1)];
-    let mut sizes = [0f64; 3];
-    t_train.iter().for_each(|t| sizes[t.len().min(2)] += 1.0 / t_train.len() as f64);
 
     let gene_loci: Vec<_> = panel_genes.iter().map(|g| g.locus()).collect();
     let cand_loci: Vec<_> = candidates.iter().map(|g| g.locus()).collect();
@@ -165,6 +172,7 @@ pub fn train_on(
         reference: args.reference,
         answer_sizes: Some(sizes),
         additive: None,
+        posterior_temperature: None,
         weights: WeightsInfo { file: model_folder::WEIGHTS_FILE.into(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
         command: String::new(),
         seed: args.seed,
@@ -218,6 +226,30 @@ pub fn train_on(
                 "validation_exact_top1": fit.hits as f64 / t_valid.len().max(1) as f64, "validation_nll": fit.nll,
             });
             head
+        });
+    }
+    // The posterior's temperature on held-out training cells of every size, weighted to the
+    // training cells' size shares: validation pairs stand in for unseen pairs, calibration
+    // cells for control and the singles.
+    let x_calibration = data.dense(&calibration_rows, &panel);
+    let t_calibration = data.targets(&calibration_rows);
+    let reference = predictor.training_reference();
+    let held_out = [
+        predictor.score_rows(&x_valid, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?,
+        predictor.score_rows(&x_calibration, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?,
+    ];
+    let truths = [t_valid.as_slice(), t_calibration.as_slice()];
+    let cells: Vec<(&SetScores, &[usize])> =
+        held_out.iter().zip(truths).flat_map(|(s, t)| s.iter().zip(t.iter().map(Vec::as_slice))).collect();
+    if let Some(fit) = training::posterior_temperature(&cells, sizes) {
+        eprintln!(
+            "{label}: posterior temperature {:.3} on {} held-out cells (weighted NLL {:.3} -> {:.3})",
+            fit.temperature, fit.cells, fit.nll_before, fit.nll_after
+        );
+        predictor.card.posterior_temperature = Some(fit.temperature);
+        predictor.card.metrics["posterior_temperature"] = serde_json::json!({
+            "temperature": fit.temperature, "cells": fit.cells, "calibration_cells": calibration_rows.len(),
+            "weighted_nll_before": fit.nll_before, "weighted_nll_after": fit.nll_after,
         });
     }
     let card = predictor.card;
