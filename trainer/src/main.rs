@@ -41,6 +41,8 @@ enum Command {
     View(commands::view::Args),
     /// Honest held-out benchmark: the model and baselines on whole held-out conditions, several seeds.
     Bench(commands::bench::Args),
+    /// Writes a bench folder's tables and plots again from its benchmark.json (running nothing).
+    BenchReport(commands::bench::ReportArgs),
     /// Convert weights saved from the PyTorch twin (safetensors) into a model folder.
     ImportTorch(commands::import_torch::Args),
     /// Bench entry point, not for users: times Burn's training step and inference on given shapes
@@ -70,6 +72,7 @@ fn main() {
         Command::Train(a) => commands::train::run(a),
         Command::Predict(a) => commands::predict::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::BenchReport(a) => commands::bench::report(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::View(a) => commands::view::run(a),
         Command::ImportTorch(a) => commands::import_torch::run(a),

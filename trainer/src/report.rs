@@ -358,25 +358,25 @@ pub fn reliability_diagram(r: &Value) -> String {
     let panels: Vec<(&str, &str)> =
         SPLITS_DRAWN.iter().copied().filter(|(s, t)| reliability_of(r, "mamba-perturb", s, t).is_some()).collect();
     let (size, pad, top) = (220.0, 50.0, 60.0);
-    let w = pad + panels.len().max(1) as f64 * (size + pad);
+    let w = (pad + panels.len().max(1) as f64 * (size + pad)).max(780.0);
     let h = top + size + 50.0;
     let simulated = r["dataset"]["kind"] == "simulated";
     let mut s = format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">
 <rect width="100%" height="100%" fill="white"/>
-<text x="10" y="18" font-size="14">{}Reliability: top-1 accuracy against top-1 probability per cell (bins of ≥ 20 cells, seeds pooled)</text>
+<text x="10" y="18" font-size="14">{}Reliability: accuracy of each cell's top answer against its probability (bins of ≥ 20 cells)</text>
 "##,
         if simulated { "[SIMULATED data] " } else { "" }
     );
     let mut x = 10.0;
     for (name, color, dash) in lines {
+        let name = if CEILINGS.contains(&name) { format!("{name} (ceiling)") } else { name.to_string() };
         s += &format!(
-            r#"<line x1="{x}" x2="{}" y1="34" y2="34" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/><text x="{}" y="38">{}</text>"#,
+            r#"<line x1="{x}" x2="{}" y1="34" y2="34" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/><text x="{}" y="38">{name}</text>"#,
             x + 18.0,
             x + 22.0,
-            label(name)
         );
-        x += 40.0 + 7.0 * label(name).len() as f64;
+        x += 40.0 + 7.0 * name.len() as f64;
     }
     s += "\n";
     for (i, (split, targets)) in panels.iter().enumerate() {

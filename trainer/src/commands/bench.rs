@@ -448,17 +448,41 @@ pub fn run(args: Args) -> Result<(), CliError> {
     std::fs::create_dir_all(&args.out).map_err(io_at(&args.out))?;
     let json_text = serde_json::to_string_pretty(&report).map_err(output)?;
     std::fs::write(args.out.join("benchmark.json"), json_text).map_err(io_at(&args.out))?;
-    let md = crate::report::markdown(&report);
-    std::fs::write(args.out.join("benchmark.md"), &md).map_err(io_at(&args.out))?;
-    std::fs::write(args.out.join("benchmark.svg"), crate::report::bar_chart(&report)).map_err(io_at(&args.out))?;
-    std::fs::write(args.out.join("reliability.svg"), crate::report::reliability_diagram(&report))
-        .map_err(io_at(&args.out))?;
+    let md = write_report(&report, &args.out)?;
     println!("{md}");
     eprintln!(
         "{tag}wrote {}/benchmark.json, benchmark.md, benchmark.svg, reliability.svg in {:.0} s",
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Writes the human-readable faces of a results JSON into `dir` (benchmark.md, benchmark.svg,
+/// reliability.svg) and returns the Markdown.
+fn write_report(report: &serde_json::Value, dir: &std::path::Path) -> Result<String, CliError> {
+    let md = crate::report::markdown(report);
+    std::fs::write(dir.join("benchmark.md"), &md).map_err(io_at(dir))?;
+    std::fs::write(dir.join("benchmark.svg"), crate::report::bar_chart(report)).map_err(io_at(dir))?;
+    std::fs::write(dir.join("reliability.svg"), crate::report::reliability_diagram(report)).map_err(io_at(dir))?;
+    Ok(md)
+}
+
+/// `bench-report DIR`: writes DIR's tables and plots again from its benchmark.json (after the report
+/// code changed), running nothing.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// A folder `bench` wrote.
+    pub dir: PathBuf,
+}
+
+pub fn report(args: ReportArgs) -> Result<(), CliError> {
+    let path = args.dir.join("benchmark.json");
+    let text = std::fs::read_to_string(&path).map_err(io_at(&path))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| CliError::Output(format!("{}: {e}", path.display())))?;
+    write_report(&report, &args.dir)?;
+    eprintln!("wrote {}/benchmark.md, benchmark.svg, reliability.svg", args.dir.display());
     Ok(())
 }
 
