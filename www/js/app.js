@@ -54,6 +54,8 @@ function openFile(file, url = null) {
   Object.assign(state, { report: null, cells: [], bulk: [], bulkAccuracy: null, dataUrl: url, started: performance.now() });
   state.selected = { cell: null, group: null, gene: null };
   $("report").textContent = "";
+  $("control-label").value = ""; // a new file is measured against all its cells until asked otherwise
+  $("batch-column").value = "";
   $("results").hidden = true;
   hideGenome(); hideLabels(); hideWhy();
   unmark("predicted", "firstRowsMs", "allCellsMs", "genomeDrawn", "confusionAccuracy", "labelCheck", "why");

@@ -56,7 +56,10 @@ pub fn open(
     let name = file.display().to_string();
     let tag = if analysis.predictor().card.is_simulated() { "[model trained on SIMULATED data] " } else { "" };
     analysis.open(&name, FileSource::Path(file.to_path_buf()), &read.options()?)?;
-    let report = analysis.set_reference(reference.control.as_deref(), reference.batch_column.as_deref())?;
+    let report = match (reference.control.as_deref(), reference.batch_column.as_deref()) {
+        (None, None) => analysis.report()?,
+        (control, batch) => analysis.set_reference(control, batch)?,
+    };
     let g = &report.genes;
     eprintln!(
         "{tag}{name}: {} cells; {} of {} panel genes found; values: {}; genes measured against {}",
