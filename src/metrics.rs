@@ -80,8 +80,10 @@ pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
     }
     let (mut t1, mut t5, mut t10, mut hit, mut rr) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut tp, mut fp, mut fneg) = (0.0, 0.0, 0.0);
+    let mut bins = [ReliabilityBin::default(); ECE_BINS];
     for (s, truth) in preds.iter().zip(truths) {
         let r = rank_of(s, truth);
+        add_to_bins(&mut bins, s, r);
         t1 += (r < 1) as u8 as f64;
         t5 += (r < 5) as u8 as f64;
         t10 += (r < 10) as u8 as f64;
@@ -107,7 +109,7 @@ pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
         any_gene_hit1: hit / nf,
         mrr: rr / nf,
         micro_f1: f1,
-        ece_top1: reliability(preds, truths).iter().map(|b| (b.hits - b.confidence).abs()).sum::<f64>() / nf,
+        ece_top1: bins.iter().map(|b| (b.hits - b.confidence).abs()).sum::<f64>() / nf,
         n,
     }
 }
@@ -125,14 +127,17 @@ pub struct ReliabilityBin {
 /// of several runs add up).
 pub fn reliability(preds: &[SetScores], truths: &[Vec<usize>]) -> [ReliabilityBin; ECE_BINS] {
     let mut bins = [ReliabilityBin::default(); ECE_BINS];
-    for (s, truth) in preds.iter().zip(truths) {
-        let confidence = top_probability(s);
-        let bin = &mut bins[((confidence * ECE_BINS as f64) as usize).min(ECE_BINS - 1)];
-        bin.examples += 1;
-        bin.confidence += confidence;
-        bin.hits += (rank_of(s, truth) == 0) as u8 as f64;
-    }
+    preds.iter().zip(truths).for_each(|(s, truth)| add_to_bins(&mut bins, s, rank_of(s, truth)));
     bins
+}
+
+/// Counts one example, whose true answer ranks `rank`, into the bin of its top probability.
+fn add_to_bins(bins: &mut [ReliabilityBin; ECE_BINS], s: &SetScores, rank: usize) {
+    let confidence = top_probability(s);
+    let bin = &mut bins[((confidence * ECE_BINS as f64) as usize).min(ECE_BINS - 1)];
+    bin.examples += 1;
+    bin.confidence += confidence;
+    bin.hits += (rank == 0) as u8 as f64;
 }
 
 #[cfg(test)]

@@ -400,6 +400,12 @@ pub fn temperature<M: SetModel>(net: &M, features: &GenomeFeatures, valid: &Spli
             .sum::<f64>()
             / n as f64
     };
+    best_temperature(nll)
+}
+
+/// The temperature in [0.25, 8] that minimises `nll`, by golden-section search on its log (both
+/// temperature fits: the network's and the posterior's).
+fn best_temperature(nll: impl Fn(f64) -> f64) -> f64 {
     let (mut lo, mut hi) = (0.25f64.ln(), 8f64.ln());
     let phi = (5f64.sqrt() - 1.0) / 2.0;
     for _ in 0..30 {
@@ -502,13 +508,7 @@ pub fn posterior_temperature(cells: &[(&SetScores, &[usize])], sizes: [f64; 3]) 
             })
             .sum()
     };
-    let (mut lo, mut hi) = (0.25f64.ln(), 8f64.ln());
-    let phi = (5f64.sqrt() - 1.0) / 2.0;
-    for _ in 0..30 {
-        let (a, b) = (hi - phi * (hi - lo), lo + phi * (hi - lo));
-        if nll(a.exp()) < nll(b.exp()) { hi = b } else { lo = a }
-    }
-    let temperature = ((lo + hi) / 2.0).exp();
+    let temperature = best_temperature(nll);
     Some(TemperatureFit { temperature, cells: used.len(), nll_before: nll(1.0), nll_after: nll(temperature) })
 }
 
