@@ -74,43 +74,65 @@ impl Scores {
 
 /// Scores predictions for examples whose true gene sets are `truths`.
 pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
-    let n = preds.len();
-    if n == 0 {
-        return Scores::default();
-    }
-    let (mut t1, mut t5, mut t10, mut hit, mut rr) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    let (mut tp, mut fp, mut fneg) = (0.0, 0.0, 0.0);
-    let mut bins = [ReliabilityBin::default(); ECE_BINS];
-    for (s, truth) in preds.iter().zip(truths) {
+    let mut tally = Tally::default();
+    preds.iter().zip(truths).for_each(|(s, truth)| tally.add(s, truth));
+    tally.scores()
+}
+
+/// `Scores` counted one example at a time, so that a large file's cells need not be held at once.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    n: usize,
+    top1: f64,
+    top5: f64,
+    top10: f64,
+    hit: f64,
+    reciprocal_ranks: f64,
+    true_positives: f64,
+    false_positives: f64,
+    false_negatives: f64,
+    bins: [ReliabilityBin; ECE_BINS],
+}
+
+impl Tally {
+    pub fn add(&mut self, s: &SetScores, truth: &[usize]) {
         let r = rank_of(s, truth);
-        add_to_bins(&mut bins, s, r);
-        t1 += (r < 1) as u8 as f64;
-        t5 += (r < 5) as u8 as f64;
-        t10 += (r < 10) as u8 as f64;
-        rr += 1.0 / (r as f64 + 1.0);
+        add_to_bins(&mut self.bins, s, r);
+        self.n += 1;
+        self.top1 += (r < 1) as u8 as f64;
+        self.top5 += (r < 5) as u8 as f64;
+        self.top10 += (r < 10) as u8 as f64;
+        self.reciprocal_ranks += 1.0 / (r as f64 + 1.0);
         let top = top_answer(s);
         // "At least one gene right" (for control: predicting control).
-        hit += if truth.is_empty() {
+        self.hit += if truth.is_empty() {
             top.is_empty() as u8 as f64
         } else {
             top.iter().any(|g| truth.contains(g)) as u8 as f64
         };
         let called: Vec<usize> = marginals(s).iter().enumerate().filter(|(_, p)| **p >= 0.5).map(|(g, _)| g).collect();
-        tp += called.iter().filter(|g| truth.contains(g)).count() as f64;
-        fp += called.iter().filter(|g| !truth.contains(g)).count() as f64;
-        fneg += truth.iter().filter(|g| !called.contains(g)).count() as f64;
+        self.true_positives += called.iter().filter(|g| truth.contains(g)).count() as f64;
+        self.false_positives += called.iter().filter(|g| !truth.contains(g)).count() as f64;
+        self.false_negatives += truth.iter().filter(|g| !called.contains(g)).count() as f64;
     }
-    let nf = n as f64;
-    let f1 = if tp == 0.0 { 0.0 } else { 2.0 * tp / (2.0 * tp + fp + fneg) };
-    Scores {
-        exact_top1: t1 / nf,
-        exact_top5: t5 / nf,
-        exact_top10: t10 / nf,
-        any_gene_hit1: hit / nf,
-        mrr: rr / nf,
-        micro_f1: f1,
-        ece_top1: bins.iter().map(|b| (b.hits - b.confidence).abs()).sum::<f64>() / nf,
-        n,
+
+    pub fn scores(&self) -> Scores {
+        if self.n == 0 {
+            return Scores::default();
+        }
+        let nf = self.n as f64;
+        let tp = self.true_positives;
+        let f1 = if tp == 0.0 { 0.0 } else { 2.0 * tp / (2.0 * tp + self.false_positives + self.false_negatives) };
+        Scores {
+            exact_top1: self.top1 / nf,
+            exact_top5: self.top5 / nf,
+            exact_top10: self.top10 / nf,
+            any_gene_hit1: self.hit / nf,
+            mrr: self.reciprocal_ranks / nf,
+            micro_f1: f1,
+            ece_top1: self.bins.iter().map(|b| (b.hits - b.confidence).abs()).sum::<f64>() / nf,
+            n: self.n,
+        }
     }
 }
 

@@ -277,14 +277,17 @@ impl Predictor {
     /// The additive head's evidence per row of `x` (empty for a model without the head).
     pub fn evidence(&self, x: &[f32], terms: Option<&HeadTerms>) -> Vec<Evidence> {
         let (Some(head), Some(terms)) = (&self.card.additive, terms) else { return Vec::new() };
-        x.chunks(self.card.net.n_genes).map(|row| head.evidence(row, terms)).collect()
+        head.evidence_rows(x, terms)
     }
 
     /// The model's answer distributions from the network's outputs and the head's evidence (as
     /// `logits` and `evidence` return them; no evidence: the network's alone): the one place both
     /// are combined.
     pub fn scores(&self, gene: &[f32], count: &[f32], evidence: &[Evidence]) -> Vec<SetScores> {
-        self.combine(set_scores(gene, count, self.card.net.n_candidates), evidence)
+        let t = self.card.posterior_temperature.unwrap_or(1.0);
+        let evidence = evidence.iter().map(|e| Some((e.singles.as_slice(), e.pairs.as_slice())));
+        let rows = gene.chunks(self.card.net.n_candidates).zip(count.chunks(3));
+        rows.zip(evidence.chain(std::iter::repeat(None))).map(|((g, c), e)| SetScores::from_parts(g, c, e, t)).collect()
     }
 
     /// The network's distributions times the head's evidence, at the card's posterior temperature.

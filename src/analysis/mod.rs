@@ -415,41 +415,49 @@ impl Analysis {
     pub fn cell_predictions(&self, range: std::ops::Range<usize>, top: usize) -> Vec<CellPrediction> {
         let Some(f) = &self.file else { return Vec::new() };
         let candidates = self.predictor.candidates();
-        range
-            .filter_map(|i| {
-                let row = f.outputs.get(i)?.as_ref()?;
-                Some(CellPrediction {
-                    index: i,
-                    cell: f.prepared.cells[i].clone(),
-                    label: f.labels.as_ref().map(|l| l[i].to_string()),
-                    top: top_k(&scores_of(&self.predictor, &f.prepared, i, row), &candidates, top),
-                })
+        let mut cells = Vec::new();
+        self.for_each_scored(range, |i, s| {
+            cells.push(CellPrediction {
+                index: i,
+                cell: f.prepared.cells[i].clone(),
+                label: f.labels.as_ref().map(|l| l[i].to_string()),
+                top: top_k(&s, &candidates, top),
             })
-            .collect()
+        });
+        cells
     }
 
-    /// Answer distributions of every cell predicted so far (index, scores).
-    pub fn cell_scores(&self) -> Vec<(usize, SetScores)> {
-        let Some(f) = &self.file else { return Vec::new() };
-        let scores =
-            |(i, r): (usize, &Option<Box<[f32]>>)| Some((i, scores_of(&self.predictor, &f.prepared, i, r.as_ref()?)));
-        f.outputs.iter().enumerate().filter_map(scores).collect()
+    /// Calls `visit` with each predicted cell of `cells` and its answer distribution, in order. The
+    /// distributions are built a block at a time (one matrix product for the head's evidence) and
+    /// dropped after the visit: a cell's holds 5,566 answers, too many to keep for a large file.
+    pub fn for_each_scored(&self, cells: impl IntoIterator<Item = usize>, mut visit: impl FnMut(usize, SetScores)) {
+        const BLOCK: usize = 256;
+        let Some(f) = &self.file else { return };
+        let (g, c) = (f.prepared.n_genes, self.predictor.card.net.n_candidates);
+        let mut predicted = cells.into_iter().filter_map(|i| Some((i, f.outputs.get(i)?.as_deref()?))).peekable();
+        while predicted.peek().is_some() {
+            let block: Vec<(usize, &[f32])> = predicted.by_ref().take(BLOCK).collect();
+            let (mut x, mut gene, mut count) = (Vec::new(), Vec::new(), Vec::new());
+            for &(i, row) in &block {
+                x.extend_from_slice(&f.prepared.values[i * g..(i + 1) * g]);
+                gene.extend_from_slice(&row[..c]);
+                count.extend_from_slice(&row[c..]);
+            }
+            let evidence = self.predictor.evidence(&x, f.prepared.head.as_ref());
+            let scores = self.predictor.scores(&gene, &count, &evidence);
+            block.iter().zip(scores).for_each(|(&(i, _), s)| visit(i, s));
+        }
     }
 
     /// Accuracy of the cells predicted so far against the file's labels (None without labels).
     pub fn cell_accuracy(&self) -> Option<CellAccuracy> {
         let labels = self.file.as_ref()?.labels.as_ref()?;
-        let (mut scored, mut truths, mut outside) = (Vec::new(), Vec::new(), 0);
-        for (i, s) in self.cell_scores() {
-            match self.candidate_indices(&labels[i]) {
-                Some(t) => {
-                    scored.push(s);
-                    truths.push(t);
-                }
-                None => outside += 1,
-            }
-        }
-        Some(CellAccuracy { scores: metrics::score(&scored, &truths), outside_the_model: outside })
+        let (mut tally, mut outside) = (metrics::Tally::default(), 0);
+        self.for_each_scored(0..labels.len(), |i, s| match self.candidate_indices(&labels[i]) {
+            Some(t) => tally.add(&s, &t),
+            None => outside += 1,
+        });
+        Some(CellAccuracy { scores: tally.scores(), outside_the_model: outside })
     }
 
     /// The label's genes as candidate indices; None when the model cannot name one of them.
@@ -503,14 +511,15 @@ impl Analysis {
             members.iter().for_each(|&i| groups_of.entry(i).or_default().push(k));
         }
         let mut combined = vec![sets::Combination::new(c); groups.len()];
-        for (i, in_groups) in groups_of {
-            let cell = match f.outputs.get(i) {
-                Some(Some(row)) => scores_of(&self.predictor, &f.prepared, i, row),
-                Some(None) => return Err(AnalysisError::NotPredicted(i)),
-                None => return Err(AnalysisError::NoCell { index: i, cells: f.outputs.len() }),
-            };
-            in_groups.into_iter().for_each(|k| combined[k].add(&cell));
+        if let Some((&i, _)) = groups_of.iter().find(|(i, _)| !matches!(f.outputs.get(**i), Some(Some(_)))) {
+            return Err(match f.outputs.get(i) {
+                Some(_) => AnalysisError::NotPredicted(i),
+                None => AnalysisError::NoCell { index: i, cells: f.outputs.len() },
+            });
         }
+        self.for_each_scored(groups_of.keys().copied(), |i, cell| {
+            groups_of[&i].iter().for_each(|&k| combined[k].add(&cell));
+        });
         let prior = self.answer_prior();
         Ok(combined.iter().map(|g| g.finish(prior)).collect())
     }
@@ -647,14 +656,4 @@ fn predict_error(file: &str, source: PredictError) -> AnalysisError {
 /// One row per example: its gene logits then its three count logits.
 fn output_rows((gene, count): (Vec<f32>, Vec<f32>), n_candidates: usize) -> Vec<Box<[f32]>> {
     gene.chunks(n_candidates).zip(count.chunks(3)).map(|(g, c)| g.iter().chain(c).copied().collect()).collect()
-}
-
-/// Cell `i`'s answer distribution from its stored network output and, when the model has the
-/// additive head, the head's evidence from the cell's input (computed here, not stored: 5,460
-/// pair values per cell would not fit a page's memory for large files).
-fn scores_of(predictor: &Predictor, prepared: &Prepared, i: usize, row: &[f32]) -> SetScores {
-    let (gene, count) = row.split_at(predictor.card.net.n_candidates);
-    let g = prepared.n_genes;
-    let evidence = predictor.evidence(&prepared.values[i * g..(i + 1) * g], prepared.head.as_ref());
-    predictor.scores(gene, count, &evidence).remove(0)
 }

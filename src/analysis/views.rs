@@ -312,14 +312,19 @@ impl Analysis {
             .collect()
     }
 
-    /// Labelled, predicted cells whose genes the model can name: (cell, label, its candidates, scores).
-    fn scored_cells(&self) -> Result<Vec<ScoredCell<'_>>, AnalysisError> {
+    /// Visits the labelled, predicted cells whose genes the model can name, in order: (cell, label,
+    /// its candidates, scores); each cell's scores are dropped after its visit.
+    fn for_each_labelled(
+        &self,
+        mut visit: impl FnMut(usize, &Perturbation, Vec<usize>, SetScores),
+    ) -> Result<(), AnalysisError> {
         let labels = self.labels().ok_or(AnalysisError::NoLabels)?;
-        Ok(self
-            .cell_scores()
-            .into_iter()
-            .filter_map(|(i, s)| Some((i, &labels[i], self.candidate_indices(&labels[i])?, s)))
-            .collect())
+        self.for_each_scored(0..labels.len(), |i, s| {
+            if let Some(own) = self.candidate_indices(&labels[i]) {
+                visit(i, &labels[i], own, s)
+            }
+        });
+        Ok(())
     }
 
     fn answer_name(&self, genes: &[usize]) -> String {
@@ -328,37 +333,40 @@ impl Analysis {
     }
 
     fn confusion(&self, answers: usize) -> Result<Confusion, AnalysisError> {
-        let cells = self.scored_cells()?;
-        let predicted: Vec<String> =
-            cells.iter().map(|(_, _, _, s)| self.answer_name(&metrics::top_answer(s))).collect();
-        let mut by_answer: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (k, (_, label, _, _)) in cells.iter().enumerate() {
-            by_answer.entry(label.to_string()).or_default().push(k);
+        // Per cell only its label and top answer are kept; the scores go into per-label tallies.
+        let (mut labels, mut predicted) = (Vec::new(), Vec::new());
+        let mut tallies: BTreeMap<String, metrics::Tally> = BTreeMap::new();
+        let mut all = metrics::Tally::default();
+        self.for_each_labelled(|_, label, own, s| {
+            let label = label.to_string();
+            tallies.entry(label.clone()).or_default().add(&s, &own);
+            all.add(&s, &own);
+            predicted.push(self.answer_name(&metrics::top_answer(&s)));
+            labels.push(label);
+        })?;
+        let mut by_answer: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (k, label) in labels.iter().enumerate() {
+            by_answer.entry(label).or_default().push(k);
         }
-        let mut frequent: Vec<(&String, &Vec<usize>)> = by_answer.iter().collect();
+        let mut frequent: Vec<(&str, &Vec<usize>)> = by_answer.iter().map(|(a, ks)| (*a, ks)).collect();
         frequent.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
-        let shown: Vec<String> = frequent.iter().take(answers).map(|(a, _)| (*a).clone()).collect();
+        let shown: Vec<String> = frequent.iter().take(answers).map(|(a, _)| a.to_string()).collect();
         let mut counts = vec![vec![0usize; shown.len() + 1]; shown.len()];
         for (row, answer) in shown.iter().enumerate() {
-            for &k in &by_answer[answer] {
+            for &k in &by_answer[answer.as_str()] {
                 let column = shown.iter().position(|a| *a == predicted[k]).unwrap_or(shown.len());
                 counts[row][column] += 1;
             }
         }
-        let score = |ks: &[usize]| {
-            let (s, t): (Vec<SetScores>, Vec<Vec<usize>>) =
-                ks.iter().map(|&k| (cells[k].3.clone(), cells[k].2.clone())).unzip();
-            metrics::score(&s, &t)
-        };
         let per_answer = frequent
             .iter()
             .map(|(answer, ks)| {
-                let sc = score(ks);
+                let sc = tallies[*answer].scores();
                 let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
                 ks.iter().for_each(|&k| *votes.entry(predicted[k].as_str()).or_default() += 1);
                 let most = votes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(p, _)| p.to_string());
                 AnswerRow {
-                    answer: (*answer).clone(),
+                    answer: answer.to_string(),
                     cells: ks.len(),
                     exact_top1: sc.exact_top1,
                     any_gene_hit1: sc.any_gene_hit1,
@@ -366,15 +374,14 @@ impl Analysis {
                 }
             })
             .collect();
-        let all: Vec<usize> = (0..cells.len()).collect();
-        Ok(Confusion { answers: shown, counts, scores: score(&all), per_answer })
+        Ok(Confusion { answers: shown, counts, scores: all.scores(), per_answer })
     }
 
     fn label_check(&self) -> Result<LabelCheck, AnalysisError> {
         let f = self.open_file()?;
         let mut checks = Vec::new();
         let mut per_label: BTreeMap<String, LabelCounts> = BTreeMap::new();
-        for (i, label, own, s) in self.scored_cells()? {
+        self.for_each_labelled(|i, label, own, s| {
             let p_label = s.probability(&own);
             // The most probable answer other than the label and control.
             let (other, p_other) = metrics::best_answer(&s, |a| a.genes() != own)
@@ -404,7 +411,7 @@ impl Analysis {
                 p_best_other: p_other,
                 verdict,
             });
-        }
+        })?;
         let mut totals = LabelCounts { label: "all".into(), ..Default::default() };
         let per_label: Vec<LabelCounts> = per_label
             .into_iter()
@@ -465,8 +472,6 @@ impl Analysis {
         Ok(Why { index: i, cell: f.prepared.cells[i].clone(), evidence })
     }
 }
-
-type ScoredCell<'a> = (usize, &'a Perturbation, Vec<usize>, SetScores);
 
 #[derive(Default)]
 struct AttentionPlan {

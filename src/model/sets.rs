@@ -117,23 +117,52 @@ impl SetScores {
 
     /// `gene_logits` already bounded (as the network outputs them through `bound`).
     pub fn from_logits(gene_logits: &[f32], count_logits: &[f32]) -> SetScores {
+        SetScores::from_parts(gene_logits, count_logits, None, 1.0)
+    }
+
+    /// The network's distribution times further evidence (a log likelihood ratio over control per
+    /// single and per pair, as the additive head gives; None: none), at temperature `t`, in one
+    /// pass over the answers: log P(S) = (log P_net(S) + e_S) / t, normalised. The same as
+    /// `from_logits`, then `with_evidence`, then `tempered`, with one exponential per answer
+    /// instead of three (scoring was 40 % of `predict`'s time before).
+    pub fn from_parts(
+        gene_logits: &[f32],
+        count_logits: &[f32],
+        evidence: Option<(&[f32], &[f32])>,
+        t: f64,
+    ) -> SetScores {
         let l: Vec<f64> = gene_logits.iter().map(|&x| x as f64).collect();
         let n = l.len();
         let c: Vec<f64> = count_logits.iter().map(|&x| x as f64).collect();
         let lc = log_sum_exp(c.iter().cloned());
-        let p_count: Vec<f64> = c.iter().map(|x| (x - lc).exp()).collect();
-        let lse1 = log_sum_exp(l.iter().cloned());
-        let singles = l.iter().map(|x| p_count[1] * (x - lse1).exp()).collect();
-        let mut pair_logits = Vec::with_capacity(n * (n.saturating_sub(1)) / 2);
+        let log_count: Vec<f64> = c.iter().map(|x| x - lc).collect();
+        let single = log_count[1] - log_sum_exp(l.iter().cloned());
+        let pair = log_count[2] - log_pair_sum(&l);
+        let (e1, e2) = evidence.unwrap_or((&[], &[]));
+        let extra = |e: &[f32], k: usize| e.get(k).map_or(0.0, |&v| v as f64);
+        let mut values = Vec::with_capacity(1 + n + n * n.saturating_sub(1) / 2);
+        values.push(log_count[0] / t);
+        values.extend(l.iter().enumerate().map(|(a, x)| (single + x + extra(e1, a)) / t));
         for a in 0..n {
-            for b in a + 1..n {
-                pair_logits.push(l[a] + l[b]);
-            }
+            let first = values.len() - (1 + n); // pair_index(a, a + 1, n)
+            values.extend((a + 1..n).map(|b| (pair + l[a] + l[b] + extra(e2, first + b - a - 1)) / t));
         }
-        let lse2 = log_sum_exp(pair_logits.iter().cloned());
-        let pairs = pair_logits.iter().map(|x| p_count[2] * (x - lse2).exp()).collect();
-        SetScores { control: p_count[0], singles, pairs }
+        SetScores::from_log_values(&values, n).unwrap_or_else(|| SetScores::uniform(n))
     }
+}
+
+/// log Σ_{a<b} e^{l_a + l_b}, without cancellation and with one exponential per candidate: the
+/// terms sorted ascending, each multiplied by the sum of the smaller ones (−∞ below two candidates).
+fn log_pair_sum(l: &[f64]) -> f64 {
+    let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut w: Vec<f64> = l.iter().map(|x| (x - m).exp()).collect();
+    w.sort_by(|a, b| a.total_cmp(b));
+    let (mut smaller, mut total) = (0.0, 0.0);
+    for v in w {
+        total += v * smaller;
+        smaller += v;
+    }
+    total.ln() + 2.0 * m
 }
 
 impl SetScores {
@@ -255,6 +284,52 @@ impl Combination {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The distribution from logits as first written: each probability by its own exponential.
+    fn from_logits_in_steps(gene_logits: &[f32], count_logits: &[f32]) -> SetScores {
+        let l: Vec<f64> = gene_logits.iter().map(|&x| x as f64).collect();
+        let c: Vec<f64> = count_logits.iter().map(|&x| x as f64).collect();
+        let lc = log_sum_exp(c.iter().cloned());
+        let p_count: Vec<f64> = c.iter().map(|x| (x - lc).exp()).collect();
+        let lse1 = log_sum_exp(l.iter().cloned());
+        let pair_logits: Vec<f64> =
+            (0..l.len()).flat_map(|a| (a + 1..l.len()).map(move |b| (a, b))).map(|(a, b)| l[a] + l[b]).collect();
+        let lse2 = log_sum_exp(pair_logits.iter().cloned());
+        SetScores {
+            control: p_count[0],
+            singles: l.iter().map(|x| p_count[1] * (x - lse1).exp()).collect(),
+            pairs: pair_logits.iter().map(|x| p_count[2] * (x - lse2).exp()).collect(),
+        }
+    }
+
+    /// One pass equals the three steps it replaces: the network's distribution, its evidence, its
+    /// temperature.
+    #[test]
+    fn from_parts_equals_logits_then_evidence_then_temperature() {
+        let gene = [3.0, -1.5, 0.25, 11.9, -11.9];
+        let count = [0.5, -2.0, 1.0];
+        let singles = [0.5, -3.0, 2.0, 0.0, 7.0];
+        let pairs: Vec<f32> = (0..10).map(|k| (k as f32 - 4.5) * 0.7).collect();
+        let old = |t: f64| {
+            let net = from_logits_in_steps(&gene, &count);
+            net.with_evidence(&singles, &pairs).tempered(t)
+        };
+        for t in [1.0, 1.3, 0.7] {
+            let new = SetScores::from_parts(&gene, &count, Some((&singles, &pairs)), t);
+            let (a, b) = (old(t), new);
+            let all = |s: &SetScores| {
+                std::iter::once(s.control).chain(s.singles.clone()).chain(s.pairs.clone()).collect::<Vec<_>>()
+            };
+            for (x, y) in all(&a).iter().zip(all(&b)) {
+                assert!((x - y).abs() < 1e-9 * (1.0 + x.abs()), "t {t}: {a:?} vs {b:?}");
+            }
+        }
+        let plain = SetScores::from_parts(&gene, &count, None, 1.0);
+        assert!(
+            (plain.control + plain.singles.iter().sum::<f64>() + plain.pairs.iter().sum::<f64>() - 1.0).abs() < 1e-12
+        );
+        assert_eq!(SetScores::from_parts(&[0.0], &[0.0, 0.0, 0.0], None, 1.0).pairs.len(), 0);
+    }
     use burn::tensor::{Device, TensorData};
 
     #[test]
