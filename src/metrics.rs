@@ -80,7 +80,7 @@ pub fn score(preds: &[SetScores], truths: &[Vec<usize>]) -> Scores {
 }
 
 /// `Scores` counted one example at a time, so that a large file's cells need not be held at once.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     n: usize,
     top1: f64,
@@ -114,6 +114,24 @@ impl Tally {
         self.true_positives += called.iter().filter(|g| truth.contains(g)).count() as f64;
         self.false_positives += called.iter().filter(|g| !truth.contains(g)).count() as f64;
         self.false_negatives += truth.iter().filter(|g| !called.contains(g)).count() as f64;
+    }
+
+    /// Adds another tally's examples (a chunk scored elsewhere).
+    pub fn merge(&mut self, other: &Tally) {
+        self.n += other.n;
+        self.top1 += other.top1;
+        self.top5 += other.top5;
+        self.top10 += other.top10;
+        self.hit += other.hit;
+        self.reciprocal_ranks += other.reciprocal_ranks;
+        self.true_positives += other.true_positives;
+        self.false_positives += other.false_positives;
+        self.false_negatives += other.false_negatives;
+        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
+            a.examples += b.examples;
+            a.confidence += b.confidence;
+            a.hits += b.hits;
+        }
     }
 
     pub fn scores(&self) -> Scores {

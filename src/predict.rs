@@ -68,7 +68,7 @@ pub struct MatchReport {
     pub warnings: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Ranked {
     pub perturbation: String,
     pub probability: f64,
@@ -284,10 +284,16 @@ impl Predictor {
     /// `logits` and `evidence` return them; no evidence: the network's alone): the one place both
     /// are combined.
     pub fn scores(&self, gene: &[f32], count: &[f32], evidence: &[Evidence]) -> Vec<SetScores> {
+        self.scores_with_logs(gene, count, evidence).into_iter().map(|(s, _)| s).collect()
+    }
+
+    /// The same, each with its answers' log probabilities (what pseudobulks add up).
+    pub fn scores_with_logs(&self, gene: &[f32], count: &[f32], evidence: &[Evidence]) -> Vec<(SetScores, Vec<f64>)> {
         let t = self.card.posterior_temperature.unwrap_or(1.0);
         let evidence = evidence.iter().map(|e| Some((e.singles.as_slice(), e.pairs.as_slice())));
         let rows = gene.chunks(self.card.net.n_candidates).zip(count.chunks(3));
-        rows.zip(evidence.chain(std::iter::repeat(None))).map(|((g, c), e)| SetScores::from_parts(g, c, e, t)).collect()
+        let with_evidence = rows.zip(evidence.chain(std::iter::repeat(None)));
+        with_evidence.map(|((g, c), e)| SetScores::from_parts_with_logs(g, c, e, t)).collect()
     }
 
     /// The network's distributions times the head's evidence, at the card's posterior temperature.
@@ -420,21 +426,32 @@ pub fn match_genes<'a>(
 
 /// The `k` most probable answers, written as `control` or sorted `+`-joined genes.
 pub fn top_k(scores: &SetScores, candidates: &[String], k: usize) -> Vec<Ranked> {
-    let n = candidates.len();
+    let top = top_codes(scores, k);
+    top.into_iter().map(|(code, p)| Ranked { perturbation: answer_name(code, candidates), probability: p }).collect()
+}
+
+/// The `k` most probable answers as (code, probability), most probable first; a code is
+/// `CONTROL_CODE`, a candidate index, or the number of candidates plus a pair's `pair_index`.
+pub fn top_codes(scores: &SetScores, k: usize) -> Vec<(usize, f64)> {
+    let n = scores.singles.len();
     let mut all: Vec<(f64, usize)> = Vec::with_capacity(1 + n + scores.pairs.len());
-    all.push((scores.control, usize::MAX));
+    all.push((scores.control, CONTROL_CODE));
     all.extend(scores.singles.iter().enumerate().map(|(i, &p)| (p, i)));
     all.extend(scores.pairs.iter().enumerate().map(|(i, &p)| (p, n + i)));
     let k = k.min(all.len());
     all.select_nth_unstable_by(k.saturating_sub(1), |a, b| b.0.total_cmp(&a.0));
     all.truncate(k);
     all.sort_by(|a, b| b.0.total_cmp(&a.0));
-    all.into_iter().map(|(p, code)| Ranked { perturbation: answer_name(code, candidates), probability: p }).collect()
+    all.into_iter().map(|(p, code)| (code, p)).collect()
 }
 
-fn answer_name(code: usize, candidates: &[String]) -> String {
+/// The code of "no perturbation" among `top_codes`.
+pub const CONTROL_CODE: usize = u32::MAX as usize;
+
+/// An answer's name from its code (`top_codes`): `control`, a gene, or a sorted `A+B`.
+pub fn answer_name(code: usize, candidates: &[String]) -> String {
     let n = candidates.len();
-    if code == usize::MAX {
+    if code == CONTROL_CODE {
         "control".into()
     } else if code < n {
         candidates[code].clone()

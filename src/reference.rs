@@ -47,7 +47,7 @@ impl std::str::FromStr for ReferenceKind {
 }
 
 /// The reference one file's cells are measured against, per panel gene.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Reference {
     pub mean: Vec<f32>,
     pub sd: Vec<f32>,

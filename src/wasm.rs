@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::analysis::Analysis;
+use crate::analysis::{Analysis, CellJob, JobContext, ScoredChunk};
 use crate::io::source::{FormatError, Source};
 use crate::io::{FileSource, ReadOptions, SharedSource};
 use crate::model_folder::{CARD_FILE, ModelFiles, WEIGHTS_FILE};
@@ -28,6 +28,12 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
+}
+
+/// For jobs between workers: raw byte fields become one `Uint8Array` each (the JSON-compatible
+/// form makes a JS array of numbers, which the receiving side then decodes number by number).
+fn to_js_bytes<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible().serialize_bytes_as_arrays(false)).map_err(js_err)
 }
 
 /// A `File` read slice by slice with `FileReaderSync` (Web Workers only).
@@ -59,6 +65,8 @@ pub struct Session {
     analysis: Option<Analysis>,
     device: Device,
     gpu: Option<Device>,
+    /// A helper's: the open file's context, sent by the worker that holds the file.
+    context: Option<JobContext>,
 }
 
 #[wasm_bindgen]
@@ -66,7 +74,7 @@ pub struct Session {
 impl Session {
     #[wasm_bindgen(constructor)]
     pub fn new() -> Session {
-        Session { analysis: None, device: Device::flex(), gpu: None }
+        Session { analysis: None, device: Device::flex(), gpu: None, context: None }
     }
 
     pub fn model_files() -> Vec<String> {
@@ -130,6 +138,39 @@ impl Session {
 
     pub async fn predict_cells(&mut self, start: usize, count: usize, top: usize) -> Result<JsValue, JsError> {
         to_js(&self.analysis_mut()?.predict_cells_async(start, count, top).await.map_err(js_err)?)
+    }
+
+    // ---- shared work: the open file makes jobs, helpers (other workers' sessions) run them ----
+
+    /// What helpers need of the open file besides each job (`JobContext`).
+    pub fn job_context(&self) -> Result<JsValue, JsError> {
+        to_js(&self.analysis()?.job_context().map_err(js_err)?)
+    }
+
+    /// A helper's: the context of the jobs it will be given.
+    pub fn set_job_context(&mut self, context: JsValue) -> Result<(), JsError> {
+        self.context = Some(serde_wasm_bindgen::from_value(context)?);
+        Ok(())
+    }
+
+    /// Cells [start, start + count) of the open file as a job (`CellJob`).
+    pub fn cell_job(&self, start: usize, count: usize, top: usize) -> Result<JsValue, JsError> {
+        to_js_bytes(&self.analysis()?.cell_job(start, count, top).map_err(js_err)?)
+    }
+
+    /// A helper's: runs a job under the context it was given; returns the `ScoredChunk`.
+    pub async fn run_job(&self, job: JsValue) -> Result<JsValue, JsError> {
+        let job: CellJob = serde_wasm_bindgen::from_value(job)?;
+        let context = self.context.as_ref().filter(|c| c.version == job.context);
+        let context = context.ok_or_else(|| js_err("this job's file reference has not reached this worker"))?;
+        let chunk = self.analysis()?.run_job_async(&context.reference, context.head.as_ref(), &job).await;
+        to_js_bytes(&chunk.map_err(js_err)?)
+    }
+
+    /// Takes a helper's results back; returns the cells' predictions.
+    pub fn accept(&mut self, chunk: JsValue) -> Result<JsValue, JsError> {
+        let chunk: ScoredChunk = serde_wasm_bindgen::from_value(chunk)?;
+        to_js(&self.analysis_mut()?.accept(chunk).map_err(js_err)?)
     }
 
     pub async fn pseudobulk(&mut self, top: usize) -> Result<JsValue, JsError> {

@@ -90,7 +90,7 @@ fn a_file_is_decoded_once_and_another_group_column_reads_only_that_column() {
     assert_eq!(names, [("all cells", 0, 0), ("K562", 0, 0)]);
     a.predict_cells(0, 100, 1).unwrap();
     assert_eq!(a.pseudobulk(3).unwrap().groups[1].cells, 100);
-    a.predict_all_cells(256, |_, _| {}).unwrap();
+    a.predict_all_cells(256, 0, |_, _| {}).unwrap();
     let bulk = a.pseudobulk(3).unwrap();
     assert_eq!(bulk.column.as_deref(), Some("cell_type"));
     let names: Vec<(&str, usize)> = bulk.groups.iter().map(|g| (g.group.as_str(), g.cells)).collect();
@@ -111,7 +111,7 @@ fn cells_pseudobulk_accuracy_and_exports_come_from_one_analysis() {
         a.predict_cells(start, 64, 5).unwrap();
     }
     let batched = a.cell_predictions(0..800, 5);
-    a.predict_all_cells(256, |_, _| {}).unwrap();
+    a.predict_all_cells(256, 0, |_, _| {}).unwrap();
     let whole = a.cell_predictions(0..800, 5);
     for (x, y) in batched.iter().zip(&whole) {
         assert_eq!(x.top[0].perturbation, y.top[0].perturbation);
@@ -263,7 +263,7 @@ fn exact_top1(bytes: Vec<u8>, control: Option<&str>, batch: Option<&str>) -> f64
     let mut a = Analysis::new(default_model(), &Device::flex()).unwrap();
     a.open("cells.h5ad", FileSource::bytes(bytes), &ReadOptions::default()).unwrap();
     a.set_reference(control, batch).unwrap();
-    a.predict_all_cells(256, |_, _| {}).unwrap();
+    a.predict_all_cells(256, 0, |_, _| {}).unwrap();
     a.cell_accuracy().unwrap().scores.exact_top1
 }
 
@@ -342,7 +342,7 @@ fn the_control_reference_reads_no_other_label() {
         let report = a.set_reference(Some("ctrl"), Some("gemgroup")).unwrap();
         let reference = &report.genes.reference;
         assert!(reference.contains("each of 2 batches of 'gemgroup' against its own control cells"), "{reference}");
-        a.predict_all_cells(256, |_, _| {}).unwrap();
+        a.predict_all_cells(256, 0, |_, _| {}).unwrap();
         a.cell_predictions(0..a.cell_count(), 5).into_iter().map(|c| format!("{:?}", c.top)).collect::<Vec<_>>()
     };
     assert_eq!(predictions(batched_file(false).1), predictions(batched_file(true).1));

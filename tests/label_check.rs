@@ -26,7 +26,7 @@ fn predicted(cell_seed: u64) -> (simulate::Simulation, Analysis) {
     let model = ModelFiles::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")).unwrap();
     let mut a = Analysis::new(model, &Device::flex()).unwrap();
     a.open("sim.h5ad", FileSource::bytes(bytes), &ReadOptions::default()).unwrap();
-    a.predict_all_cells(256, |_, _| {}).unwrap();
+    a.predict_all_cells(256, 0, |_, _| {}).unwrap();
     (sim, a)
 }
 

@@ -14,13 +14,17 @@ use crate::export::{ExportFormat, PredictionReport};
 use crate::inspect::{self, Summary};
 use crate::io::{self, ExpressionData, FileSource, LabelColumn, ReadError, ReadOptions};
 use crate::labels::Perturbation;
-use crate::metrics::{self, Scores};
+use crate::metrics::{self, Scores, Tally};
+use crate::model::additive::HeadTerms;
 use crate::model::sets::{self, SetScores};
 use crate::model_folder::ModelFiles;
-use crate::predict::{MatchReport, PredictError, Predictor, Prepared, Ranked, top_k};
-use crate::reference::{Batches, ReferenceCells};
+use crate::predict::{MatchReport, PredictError, Predictor, Prepared, Ranked, answer_name, top_codes, top_k};
+use crate::reference::{Batches, Reference, ReferenceCells};
 
+pub mod jobs;
 mod views;
+pub use jobs::{CellJob, JobContext, ScoredChunk};
+use jobs::{NO_GROUP, decode_truth, encode_truth};
 pub use views::{Attention, Confusion, GeneWeight, LabelCheck, Selection, View, ViewRequest, Why};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +51,16 @@ pub enum AnalysisError {
     NotPredicted(usize),
     #[error("cell {index} is out of range (the file has {cells} cells)")]
     NoCell { index: usize, cells: usize },
+    #[error(
+        "obs column '{column}' has {groups} distinct values; a pseudobulk pools the cells that share a value, so choose a column with at most {MAX_GROUPS} (a condition, guide, cluster or batch)"
+    )]
+    TooManyGroups { column: String, groups: usize },
+    #[error("a scored chunk does not fit the open file: {0}")]
+    BadChunk(String),
 }
+
+/// Groups a pseudobulk column may have: each keeps a running table of 5,566 answers.
+pub const MAX_GROUPS: usize = 5_000;
 
 /// One cell's answers; `label` is the file's label for it in canonical form (`A+B`), if any.
 #[derive(Clone, Debug, Serialize)]
@@ -111,6 +124,16 @@ struct Pending {
     rows: usize,
 }
 
+/// Cells scored per block: one matrix product for the head's evidence of the block.
+const SCORE_BLOCK: usize = 256;
+
+/// A number never handed out before in this process: versions of references and groupings, unique
+/// across files too, so that a job of a file closed meanwhile can never join its successor.
+fn next_version() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 pub struct Analysis {
     model: ModelFiles,
     predictor: Predictor,
@@ -129,16 +152,58 @@ struct OpenFile {
     reference: ReferenceCells,
     /// Rows of the network's output (gene logits then count logits) per cell, once computed.
     outputs: Vec<Option<Box<[f32]>>>,
+    /// Each predicted cell's top answers (codes, `predict::top_codes`) as ranked when it was
+    /// predicted, with how many were asked.
+    tops: Vec<Option<(usize, Vec<(usize, f64)>)>>,
+    /// Accuracy and pseudobulks summed as cells are predicted, so that neither needs another pass.
+    running: Running,
+    /// Changes with the reference (jobs made under an older one are refused).
+    context_version: u64,
     /// The current pseudobulk grouping: its column (None: all cells only) and groups.
     grouping: Grouping,
     /// The predicted cells and the answer distribution of each group of `grouping`, once computed.
     group_scores: Option<Vec<(Vec<usize>, SetScores)>>,
 }
 
+#[derive(Default)]
 struct Grouping {
     column: Option<String>,
     by_labels: bool,
     groups: Vec<(String, Vec<usize>)>,
+    /// Per cell: its group besides "all cells" (group 0), if any.
+    of_cell: Vec<Option<u32>>,
+    /// Changes with every regrouping (sums made for another grouping are not merged).
+    version: u64,
+}
+
+/// Accuracy and group sums over the cells predicted so far, each cell counted once.
+struct Running {
+    counted: Vec<bool>,
+    n_counted: usize,
+    tally: Tally,
+    outside: usize,
+    /// One per group of the grouping `grouping` (version).
+    groups: Vec<sets::Combination>,
+    grouping: u64,
+    /// False once a cell came back twice or from another grouping: then the figures are recomputed
+    /// from the stored outputs.
+    tally_valid: bool,
+    groups_valid: bool,
+}
+
+impl Running {
+    fn new(cells: usize, grouping: &Grouping, candidates: usize) -> Running {
+        Running {
+            counted: vec![false; cells],
+            n_counted: 0,
+            tally: Tally::default(),
+            outside: 0,
+            groups: vec![sets::Combination::new(candidates); grouping.groups.len()],
+            grouping: grouping.version,
+            tally_valid: true,
+            groups_valid: true,
+        }
+    }
 }
 
 impl Analysis {
@@ -159,9 +224,10 @@ impl Analysis {
             None => None,
         };
         (self.model, self.predictor) = (model, predictor);
+        let candidates = self.predictor.card.net.n_candidates;
         if let (Some(f), Some(p)) = (&mut self.file, prepared) {
             f.prepared = p;
-            f.clear_outputs();
+            f.clear_outputs(candidates);
         }
         Ok(())
     }
@@ -169,8 +235,9 @@ impl Analysis {
     /// The same model on another device (the page's CPU / WebGPU switch); outputs are dropped.
     pub fn set_device(&mut self, device: &Device) -> Result<(), AnalysisError> {
         self.predictor = self.model.predictor(device).map_err(AnalysisError::Model)?;
+        let candidates = self.predictor.card.net.n_candidates;
         if let Some(f) = &mut self.file {
-            f.clear_outputs();
+            f.clear_outputs(candidates);
         }
         Ok(())
     }
@@ -231,11 +298,15 @@ impl Analysis {
             labels,
             reference: ReferenceCells::default(),
             outputs: vec![None; n],
-            grouping: Grouping { column: None, by_labels: false, groups: Vec::new() },
+            tops: vec![None; n],
+            running: Running::new(0, &Grouping::default(), 0),
+            context_version: 0,
+            grouping: Grouping::default(),
             group_scores: None,
         };
         let label_column = file.data.labels.as_ref().map(|l| l.name.clone());
-        file.grouping = file.grouping_by(label_column.as_deref(), None);
+        file.grouping = file.grouping_by(label_column.as_deref(), None, next_version())?;
+        file.clear_outputs(self.predictor.card.net.n_candidates);
         Ok(&self.file.insert(file).report)
     }
 
@@ -288,9 +359,10 @@ impl Analysis {
         if let (Some(b), Some(labels)) = (&cells.batches, &f.labels) {
             prepared.report.warnings.extend(batch_label_warning(b, labels));
         }
+        let candidates = self.predictor.card.net.n_candidates;
         let f = self.open_file_mut()?;
         (f.prepared, f.reference) = (prepared, cells);
-        f.clear_outputs();
+        f.clear_outputs(candidates);
         Ok(&f.report)
     }
 
@@ -313,6 +385,7 @@ impl Analysis {
     /// Groups pseudobulks by an obs column (None: all cells only). Only that column is read from the
     /// file, and only when it is neither the label column nor the current one.
     pub fn set_group_column(&mut self, column: Option<&str>) -> Result<(), AnalysisError> {
+        let candidates = self.predictor.card.net.n_candidates;
         // Grouping by the top answer: each cell's as predicted so far.
         let predicted = (column == Some(PREDICTED_ANSWER)).then(|| {
             let n = self.cell_count();
@@ -330,41 +403,195 @@ impl Analysis {
             Some(c) => Some(io::read_obs_column(&f.name, &f.source, c, f.prepared.cells.len())?),
             None => None,
         };
-        f.grouping = f.grouping_by(column, values);
+        f.grouping = f.grouping_by(column, values, next_version())?;
         f.group_scores = None;
+        // Sums for the new groups start now; cells predicted before are not in them.
+        let r = &mut f.running;
+        r.groups = vec![sets::Combination::new(candidates); f.grouping.groups.len()];
+        r.grouping = f.grouping.version;
+        r.groups_valid = r.n_counted == 0;
         Ok(())
     }
 
     // ---- per-cell predictions ----
 
-    fn cells_pending(&self, start: usize, count: usize) -> Result<(std::ops::Range<usize>, Pending), AnalysisError> {
+    /// What a job needs of the open file besides its rows (for helpers that run jobs).
+    pub fn job_context(&self) -> Result<JobContext, AnalysisError> {
         let f = self.open_file()?;
-        let g = f.prepared.n_genes;
-        let range = start.min(f.prepared.cells.len())..(start + count).min(f.prepared.cells.len());
-        let input = f.prepared.values[range.start * g..range.end * g].to_vec();
-        Ok((range.clone(), Pending { input, rows: range.len() }))
+        Ok(JobContext {
+            version: f.context_version,
+            reference: f.prepared.reference.clone(),
+            head: f.prepared.head.clone(),
+        })
     }
 
-    fn store_cells(
-        &mut self,
-        range: std::ops::Range<usize>,
-        output: (Vec<f32>, Vec<f32>),
-    ) -> Result<(), AnalysisError> {
-        let rows = output_rows(output, self.predictor.card.net.n_candidates);
-        let f = self.open_file_mut()?;
-        for (i, row) in range.zip(rows) {
-            f.outputs[i] = Some(row);
+    /// Cells [start, start + count) of the open file as a job returning `top` answers per cell.
+    pub fn cell_job(&self, start: usize, count: usize, top: usize) -> Result<CellJob, AnalysisError> {
+        let f = self.open_file()?;
+        let (n, g) = (f.prepared.cells.len(), f.prepared.n_genes);
+        let range = start.min(n)..start.saturating_add(count).min(n);
+        let truths = match &f.labels {
+            Some(l) => range.clone().flat_map(|i| encode_truth(self.candidate_indices(&l[i]).as_deref())).collect(),
+            None => Vec::new(),
+        };
+        Ok(CellJob {
+            context: f.context_version,
+            grouping: f.grouping.version,
+            start: range.start,
+            rows: range.len(),
+            top,
+            input: f.prepared.values[range.start * g..range.end * g].to_vec(),
+            truths,
+            groups: range.map(|i| f.grouping.of_cell[i].unwrap_or(NO_GROUP)).collect(),
+        })
+    }
+
+    /// Runs a job: the network, then each cell's answer distribution (with the head's evidence when
+    /// `head` is given), its top answers and its share of the accuracy and of its groups' answers.
+    /// Needs only the model: helpers run jobs with no file open.
+    pub fn run_job(
+        &self,
+        reference: &Reference,
+        head: Option<&HeadTerms>,
+        job: &CellJob,
+    ) -> Result<ScoredChunk, AnalysisError> {
+        let (gene, count) = self.predictor.logits(&job.input, job.rows, reference).map_err(|e| self.output_error(e))?;
+        Ok(self.score_job(head, job, gene, count))
+    }
+
+    /// The same, reading the network's results asynchronously (WebGPU in the page).
+    pub async fn run_job_async(
+        &self,
+        reference: &Reference,
+        head: Option<&HeadTerms>,
+        job: &CellJob,
+    ) -> Result<ScoredChunk, AnalysisError> {
+        let (gene, count) =
+            self.predictor.logits_async(&job.input, job.rows, reference).await.map_err(|e| self.output_error(e))?;
+        Ok(self.score_job(head, job, gene, count))
+    }
+
+    fn score_job(&self, head: Option<&HeadTerms>, job: &CellJob, gene: Vec<f32>, count: Vec<f32>) -> ScoredChunk {
+        let (c, g) = (self.predictor.card.net.n_candidates, self.predictor.card.net.n_genes);
+        let labelled = job.truths.len() == 2 * job.rows;
+        let empty = || ScoredChunk {
+            context: job.context,
+            grouping: job.grouping,
+            start: job.start,
+            rows: job.rows,
+            outputs: Vec::new(),
+            top: job.top,
+            top_codes: Vec::new(),
+            top_probabilities: Vec::new(),
+            tally: labelled.then(Tally::default),
+            outside: 0,
+            groups: Vec::new(),
+        };
+        // Blocks in parallel natively (one thread per worker in the page), merged in order.
+        let blocks = crate::parallel::map(job.rows.div_ceil(SCORE_BLOCK), |b| {
+            let rows = b * SCORE_BLOCK..((b + 1) * SCORE_BLOCK).min(job.rows);
+            let evidence = self.predictor.evidence(&job.input[rows.start * g..rows.end * g], head);
+            let (gene, count) = (&gene[rows.start * c..rows.end * c], &count[rows.start * 3..rows.end * 3]);
+            let mut part = empty();
+            let mut groups: std::collections::BTreeMap<u32, sets::Combination> = Default::default();
+            for (k, (s, log_p)) in rows.zip(self.predictor.scores_with_logs(gene, count, &evidence)) {
+                for (code, p) in top_codes(&s, job.top) {
+                    part.top_codes.push(code as u32);
+                    part.top_probabilities.push(p);
+                }
+                if let Some(tally) = &mut part.tally {
+                    match decode_truth([job.truths[2 * k], job.truths[2 * k + 1]]) {
+                        Some(truth) => tally.add(&s, &truth),
+                        None => part.outside += 1,
+                    }
+                }
+                let group = job.groups.get(k).copied().unwrap_or(NO_GROUP);
+                for group in std::iter::once(0).chain((group != NO_GROUP).then_some(group)) {
+                    groups.entry(group).or_insert_with(|| sets::Combination::new(c)).add_logs(&log_p);
+                }
+            }
+            part.groups = groups.into_iter().collect();
+            part
+        });
+        let mut chunk = empty();
+        chunk.outputs = output_rows((gene, count), c).into_iter().flat_map(|r| r.into_vec()).collect();
+        let mut groups: std::collections::BTreeMap<u32, sets::Combination> = Default::default();
+        for part in blocks {
+            chunk.top_codes.extend(part.top_codes);
+            chunk.top_probabilities.extend(part.top_probabilities);
+            if let (Some(all), Some(t)) = (&mut chunk.tally, &part.tally) {
+                all.merge(t);
+            }
+            chunk.outside += part.outside;
+            for (group, sum) in part.groups {
+                match groups.entry(group) {
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(sum);
+                    }
+                    // Same model, same sizes: merging cannot fail here.
+                    std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&sum).unwrap_or(()),
+                }
+            }
         }
-        Ok(())
+        chunk.groups = groups.into_iter().collect();
+        chunk
     }
 
-    /// Runs the network on cells [start, start + count) and keeps the outputs.
-    fn run_cells(&mut self, start: usize, count: usize) -> Result<std::ops::Range<usize>, AnalysisError> {
-        let (range, p) = self.cells_pending(start, count)?;
-        let reference = &self.open_file()?.prepared.reference;
-        let output = self.predictor.logits(&p.input, p.rows, reference).map_err(|e| self.output_error(e))?;
-        self.store_cells(range.clone(), output)?;
-        Ok(range)
+    /// Takes a job's results back: keeps each cell's outputs and top answers and adds its share of
+    /// the accuracy and of the pseudobulks. Returns the cells' predictions. Results made under an
+    /// older reference are dropped (an empty list); results that do not fit the file are refused.
+    pub fn accept(&mut self, chunk: ScoredChunk) -> Result<Vec<CellPrediction>, AnalysisError> {
+        let c = self.predictor.card.net.n_candidates;
+        let f = self.open_file_mut()?;
+        if chunk.context != f.context_version {
+            return Ok(Vec::new());
+        }
+        let n = f.outputs.len();
+        let width = c + 3;
+        let bad = |what: String| Err(AnalysisError::BadChunk(what));
+        if chunk.start + chunk.rows > n || chunk.outputs.len() != chunk.rows * width {
+            return bad(format!(
+                "cells {}..{} with {} output values",
+                chunk.start,
+                chunk.start + chunk.rows,
+                chunk.outputs.len()
+            ));
+        }
+        let k = chunk.top_codes.len() / chunk.rows.max(1);
+        if chunk.top_codes.len() != k * chunk.rows || chunk.top_probabilities.len() != chunk.top_codes.len() {
+            return bad(format!("{} top answers for {} cells", chunk.top_codes.len(), chunk.rows));
+        }
+        let range = chunk.start..chunk.start + chunk.rows;
+        for (i, row) in range.clone().zip(chunk.outputs.chunks_exact(width)) {
+            f.outputs[i] = Some(row.into());
+        }
+        for (j, i) in range.clone().enumerate() {
+            let top = (j * k..(j + 1) * k).map(|t| (chunk.top_codes[t] as usize, chunk.top_probabilities[t]));
+            f.tops[i] = Some((chunk.top, top.collect()));
+        }
+        let r = &mut f.running;
+        if range.clone().any(|i| r.counted[i]) {
+            (r.tally_valid, r.groups_valid) = (false, false);
+        } else {
+            range.clone().for_each(|i| r.counted[i] = true);
+            r.n_counted += chunk.rows;
+            if let Some(t) = &chunk.tally {
+                r.tally.merge(t);
+            }
+            r.outside += chunk.outside;
+            if chunk.grouping != r.grouping {
+                r.groups_valid = false;
+            } else {
+                for (group, sum) in &chunk.groups {
+                    let merged = r.groups.get_mut(*group as usize).map(|g| g.merge(sum));
+                    if !matches!(merged, Some(Ok(()))) {
+                        r.groups_valid = false;
+                    }
+                }
+            }
+        }
+        f.group_scores = None;
+        Ok(self.cell_predictions(range, chunk.top))
     }
 
     /// Runs the network on cells [start, start + count) and returns their top answers.
@@ -374,8 +601,10 @@ impl Analysis {
         count: usize,
         top: usize,
     ) -> Result<Vec<CellPrediction>, AnalysisError> {
-        let range = self.run_cells(start, count)?;
-        Ok(self.cell_predictions(range, top))
+        let job = self.cell_job(start, count, top)?;
+        let f = self.open_file()?;
+        let chunk = self.run_job(&f.prepared.reference, f.prepared.head.as_ref(), &job)?;
+        self.accept(chunk)
     }
 
     pub async fn predict_cells_async(
@@ -384,28 +613,23 @@ impl Analysis {
         count: usize,
         top: usize,
     ) -> Result<Vec<CellPrediction>, AnalysisError> {
-        let range = self.run_cells_async(start, count).await?;
-        Ok(self.cell_predictions(range, top))
+        let job = self.cell_job(start, count, top)?;
+        let f = self.open_file()?;
+        let chunk = self.run_job_async(&f.prepared.reference, f.prepared.head.as_ref(), &job).await?;
+        self.accept(chunk)
     }
 
-    async fn run_cells_async(&mut self, start: usize, count: usize) -> Result<std::ops::Range<usize>, AnalysisError> {
-        let (range, p) = self.cells_pending(start, count)?;
-        let reference = &self.open_file()?.prepared.reference;
-        let output =
-            self.predictor.logits_async(&p.input, p.rows, reference).await.map_err(|e| self.output_error(e))?;
-        self.store_cells(range.clone(), output)?;
-        Ok(range)
-    }
-
-    /// Runs every cell, `batch` at a time, reporting (done, total) after each batch.
+    /// Runs every cell, `batch` at a time, keeping each cell's `top` answers, reporting (done,
+    /// total) after each batch.
     pub fn predict_all_cells(
         &mut self,
         batch: usize,
+        top: usize,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<(), AnalysisError> {
         let n = self.cell_count();
         for start in (0..n).step_by(batch.max(1)) {
-            self.run_cells(start, batch)?; // answers are ranked when asked for, not here
+            self.predict_cells(start, batch, top)?;
             progress((start + batch).min(n), n);
         }
         Ok(())
@@ -414,7 +638,25 @@ impl Analysis {
     /// The answers of the cells of `range` predicted so far.
     pub fn cell_predictions(&self, range: std::ops::Range<usize>, top: usize) -> Vec<CellPrediction> {
         let Some(f) = &self.file else { return Vec::new() };
+        let range = range.start.min(f.outputs.len())..range.end.min(f.outputs.len());
+        let cell = |i: usize, top: Vec<Ranked>| CellPrediction {
+            index: i,
+            cell: f.prepared.cells[i].clone(),
+            label: f.labels.as_ref().map(|l| l[i].to_string()),
+            top,
+        };
+        // The answers ranked when the cells were predicted, when they go deep enough.
         let candidates = self.predictor.candidates();
+        let ranked = |i: usize| {
+            let (_, t) = f.tops[i].as_ref().filter(|(k, _)| *k >= top)?;
+            let name =
+                |&(code, p): &(usize, f64)| Ranked { perturbation: answer_name(code, &candidates), probability: p };
+            Some(t[..top.min(t.len())].iter().map(name).collect())
+        };
+        let predicted = || range.clone().filter(|&i| f.outputs[i].is_some());
+        if predicted().all(|i| ranked(i).is_some()) {
+            return predicted().filter_map(|i| Some(cell(i, ranked(i)?))).collect();
+        }
         let mut cells = Vec::new();
         self.for_each_scored(range, |i, s| {
             cells.push(CellPrediction {
@@ -431,7 +673,7 @@ impl Analysis {
     /// distributions are built a block at a time (one matrix product for the head's evidence) and
     /// dropped after the visit: a cell's holds 5,566 answers, too many to keep for a large file.
     pub fn for_each_scored(&self, cells: impl IntoIterator<Item = usize>, mut visit: impl FnMut(usize, SetScores)) {
-        const BLOCK: usize = 256;
+        const BLOCK: usize = SCORE_BLOCK;
         let Some(f) = &self.file else { return };
         let (g, c) = (f.prepared.n_genes, self.predictor.card.net.n_candidates);
         let mut predicted = cells.into_iter().filter_map(|i| Some((i, f.outputs.get(i)?.as_deref()?))).peekable();
@@ -451,7 +693,11 @@ impl Analysis {
 
     /// Accuracy of the cells predicted so far against the file's labels (None without labels).
     pub fn cell_accuracy(&self) -> Option<CellAccuracy> {
-        let labels = self.file.as_ref()?.labels.as_ref()?;
+        let f = self.file.as_ref()?;
+        let labels = f.labels.as_ref()?;
+        if f.running.tally_valid && f.running.n_counted == f.outputs.iter().filter(|o| o.is_some()).count() {
+            return Some(CellAccuracy { scores: f.running.tally.scores(), outside_the_model: f.running.outside });
+        }
         let (mut tally, mut outside) = (metrics::Tally::default(), 0);
         self.for_each_scored(0..labels.len(), |i, s| match self.candidate_indices(&labels[i]) {
             Some(t) => tally.add(&s, &t),
@@ -484,7 +730,16 @@ impl Analysis {
             .iter()
             .map(|(_, members)| members.iter().copied().filter(|&i| f.outputs[i].is_some()).collect())
             .collect();
-        let scores = self.score_groups(&predicted)?;
+        let r = &f.running;
+        let summed = r.groups_valid
+            && r.grouping == f.grouping.version
+            && r.n_counted == f.outputs.iter().filter(|o| o.is_some()).count();
+        let scores = if summed {
+            let prior = self.answer_prior();
+            r.groups.iter().map(|g| g.finish(prior)).collect()
+        } else {
+            self.score_groups(&predicted)?
+        };
         self.open_file_mut()?.group_scores = Some(predicted.into_iter().zip(scores).collect());
         self.pseudobulk_result(top)
     }
@@ -587,15 +842,23 @@ impl Analysis {
 }
 
 impl OpenFile {
-    fn clear_outputs(&mut self) {
+    fn clear_outputs(&mut self, candidates: usize) {
         self.outputs.iter_mut().for_each(|o| *o = None);
+        self.tops.iter_mut().for_each(|t| *t = None);
+        self.running = Running::new(self.outputs.len(), &self.grouping, candidates);
+        self.context_version = next_version();
         self.group_scores = None;
         self.report.genes = self.prepared.report.clone();
     }
 
     /// Groups by `column`: the label column (canonical labels, so `A+ctrl` and `ctrl+A` are one
     /// group), or another column's raw values.
-    fn grouping_by(&self, column: Option<&str>, values: Option<LabelColumn>) -> Grouping {
+    fn grouping_by(
+        &self,
+        column: Option<&str>,
+        values: Option<LabelColumn>,
+        version: u64,
+    ) -> Result<Grouping, AnalysisError> {
         let n = self.prepared.cells.len();
         let mut groups = vec![("all cells".to_string(), (0..n).collect::<Vec<_>>())];
         let by_labels = column.is_some() && values.is_none() && self.labels.is_some();
@@ -604,14 +867,22 @@ impl OpenFile {
         } else {
             values.map(|v| v.values)
         };
+        let mut of_cell = vec![None; n];
         if let Some(names) = names {
             let mut by_value: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
             for (i, v) in names.iter().enumerate() {
                 by_value.entry(v.as_str()).or_default().push(i);
             }
-            groups.extend(by_value.into_iter().map(|(v, m)| (v.to_string(), m)));
+            if by_value.len() > MAX_GROUPS {
+                let column = column.unwrap_or_default().to_string();
+                return Err(AnalysisError::TooManyGroups { column, groups: by_value.len() });
+            }
+            for (k, (v, members)) in by_value.into_iter().enumerate() {
+                members.iter().for_each(|&i| of_cell[i] = Some(k as u32 + 1));
+                groups.push((v.to_string(), members));
+            }
         }
-        Grouping { column: column.map(str::to_string), by_labels, groups }
+        Ok(Grouping { column: column.map(str::to_string), by_labels, groups, of_cell, version })
     }
 }
 

@@ -49,7 +49,7 @@ pub struct AdditiveHead {
 
 /// What the head needs of one file besides each cell: the expected rise of each answer's
 /// measured genes over control, at the file's levels (singles, then pairs).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HeadTerms {
     expected: Vec<f64>,
 }

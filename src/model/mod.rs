@@ -14,6 +14,7 @@ pub mod additive;
 pub mod card;
 #[cfg(feature = "train")]
 mod cpu_kernels;
+mod cpu_math;
 pub mod features;
 pub mod sets;
 
@@ -65,13 +66,17 @@ pub fn on_flex(device: &Device) -> bool {
     matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
 }
 
-/// Exact GELU: in the CLI a vectorised CPU kernel with its own backward pass (`cpu_kernels.rs`),
-/// elsewhere Burn's.
+/// Exact GELU: on the CPU a vectorised kernel (`cpu_math.rs`; in the CLI with its own backward
+/// pass, `cpu_kernels.rs`), elsewhere Burn's.
 fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "train")]
     return cpu_kernels::gelu(x);
     #[cfg(not(feature = "train"))]
-    burn::tensor::activation::gelu(x)
+    if on_flex(&x.device()) && x.dtype() == burn::tensor::DType::F32 {
+        cpu_math::on_tensors::gelu(x)
+    } else {
+        burn::tensor::activation::gelu(x)
+    }
 }
 
 #[derive(Module, Debug)]
@@ -265,6 +270,12 @@ impl PerturbNet {
             // The CLI on the CPU: one fused kernel forwards and backwards, reading the heads in
             // place (`cpu_kernels.rs`).
             let context = cpu_kernels::attention(q.mul_scalar(scale), k, v, absent, mha.min_float, h);
+            return (mha.output.forward(context), None);
+        }
+        #[cfg(not(feature = "train"))]
+        if !with_weights && on_flex(&k.device()) && k.dtype() == burn::tensor::DType::F32 {
+            // The page on the CPU: the same kernel, by way of the tensors' values.
+            let context = cpu_math::on_tensors::attention(q.mul_scalar(scale), k, v, absent, mha.min_float, h);
             return (mha.output.forward(context), None);
         }
         let heads = |t: Tensor<3>, rows: usize, len: usize| t.reshape([rows, len, h, dk]).swap_dims(1, 2);

@@ -131,6 +131,17 @@ impl SetScores {
         evidence: Option<(&[f32], &[f32])>,
         t: f64,
     ) -> SetScores {
+        SetScores::from_parts_with_logs(gene_logits, count_logits, evidence, t).0
+    }
+
+    /// The same, with each answer's log probability in answer order (what a pseudobulk adds up),
+    /// at no further logarithm.
+    pub fn from_parts_with_logs(
+        gene_logits: &[f32],
+        count_logits: &[f32],
+        evidence: Option<(&[f32], &[f32])>,
+        t: f64,
+    ) -> (SetScores, Vec<f64>) {
         let l: Vec<f64> = gene_logits.iter().map(|&x| x as f64).collect();
         let n = l.len();
         let c: Vec<f64> = count_logits.iter().map(|&x| x as f64).collect();
@@ -147,7 +158,17 @@ impl SetScores {
             let first = values.len() - (1 + n); // pair_index(a, a + 1, n)
             values.extend((a + 1..n).map(|b| (pair + l[a] + l[b] + extra(e2, first + b - a - 1)) / t));
         }
-        SetScores::from_log_values(&values, n).unwrap_or_else(|| SetScores::uniform(n))
+        match SetScores::normalise(&values, n) {
+            Some((scores, log_z)) => {
+                values.iter_mut().for_each(|v| *v -= log_z);
+                (scores, values)
+            }
+            None => {
+                let uniform = SetScores::uniform(n);
+                let log_p = uniform.control.ln();
+                (uniform, vec![log_p; values.len()])
+            }
+        }
     }
 }
 
@@ -199,6 +220,11 @@ impl SetScores {
     /// Probabilities from unnormalised log values in answer order (control, `n` singles, then pairs
     /// in `pair_index` order); a value that is not finite is probability 0. None when none is finite.
     pub fn from_log_values(values: &[f64], n: usize) -> Option<SetScores> {
+        Some(SetScores::normalise(values, n)?.0)
+    }
+
+    /// `from_log_values`, with the log of the normaliser (log P = value − it).
+    fn normalise(values: &[f64], n: usize) -> Option<(SetScores, f64)> {
         let max = values.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
         if !max.is_finite() || values.len() < 1 + n {
             return None;
@@ -206,11 +232,12 @@ impl SetScores {
         let e: Vec<f64> = values.iter().map(|&v| if v.is_finite() { (v - max).exp() } else { 0.0 }).collect();
         let z: f64 = e.iter().sum();
         let p = |v: &f64| v / z;
-        Some(SetScores {
+        let scores = SetScores {
             control: p(&e[0]),
             singles: e[1..=n].iter().map(p).collect(),
             pairs: e[n + 1..].iter().map(p).collect(),
-        })
+        };
+        Some((scores, max + z.ln()))
     }
 }
 
@@ -239,11 +266,15 @@ pub fn combine(cells: &[&SetScores], prior: [f64; 3]) -> SetScores {
     group.finish(prior)
 }
 
+/// Probabilities are floored here when combined, so that no single cell can veto an answer.
+const MIN_PROBABILITY: f64 = 1e-300;
+
 /// `combine` one cell at a time: only the running sums of log P(answer | cell) are kept (one row of
 /// control, singles and pairs), never the cells' own tables.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Combination {
     /// Σ log P over the cells added: control, then singles, then pairs in `pair_index` order.
+    #[serde(with = "crate::analysis::jobs::raw")]
     log_sum: Vec<f64>,
     n_candidates: usize,
     cells: usize,
@@ -258,9 +289,30 @@ impl Combination {
     pub fn add(&mut self, cell: &SetScores) {
         let probabilities = std::iter::once(&cell.control).chain(&cell.singles).chain(&cell.pairs);
         for (sum, &p) in self.log_sum.iter_mut().zip(probabilities) {
-            *sum += p.max(1e-300).ln();
+            *sum += p.max(MIN_PROBABILITY).ln();
         }
         self.cells += 1;
+    }
+
+    /// The same from the cell's log probabilities in answer order (`from_parts_with_logs`).
+    pub fn add_logs(&mut self, log_p: &[f64]) {
+        let floor = MIN_PROBABILITY.ln();
+        self.log_sum.iter_mut().zip(log_p).for_each(|(sum, &l)| *sum += l.max(floor));
+        self.cells += 1;
+    }
+
+    /// Adds the cells of another combination of the same candidates (a chunk scored elsewhere).
+    pub fn merge(&mut self, other: &Combination) -> Result<(), String> {
+        if other.log_sum.len() != self.log_sum.len() {
+            return Err(format!(
+                "a group of {} answers cannot join one of {}",
+                other.log_sum.len(),
+                self.log_sum.len()
+            ));
+        }
+        self.log_sum.iter_mut().zip(&other.log_sum).for_each(|(a, b)| *a += b);
+        self.cells += other.cells;
+        Ok(())
     }
 
     /// The normalised distribution (with no cells: control, the empty group's placeholder).
@@ -324,6 +376,15 @@ mod tests {
                 assert!((x - y).abs() < 1e-9 * (1.0 + x.abs()), "t {t}: {a:?} vs {b:?}");
             }
         }
+        // The log probabilities it returns add into a pseudobulk exactly as the probabilities do.
+        let (scores, logs) = SetScores::from_parts_with_logs(&gene, &count, Some((&singles, &pairs)), 1.3);
+        let (mut by_p, mut by_log) = (Combination::new(5), Combination::new(5));
+        by_p.add(&scores);
+        by_log.add_logs(&logs);
+        let (a, b) = (by_p.finish([0.2, 0.4, 0.4]), by_log.finish([0.2, 0.4, 0.4]));
+        assert!(
+            a.pairs.iter().zip(&b.pairs).all(|(x, y)| (x - y).abs() < 1e-12) && (a.control - b.control).abs() < 1e-12
+        );
         let plain = SetScores::from_parts(&gene, &count, None, 1.0);
         assert!(
             (plain.control + plain.singles.iter().sum::<f64>() + plain.pairs.iter().sum::<f64>() - 1.0).abs() < 1e-12

@@ -116,7 +116,8 @@ $("cancel").onclick = () => send({ type: "cancel" });
 // ---------- predictions ----------
 function onCells(m) {
   state.cells.push(...m.rows);
-  showProgress(`predicting: ${m.done} of ${m.total} cells (${(m.done / (m.ms / 1000)).toFixed(0)} cells/s, ${backendName(m.backend)})`, m.done, m.total);
+  const workers = m.workers > 1 ? `, ${m.workers} workers` : "";
+  showProgress(`predicting: ${m.done} of ${m.total} cells (${(m.done / (m.ms / 1000)).toFixed(0)} cells/s, ${backendName(m.backend)}${workers})`, m.done, m.total);
   const link = state.link;
   const linkedRow = link.cell !== null && m.rows.find((c) => c.cell === link.cell || String(c.index + 1) === link.cell);
   if (state.cells.length === m.rows.length) { // first batch: show it at once
@@ -128,7 +129,7 @@ function onCells(m) {
 }
 function onPredicted(m) {
   $("progress").hidden = true;
-  mark("predicted", m.done); mark("backendUsed", m.backend); mark("allCellsMs", performance.now() - state.started);
+  mark("predicted", m.done); mark("backendUsed", m.backend); mark("workers", m.workers); mark("jobMs", m.jobMs ?? ""); mark("allCellsMs", performance.now() - state.started);
   if (!m.cancelled && state.link.cell !== null) { showError(`The link asks for cell '${state.link.cell}', which this file does not have.`); state.link.cell = null; }
   renderCells(state);
   renderCellAccuracy(m.accuracy);

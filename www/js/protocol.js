@@ -8,6 +8,8 @@ export const GROUP_TOP = 3;
 /** Cells per forward pass; the first batch is smaller so answers appear sooner. */
 export const BATCH = 256;
 export const FIRST_BATCH = 64;
+/** Cells per job of a helper worker (the CPU backend's pool: one helper per core). */
+export const POOL_BATCH = 256;
 /** Rows and columns of the confusion picture (the most frequent labels). */
 export const CONFUSION_ANSWERS = 15;
 
@@ -43,8 +45,9 @@ export const CONFUSION_ANSWERS = 15;
  * @typedef {{type: "model", info: object}} ModelReply  The card's overview (name, description, kind, panel, candidates, ...).
  * @typedef {{type: "progress", stage: string}} ProgressReply
  * @typedef {{type: "report", report: InputReport | null}} ReportReply  null: no file is open.
- * @typedef {{type: "cells", run: number, rows: CellPrediction[], done: number, total: number, ms: number, backend: string}} CellsReply
- * @typedef {{type: "predicted", run: number, done: number, total: number, cancelled: boolean, ms: number, backend: string, accuracy: CellAccuracy | null}} PredictedReply
+ * @typedef {{type: "cells", run: number, rows: CellPrediction[], done: number, total: number, ms: number, backend: string, workers: number}} CellsReply
+ *   workers: the workers computing (the CPU pool's helpers, or 1).
+ * @typedef {{type: "predicted", run: number, done: number, total: number, cancelled: boolean, ms: number, backend: string, workers: number, accuracy: CellAccuracy | null}} PredictedReply
  * @typedef {{type: "pseudobulk", column: string | null, groups: GroupPrediction[], accuracy: Scores | null}} PseudobulkReply
  * @typedef {{gene: string, chrom: string | null, start: number | null, weight: number}} GeneWeight
  * @typedef {{type: "attention", gene: string, weights: number[], cell: number | null, group: string | null, cells_used: number, group_cells: number, top_genes: GeneWeight[]}} AttentionReply

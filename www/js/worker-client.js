@@ -1,6 +1,10 @@
 // The page's side of the worker protocol (protocol.js): send requests, route each reply type to
 // its one handler, and drop prediction replies of superseded runs.
-const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+// `?workers=N` on the page's address sets the CPU pool's size (default: one per core).
+const workerUrl = new URL("./worker.js", import.meta.url);
+const workers = new URLSearchParams(location.search).get("workers");
+if (workers) workerUrl.searchParams.set("workers", workers);
+const worker = new Worker(workerUrl, { type: "module" });
 const handlers = {};
 let currentRun = 0;
 

@@ -1,14 +1,14 @@
 // The analysis worker: the Rust core (WebAssembly) off the main thread, so reading and predicting
 // never freeze the page. It only forwards messages (declared in protocol.js) to the core's Session.
 import init, { Session } from "../pkg/mamba_perturb.js";
-import { BATCH, CELL_TOP, FIRST_BATCH, GROUP_TOP } from "./protocol.js";
+import { BATCH, CELL_TOP, FIRST_BATCH, GROUP_TOP, POOL_BATCH } from "./protocol.js";
 import { fromFiles, fromFolder } from "./model-source.js";
 
 let session = null;
 let activeRun = 0; // the prediction run under way; 0 after "cancel", another id when superseded
 let backend = "cpu";
 let cellCount = 0; // cells of the open file, from its input report
-const ready = init().then(() => { session = new Session(); });
+const ready = init().then(() => { session = new Session(); startHelpers(); });
 const reply = (msg) => self.postMessage(msg);
 const pause = () => new Promise((r) => setTimeout(r, 0)); // lets a "cancel" message in
 
@@ -35,20 +35,78 @@ async function probeGpu() {
   return { usable: !software, name, why: software ? `the only WebGPU adapter is a software one (${name}), slower than the CPU backend` : "" };
 }
 
+// ---- the pool: on the CPU backend the cells go to helper workers (helper.js), one per core, each
+// with its own WebAssembly instance; this worker makes their jobs and hands the results to the core
+// (Analysis::cell_job / accept), so every total is still the core's. WebGPU runs here, one device.
+const wanted = Number(new URLSearchParams(self.location.search).get("workers")) || self.navigator?.hardwareConcurrency || 1;
+const IN_FLIGHT = 2; // jobs queued per helper, so none waits for this worker between two
+let helpers = [];
+
+class Helper {
+  constructor() {
+    this.worker = new Worker(new URL("./helper.js", import.meta.url), { type: "module" });
+    this.pending = new Map();
+    this.ids = 0;
+    this.busyMs = 0; // time spent running jobs
+    this.worker.onmessage = ({ data: m }) => {
+      const p = this.pending.get(m.id);
+      if (!p) { if (m.type === "failed") reply({ type: "error", message: `a helper worker failed: ${m.message}` }); return; }
+      this.pending.delete(m.id);
+      if (m.type === "done") { this.busyMs += m.ms; p.resolve(m.chunk); } else p.reject(new Error(m.message));
+    };
+    this.worker.onerror = (e) => {
+      this.pending.forEach((p) => p.reject(new Error(`a helper worker stopped: ${e.message}`)));
+      this.pending.clear();
+    };
+  }
+  post(message) { this.worker.postMessage(message); }
+  run(job) {
+    const id = ++this.ids;
+    return new Promise((resolve, reject) => { this.pending.set(id, { resolve, reject }); this.post({ type: "job", id, job }); });
+  }
+}
+
+function startHelpers() {
+  try { helpers = Array.from({ length: Math.max(1, Math.min(wanted, 16)) }, () => new Helper()); } catch { helpers = []; } // no nested workers: this worker computes
+}
+
 async function predict(run) {
   activeRun = run;
   const total = cellCount;
   const t0 = performance.now();
+  const pool = backend === "cpu" ? helpers : [];
   let done = 0;
-  for (let size = Math.min(FIRST_BATCH, BATCH); done < total && activeRun === run; size = BATCH) {
-    const rows = await call(() => session.predict_cells(done, size, CELL_TOP));
-    done = Math.min(done + size, total);
-    reply({ type: "cells", run, rows, done, total, ms: performance.now() - t0, backend });
-    await pause();
+  const report = (rows, size) => {
+    done += size;
+    reply({ type: "cells", run, rows, done, total, ms: performance.now() - t0, backend, workers: pool.length || 1 });
+  };
+  if (pool.length) {
+    const context = await call(() => session.job_context());
+    pool.forEach((h) => h.post({ type: "context", context }));
+    let next = 0;
+    const lane = async (helper) => {
+      while (next < total && activeRun === run) {
+        const start = next;
+        const size = Math.min(start === 0 ? FIRST_BATCH : POOL_BATCH, total - start);
+        next += size;
+        const job = await call(() => session.cell_job(start, size, CELL_TOP));
+        const chunk = await helper.run(job);
+        report(await call(() => session.accept(chunk)), size);
+      }
+    };
+    await Promise.all(pool.flatMap((h) => Array.from({ length: IN_FLIGHT }, () => lane(h))));
+  } else {
+    for (let size = Math.min(FIRST_BATCH, BATCH); done < total && activeRun === run; size = BATCH) {
+      const start = done;
+      report(await call(() => session.predict_cells(start, size, CELL_TOP)), Math.min(size, total - start));
+      await pause();
+    }
   }
   if (activeRun !== run && activeRun !== 0) return; // superseded by a newer run: it reports
   const accuracy = await call(() => session.view({ view: "cell-accuracy" }, false));
-  reply({ type: "predicted", run, done, total, cancelled: done < total, ms: performance.now() - t0, backend, accuracy });
+  const jobMs = pool.length ? pool.reduce((sum, h) => sum + h.busyMs, 0) : null;
+  pool.forEach((h) => { h.busyMs = 0; });
+  reply({ type: "predicted", run, done, total, cancelled: done < total, ms: performance.now() - t0, backend, workers: pool.length || 1, jobMs, accuracy });
 }
 
 const handlers = {
@@ -71,6 +129,7 @@ const handlers = {
     const names = Session.model_files();
     const { card, weights } = m.folder ? await fromFolder(m.folder, names) : await fromFiles(m.files, names);
     reply({ type: "model", info: await call(() => session.load_model(card, weights)) });
+    helpers.forEach((h) => h.post({ type: "model", card, weights }));
     // A file already open is matched to the new model's panel (its report says so) and predicted again.
     const report = await call(() => session.report());
     cellCount = report ? report.cells : 0;

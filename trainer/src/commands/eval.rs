@@ -42,7 +42,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let file = args.data.display().to_string();
     let labels = analysis.labels().ok_or_else(|| no_labels(&file))?.to_vec();
     let label_column = analysis.report()?.summary.label_column.clone();
-    analysis.predict_all_cells(256, |_, _| {})?;
+    analysis.predict_all_cells(256, 0, |_, _| {})?;
     let cells = analysis.cell_accuracy().ok_or_else(|| no_labels(&file))?;
     analysis.set_group_column(label_column.as_deref())?;
     let pseudobulk = analysis.pseudobulk(1)?.accuracy.unwrap_or_default();

@@ -89,7 +89,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     bar.set_style(
         ProgressStyle::with_template("predicting {bar:30} {pos}/{len} cells ({elapsed}, eta {eta})").map_err(output)?,
     );
-    analysis.predict_all_cells(args.batch, |done, _| bar.set_position(done as u64))?;
+    analysis.predict_all_cells(args.batch, args.top, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     analysis.pseudobulk(args.group_top)?;
     let text = analysis.export(args.format, args.top, args.group_top)?;

@@ -51,7 +51,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         return Err(flag("format", format!("{}: use csv or json", args.format)));
     }
     let mut analysis = super::predict::open(&args.model, &args.file, &args.read, &args.reference)?;
-    analysis.predict_all_cells(256, |_, _| {})?;
+    analysis.predict_all_cells(256, 0, |_, _| {})?;
     let column = args.group_by.clone().or_else(|| analysis.report().ok()?.summary.label_column.clone());
     analysis.set_group_column(column.as_deref())?;
     let view = analysis.view(&request)?;
