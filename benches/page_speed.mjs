@@ -1,12 +1,18 @@
-// Page size and speed in headless Chromium (Debian's, via playwright-core): download sizes (raw and
-// gzip), time from navigation to the model being ready, time from choosing a file to its first
-// predictions on screen and to all its cells predicted, and cells/s, for the shipped 1,000-cell
-// SIMULATED sample and a 10,000-cell SIMULATED file, per backend: CPU (WebAssembly) and WebGPU.
-// Without a GPU, WebGPU runs on Chromium's software adapter (SwiftShader), which the page's
-// automatic choice refuses; it is measured here to show why.
-// Run after scripts/build-web.sh:  node benches/page_speed.mjs [--no-webgpu-10k]
+// Page size and speed in headless Chromium (Debian's, via playwright-core), on SIMULATED files:
+// 1. download sizes (raw and gzip);
+// 2. the CPU backend's pool: cells/s and the network's GFLOP/s for 1,000, 10,000 and 100,000 cells
+//    with one worker and with one per core, beside the native CLI (`predict`) on the same file and
+//    model with as many threads (time from choosing the file to every cell predicted, reading
+//    included, against the CLI's whole process); writes `page_cpu_10k` into results/speed.json;
+// 3. a file far larger than the page could hold (`--big-cells`, default 170,000 cells × 5,000
+//    genes, about 1.7 GB): every cell predicted, the pseudobulk table filled, and the tab's peak
+//    memory (the renderer process's VmHWM, which holds the page and all its workers);
+// 4. time to the model and to the first predictions per backend, CPU and WebGPU. Without a GPU,
+//    WebGPU runs on Chromium's software adapter (SwiftShader), which the automatic choice refuses.
+// Run after scripts/build-web.sh:  node benches/page_speed.mjs [--no-webgpu] [--big-cells N] [--no-big]
 import { spawn, execFileSync } from "node:child_process";
-import { readFileSync, existsSync, readdirSync } from "node:fs";
+import { readFileSync, writeFileSync, existsSync, readdirSync, mkdirSync, statSync } from "node:fs";
+import os from "node:os";
 import { gzipSync } from "node:zlib";
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -17,9 +23,22 @@ const require = createRequire(path.join(root, "tests/browser/package.json"));
 const { chromium } = require("playwright-core");
 const www = path.join(root, "www");
 const bin = path.join(process.env.CARGO_TARGET_DIR || path.join(root, "target"), "release", "mamba-perturb");
-const big = path.join(www, "sample", "bench_10k.csv");
-if (!existsSync(big)) execFileSync(bin, ["simulate", "--out", big, "--cells", "10000", "--genes", "1000", "--seed", "0", "--cell-seed", "2"], { stdio: "ignore" });
-const skipGpu10k = process.argv.includes("--no-webgpu-10k");
+const arg = (name, fallback) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : fallback; };
+const skipGpu = process.argv.includes("--no-webgpu");
+const bigCells = Number(arg("--big-cells", "170000"));
+const cores = os.cpus().length;
+const cache = path.join(os.tmpdir(), "mamba-page-bench");
+mkdirSync(cache, { recursive: true });
+const simulate = (out, extra) => { if (!existsSync(out)) execFileSync(bin, ["simulate", "--out", out, ...extra], { stdio: "ignore" }); return out; };
+// The default model's world (seed 0, 1,000 genes), cells it never saw.
+const sizes = [1000, 10000, 100000].map((n, k) => [n, simulate(path.join(cache, `cells_${n}.h5ad`), ["--cells", String(n), "--genes", "1000", "--seed", "0", "--cell-seed", String(2 + k)])]);
+const card = JSON.parse(readFileSync(path.join(www, "models/default/card.json"), "utf8"));
+// NetConfig::forward_flops (src/model/mod.rs) per cell: value MLP, key/value projections,
+// attention scores and context, output projection and heads.
+const flopsPerCell = (() => {
+  const { n_genes: g, n_candidates: c, d_model: d } = card.net; const q = c + 1;
+  return 2 * (g * (d + d * d) + 2 * g * d * d + 2 * q * g * d + q * d * d + q * (2 * d * d + d) + 3 * d);
+})();
 
 console.log("download (what a first visit fetches)   raw KB   gzip KB");
 let total = 0;
@@ -40,14 +59,95 @@ const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || 
   "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-unsafe-webgpu"] });
 
 async function measure(page, file, n) {
-  await page.setInputFiles("#file", path.join(www, file)); // the same path as a drop: openFile(file)
-  await page.waitForSelector(`body[data-predicted='${n}']`, { timeout: 600_000 });
-  return page.evaluate(() => [Number(document.body.dataset.firstRowsMs), Number(document.body.dataset.allCellsMs), document.body.dataset.backendUsed]);
+  await page.setInputFiles("#file", file); // the same path as a drop: openFile(file)
+  await page.waitForSelector(`body[data-predicted='${n}']`, { timeout: 900_000 });
+  return page.evaluate(() => [Number(document.body.dataset.firstRowsMs), Number(document.body.dataset.allCellsMs), document.body.dataset.backendUsed, Number(document.body.dataset.workers)]);
 }
 
+async function openPage(query) {
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => console.log("page error:", e.message));
+  await page.goto(`http://127.0.0.1:${port}/?${query}`);
+  await page.waitForSelector("body[data-model][data-backend]", { timeout: 120_000 });
+  return page;
+}
+
+/** The native CLI on the same file and model: cells/s of the whole process (read, predict, write). */
+function nativeCellsPerSecond(file, n, threads) {
+  const t0 = process.hrtime.bigint();
+  execFileSync(bin, ["predict", "--model", path.join(root, "models/default"), file, "-o", path.join(cache, "out.json")],
+    { stdio: "ignore", env: { ...process.env, RAYON_NUM_THREADS: String(threads) } });
+  return n / (Number(process.hrtime.bigint() - t0) / 1e9);
+}
+
+/** Peak resident memory (VmHWM, MiB) of the largest renderer process: the tab and its workers. */
+function rendererPeakMiB() {
+  let peak = 0;
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("--type=renderer")) continue;
+      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      if (hwm) peak = Math.max(peak, Number(hwm[1]) / 1024);
+    } catch { /* the process ended */ }
+  }
+  return peak;
+}
+
+const figures = {};
 try {
+  console.log(`\nCPU backend, pool of workers (${cores} cores; network ${(flopsPerCell / 1e6).toFixed(2)} MFLOP per cell)`);
+  console.log("cells      workers  page cells/s  GFLOP/s   CLI threads  CLI cells/s  page ÷ CLI");
+  for (const workers of [1, cores]) {
+    const page = await openPage(`backend=cpu&workers=${workers}`);
+    for (const [n, file] of sizes) {
+      const [, all, used, pool] = await measure(page, file, n);
+      if (used !== "cpu" || pool !== workers) throw new Error(`expected the CPU with ${workers} workers, the page used ${used} with ${pool}`);
+      const pageRate = n / (all / 1000);
+      const cliRate = nativeCellsPerSecond(file, n, workers);
+      figures[`${n}/${workers}`] = { pageRate, cliRate };
+      console.log(`${String(n).padEnd(10)} ${String(workers).padStart(7)} ${pageRate.toFixed(0).padStart(13)} ${(pageRate * flopsPerCell / 1e9).toFixed(2).padStart(8)} ${String(workers).padStart(13)} ${cliRate.toFixed(0).padStart(12)} ${(pageRate / cliRate).toFixed(2).padStart(11)}`);
+    }
+    await page.close();
+  }
+  for (const [n] of sizes) {
+    console.log(`${n} cells: ${cores} workers give ${(figures[`${n}/${cores}`].pageRate / figures[`${n}/1`].pageRate).toFixed(2)}x one worker's cells/s`);
+  }
+
+  let big = null;
+  if (!process.argv.includes("--no-big")) {
+    const file = simulate(path.join(cache, `big_${bigCells}.h5ad`), ["--cells", String(bigCells), "--genes", "5000", "--seed", "0", "--cell-seed", "3"]);
+    const gb = statSync(file).size / 1e9;
+    const page = await openPage("backend=cpu");
+    const [, all, , pool] = await measure(page, file, bigCells);
+    await page.waitForSelector("#bulk tbody tr", { timeout: 600_000 });
+    const groups = await page.$$eval("#bulk tbody tr", (rows) => rows.length);
+    const errors = await page.textContent("#error");
+    big = { cells: bigCells, gb, seconds: all / 1000, groups, peakMiB: rendererPeakMiB(), workers: pool };
+    console.log(`\n${(gb).toFixed(2)} GB h5ad (${bigCells} cells × 5,000 genes): every cell predicted in ${(all / 1000).toFixed(1)} s with ${pool} workers, ${groups} pseudobulk rows, tab peak memory ${big.peakMiB.toFixed(0)} MiB${errors.trim() ? `; error shown: ${errors.trim()}` : ""}`);
+    await page.close();
+  }
+
+  const ten = figures[`10000/1`], tenAll = figures[`10000/${cores}`];
+  const entry = {
+    name: "page_cpu_10k",
+    ours: ten.pageRate,
+    peer: "native CLI (predict), same file, model and thread count",
+    peer_value: ten.cliRate,
+    unit: "cells/s",
+    speedup: ten.pageRate / ten.cliRate,
+    command: "node benches/page_speed.mjs",
+    note: `SIMULATED 10,000 cells × 1,000 genes (h5ad), default model; one worker against one thread. With ${cores} workers against ${cores} threads: ${tenAll.pageRate.toFixed(0)} against ${tenAll.cliRate.toFixed(0)} cells/s (${(tenAll.pageRate / tenAll.cliRate).toFixed(2)}); ${cores} workers give ${(tenAll.pageRate / ten.pageRate).toFixed(2)}x one worker. Page: choosing the file to every cell predicted; CLI: the whole process.` +
+      (big ? ` A ${big.gb.toFixed(2)} GB h5ad (${big.cells} cells × 5,000 genes) completes in ${big.seconds.toFixed(0)} s with the tab's peak memory at ${big.peakMiB.toFixed(0)} MiB.` : ""),
+  };
+  const speedPath = path.join(root, "results/speed.json");
+  const entries = JSON.parse(readFileSync(speedPath, "utf8")).filter((e) => e.name !== entry.name);
+  entries.push(entry);
+  entries.sort((a, b) => a.name.localeCompare(b.name));
+  writeFileSync(speedPath, JSON.stringify(entries, null, 1) + "\n");
+  console.log(`\nresults/speed.json: page_cpu_10k = ${entry.ours.toFixed(0)} cells/s, ${entry.speedup.toFixed(2)} of the CLI's`);
+
   console.log("\nbackend   file                   first rows   all cells    cells/s   (reading + normalising + predicting)");
-  for (const backend of ["cpu", "webgpu"]) {
+  for (const backend of skipGpu ? ["cpu"] : ["cpu", "webgpu"]) {
     const page = await browser.newPage();
     const t0 = Date.now();
     await page.goto(`http://127.0.0.1:${port}/?backend=${backend}`);
@@ -61,13 +161,9 @@ try {
     const firstFromLoad = ready + (Date.now() - t1);
     await page.waitForSelector("body[data-predicted='1000']", { timeout: 600_000 });
     console.log(`${backend.padEnd(9)} (${note.trim()}) model ready ${ready} ms after navigation; sample clicked at once: first predictions ${firstFromLoad} ms after navigation`);
-    const files = [["sample (1,000 cells)", "sample/sample.csv", 1000]];
-    if (!(backend === "webgpu" && skipGpu10k)) files.push(["10,000 cells", "sample/bench_10k.csv", 10000]);
-    for (const [name, file, n] of files) {
-      const [first, all, used] = await measure(page, file, n);
-      if (used !== backend) throw new Error(`expected the ${backend} backend, the page used ${used}`);
-      console.log(`${backend.padEnd(9)} ${name.padEnd(22)} ${(first / 1000).toFixed(2).padStart(8)} s ${(all / 1000).toFixed(2).padStart(9)} s ${(n / (all / 1000)).toFixed(0).padStart(9)}`);
-    }
+    const [first, all, used] = await measure(page, sizes[1][1], 10000);
+    if (used !== backend) throw new Error(`expected the ${backend} backend, the page used ${used}`);
+    console.log(`${backend.padEnd(9)} ${"10,000 cells".padEnd(22)} ${(first / 1000).toFixed(2).padStart(8)} s ${(all / 1000).toFixed(2).padStart(9)} s ${(10000 / (all / 1000)).toFixed(0).padStart(9)}`);
     await page.close();
   }
   console.log(`(SIMULATED files; ${process.platform}, Chromium headless, ${(await browser.version())}; no GPU on this machine: WebGPU = SwiftShader)`);

@@ -44,7 +44,7 @@ pub fn summarize(file: &str, data: &ExpressionData) -> Result<Summary, String> {
 /// `summarize`, with gene placement only when a gene table is given.
 pub fn summarize_with(file: &str, data: &ExpressionData, genes: Option<&GeneTable>) -> Result<Summary, String> {
     let kind_of_values = normalize::detect(&data.matrix);
-    let mut totals = data.matrix.row_sums();
+    let mut totals = data.row_totals();
     totals.sort_by(|a, b| a.total_cmp(b));
     let placement = genes.map(|t| t.place(&data.genes, data.gene_ids.as_deref()));
 
@@ -77,8 +77,8 @@ pub fn summarize_with(file: &str, data: &ExpressionData, genes: Option<&GeneTabl
         file: file.to_string(),
         kind: if data.simulated { "simulated" } else { "unknown (not marked simulated)" },
         cells: data.matrix.n_rows,
-        genes: data.matrix.n_cols,
-        nnz: data.matrix.nnz(),
+        genes: data.genes_in_file(),
+        nnz: data.subset.as_ref().map_or(data.matrix.nnz() as u64, |s| s.nnz_in_file) as usize,
         matrix: data.matrix_source.clone(),
         values: kind_of_values.short(),
         values_detail: kind_of_values,

@@ -108,35 +108,77 @@ fn median(v: &[f64]) -> f64 {
 /// per cell (their totals may span genes the file no longer has) and only rescaled by one factor
 /// when they were made with another target sum (e.g. CPM, 1e6). Empty cells stay zero.
 pub fn normalize(m: &CsrMatrix, kind: ValueKind) -> CsrMatrix {
+    normalize_with_totals(m, kind, None)
+}
+
+/// The same, with each cell's count total given (`totals`: over every gene of a file of which `m`
+/// holds some genes only); None: the row sums of `m`.
+pub fn normalize_with_totals(m: &CsrMatrix, kind: ValueKind, totals: Option<&[f64]>) -> CsrMatrix {
     let mut out = m.clone();
+    for i in 0..m.n_rows {
+        let (a, b) = (m.indptr[i] as usize, m.indptr[i + 1] as usize);
+        let f = value_map(kind, row_total(m, totals, i));
+        out.data[a..b].iter_mut().for_each(|v| *v = f(*v));
+    }
+    out
+}
+
+/// The normalised values of `columns` (panel position → the matrix's column), cells × panel
+/// row-major (0 where a column is absent), made row by row: no normalised copy of the matrix.
+pub fn normalized_columns(
+    m: &CsrMatrix,
+    kind: ValueKind,
+    totals: Option<&[f64]>,
+    columns: &[Option<usize>],
+) -> Vec<f32> {
+    let g = columns.len();
+    let mut position = vec![usize::MAX; m.n_cols];
+    for (p, c) in columns.iter().enumerate() {
+        if let Some(&c) = c.as_ref().filter(|&&c| c < m.n_cols) {
+            position[c] = p;
+        }
+    }
+    let mut x = vec![0f32; m.n_rows * g];
+    for (i, out) in x.chunks_mut(g.max(1)).enumerate().take(m.n_rows) {
+        let f = value_map(kind, row_total(m, totals, i));
+        let (cols, vals) = m.row(i);
+        for (&j, &v) in cols.iter().zip(vals) {
+            if let Some(&p) = position.get(j as usize).filter(|&&p| p != usize::MAX) {
+                out[p] = f(v);
+            }
+        }
+    }
+    x
+}
+
+/// Cell `i`'s count total: given (over every gene of the file), or its row's sum.
+fn row_total(m: &CsrMatrix, totals: Option<&[f64]>, i: usize) -> f64 {
+    match totals {
+        Some(t) if t.len() == m.n_rows => t[i],
+        _ => {
+            let (a, b) = (m.indptr[i] as usize, m.indptr[i + 1] as usize);
+            m.data[a..b].iter().map(|&v| v as f64).sum()
+        }
+    }
+}
+
+/// How one value of a cell whose count total is `total` maps to log1p(CP10k) (see `normalize`).
+fn value_map(kind: ValueKind, total: f64) -> impl Fn(f32) -> f32 {
     // Sums up to 2e4 are read as 1e4-scaled data (a gene subset only lowers them).
     let factor = |target: f64| {
         if target > 2.0 * TARGET_SUM { TARGET_SUM / target } else { 1.0 }
     };
-    match kind {
-        ValueKind::Counts => {
-            for i in 0..m.n_rows {
-                let (a, b) = (m.indptr[i] as usize, m.indptr[i + 1] as usize);
-                let total: f64 = m.data[a..b].iter().map(|&v| v as f64).sum();
-                if total > 0.0 {
-                    for k in a..b {
-                        out.data[k] = (m.data[k] as f64 / total * TARGET_SUM).ln_1p() as f32;
-                    }
-                }
-            }
-        }
-        ValueKind::LogNormalized { target_sum } => {
-            let f = factor(target_sum);
-            if f != 1.0 {
-                out.data.iter_mut().for_each(|v| *v = ((*v as f64).exp_m1() * f).ln_1p() as f32);
-            }
-        }
-        ValueKind::Normalized { target_sum } => {
-            let f = factor(target_sum);
-            out.data.iter_mut().for_each(|v| *v = (*v as f64 * f).ln_1p() as f32);
-        }
+    let (scale, logged) = match kind {
+        // Empty cells stay zero.
+        ValueKind::Counts => (if total > 0.0 { TARGET_SUM / total } else { 0.0 }, false),
+        ValueKind::LogNormalized { target_sum } => (factor(target_sum), true),
+        ValueKind::Normalized { target_sum } => (factor(target_sum), false),
+    };
+    move |v: f32| match (logged, scale == 1.0) {
+        (true, true) => v,
+        (true, false) => ((v as f64).exp_m1() * scale).ln_1p() as f32,
+        (false, _) => (v as f64 * scale).ln_1p() as f32,
     }
-    out
 }
 
 #[cfg(test)]

@@ -138,22 +138,16 @@ impl Predictor {
         let matched = columns.iter().filter(|c| c.is_some()).count();
         if matched == 0 {
             return Err(PredictError::NoCommonGenes {
-                file_genes: data.genes.len(),
+                file_genes: data.genes_in_file(),
                 panel: panel.len(),
                 example: data.genes.first().cloned().unwrap_or_default(),
                 panel_example: panel.first().map(|g| g.symbol.clone()).unwrap_or_default(),
             });
         }
         let values = normalize::detect(&data.matrix);
-        let normalised = normalize::normalize(&data.matrix, values).select_columns(&columns);
+        let totals = data.subset.as_ref().map(|s| s.row_totals.as_slice());
         let g = panel.len();
-        let mut x = vec![0f32; normalised.n_rows * g];
-        for i in 0..normalised.n_rows {
-            let (cols, vals) = normalised.row(i);
-            for (&j, &v) in cols.iter().zip(vals) {
-                x[i * g + j as usize] = v;
-            }
-        }
+        let mut x = normalize::normalized_columns(&data.matrix, values, totals, &columns);
         let missing: Vec<String> =
             columns.iter().zip(panel).filter(|(c, _)| c.is_none()).map(|(_, p)| p.symbol.clone()).collect();
         let measured: Vec<bool> = columns.iter().map(Option::is_some).collect();

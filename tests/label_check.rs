@@ -69,23 +69,23 @@ fn choose_non_responder_share() {
     use mamba_perturb::metrics::best_answer;
     let (sim, a) = predicted(11);
     let labels = a.labels().unwrap().to_vec();
-    let scored: Vec<_> = a
-        .cell_scores()
-        .into_iter()
-        .filter(|(i, _)| sim.conditions[sim.cell_condition[*i]].de_genes.is_some_and(|d| d >= 100.0))
-        .filter(|(i, _)| !labels[*i].is_control())
-        .collect();
+    // Per strong, labelled cell: P(control), P(its label), P(best other answer).
+    let mut scored = Vec::new();
+    let strong = |i: usize| sim.conditions[sim.cell_condition[i]].de_genes.is_some_and(|d| d >= 100.0);
+    a.for_each_scored(0..labels.len(), |i, s| {
+        if strong(i) && !labels[i].is_control() {
+            let own = a.candidate_indices(&labels[i]).unwrap();
+            let p_other = best_answer(&s, |x| x.genes() != own).map_or(0.0, |(_, p)| p);
+            scored.push((i, s.control, s.probability(&own), p_other));
+        }
+    });
     for share in [0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995] {
         let pairs: Vec<(bool, bool)> = scored
             .iter()
-            .map(|(i, s)| {
-                let own = a.candidate_indices(&labels[*i]).unwrap();
-                let p_label = s.probability(&own);
-                let p_other = best_answer(s, |x| x.genes() != own).map_or(0.0, |(_, p)| p);
-                let flagged = p_label < s.control.max(p_other)
-                    && s.control >= p_other
-                    && s.control >= share * (s.control + p_label);
-                (flagged, !sim.responded[*i])
+            .map(|&(i, control, p_label, p_other)| {
+                let flagged =
+                    p_label < control.max(p_other) && control >= p_other && control >= share * (control + p_label);
+                (flagged, !sim.responded[i])
             })
             .collect();
         let (p, r, flagged, failed) = precision_recall(&pairs);

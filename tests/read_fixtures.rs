@@ -300,3 +300,41 @@ fn legacy_raw_dot_x_reads_as_anndata_reads_adata_raw() {
     let e = io::read_path(&fixture(name), &o).unwrap_err().to_string();
     assert!(e.contains("negative"), "{e}");
 }
+
+/// Reading some genes only (the model's panel; how the page opens files larger than memory) keeps
+/// exactly those columns of every storage kind (CSR, CSC, dense, chunked and gzip-compressed), each
+/// cell's total over every gene (what counts are normalised by) and the file's own gene count.
+#[test]
+fn reading_some_genes_keeps_their_columns_and_every_cells_total() {
+    for name in ["anndata07_csr.h5ad", "csc_f64.h5ad", "dense_int.h5ad", "gzip_chunked.h5ad", "gears_norm_layers.h5ad"]
+    {
+        let full = read(name);
+        // Every third gene, named by symbol, plus one name the file does not have.
+        let wanted: Vec<String> = full.genes.iter().step_by(3).cloned().chain(["NOT_A_GENE".to_string()]).collect();
+        let options = ReadOptions { only_genes: wanted.clone(), ..Default::default() };
+        let part = io::read_path(&fixture(name), &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(part.genes, wanted[..wanted.len() - 1], "{name}");
+        let subset = part.subset.as_ref().unwrap_or_else(|| panic!("{name}: marked as a subset"));
+        assert_eq!(subset.genes_in_file, full.genes.len(), "{name}");
+        assert_eq!(subset.nnz_in_file as usize, full.matrix.nnz(), "{name}");
+        assert_eq!(subset.row_totals, full.matrix.row_sums(), "{name}");
+        assert_eq!(part.genes_in_file(), full.genes.len());
+        for i in 0..full.matrix.n_rows {
+            let whole = full.matrix.dense_row(i);
+            let kept: Vec<f32> = whole.iter().step_by(3).copied().collect();
+            assert_eq!(part.matrix.dense_row(i), kept, "{name}, cell {i}");
+        }
+        // Normalised with the file's totals, the kept genes get the values a full read gives them.
+        let kind = normalize::detect(&full.matrix);
+        let all = normalize::normalize(&full.matrix, kind);
+        let some = normalize::normalize_with_totals(&part.matrix, kind, Some(&subset.row_totals));
+        for i in 0..full.matrix.n_rows {
+            let expected: Vec<f32> = all.dense_row(i).into_iter().step_by(3).collect();
+            let got = some.dense_row(i);
+            assert!(expected.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-6), "{name}, cell {i}");
+        }
+        // Asking for every gene reads the file as it is.
+        let every = ReadOptions { only_genes: full.genes.clone(), ..Default::default() };
+        assert!(io::read_path(&fixture(name), &every).unwrap().subset.is_none());
+    }
+}

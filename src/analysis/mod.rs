@@ -143,6 +143,8 @@ pub struct Analysis {
 struct OpenFile {
     name: String,
     source: FileSource,
+    /// How the file was read (for reading it again for another model's panel).
+    options: ReadOptions,
     data: ExpressionData,
     report: InputReport,
     prepared: Prepared,
@@ -216,20 +218,60 @@ impl Analysis {
         &self.predictor
     }
 
-    /// Another model: the open file is matched to its panel again (not re-read) and its outputs dropped.
+    /// Another model: the open file is matched to its panel again and its outputs dropped. Only the
+    /// old panel's genes were read, so the file's matrix is read again for the new one.
     pub fn set_model(&mut self, model: ModelFiles) -> Result<(), AnalysisError> {
         let predictor = model.predictor(self.predictor.device()).map_err(AnalysisError::Model)?;
-        let prepared = match &self.file {
-            Some(f) => Some(predictor.prepare_with(&f.data, &f.reference).map_err(|e| predict_error(&f.name, e))?),
-            None => None,
+        let old = std::mem::replace(&mut self.predictor, predictor);
+        let reread = match &self.file {
+            Some(f) => io::read_source(&f.name, &f.source, &self.panel_options(&f.options)).map(Some),
+            None => Ok(None),
         };
-        (self.model, self.predictor) = (model, predictor);
+        let prepared = match (&self.file, reread) {
+            (Some(f), Ok(Some(data))) => self
+                .predictor
+                .prepare_with(&data, &f.reference)
+                .map(|p| Some((data, p)))
+                .map_err(|e| predict_error(&f.name, e)),
+            (_, Err(e)) => Err(e.into()),
+            _ => Ok(None),
+        };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.predictor = old; // the file stays matched to the model it was read for
+                return Err(e);
+            }
+        };
+        self.model = model;
         let candidates = self.predictor.card.net.n_candidates;
-        if let (Some(f), Some(p)) = (&mut self.file, prepared) {
-            f.prepared = p;
+        if let (Some(f), Some((data, p))) = (&mut self.file, prepared) {
+            (f.data, f.prepared) = (without_matrix(data), p);
             f.clear_outputs(candidates);
         }
         Ok(())
+    }
+
+    /// The open file's matrix, read again: it is dropped once the file is prepared, since for a
+    /// large file it would be most of the page's memory.
+    fn read_matrix_again(&self, f: &OpenFile) -> Result<ExpressionData, AnalysisError> {
+        Ok(io::read_source(&f.name, &f.source, &self.panel_options(&f.options))?)
+    }
+
+    /// Read options for this model: only its panel's genes are read (so a file larger than memory
+    /// opens), and their names help tell a CSV's gene axis from its cells.
+    fn panel_options(&self, options: &ReadOptions) -> ReadOptions {
+        let panel = self.predictor.card.panel.iter();
+        let names: Vec<String> =
+            panel.flat_map(|g| std::iter::once(g.symbol.clone()).chain(g.gene_id.clone())).collect();
+        let mut options = options.clone();
+        if options.known_genes.is_empty() {
+            options.known_genes = names.clone();
+        }
+        if options.only_genes.is_empty() {
+            options.only_genes = names;
+        }
+        options
     }
 
     /// The same model on another device (the page's CPU / WebGPU switch); outputs are dropped.
@@ -251,14 +293,7 @@ impl Analysis {
         options: &ReadOptions,
     ) -> Result<&InputReport, AnalysisError> {
         self.file = None;
-        // The panel's names help tell a CSV's gene axis from its cells (the page has no GRCh38 table).
-        let mut options = options.clone();
-        if options.known_genes.is_empty() {
-            let panel = self.predictor.card.panel.iter();
-            options.known_genes =
-                panel.flat_map(|g| std::iter::once(g.symbol.clone()).chain(g.gene_id.clone())).collect();
-        }
-        let data = io::read_source(name, &source, &options)?;
+        let data = io::read_source(name, &source, &self.panel_options(options))?;
         let summary = inspect::summarize_with(name, &data, None).map_err(AnalysisError::Labels)?;
         let labels = match &data.labels {
             Some(col) => Some(crate::labels::parse_column(&col.values).map_err(|(i, e)| {
@@ -285,6 +320,7 @@ impl Analysis {
         let mut file = OpenFile {
             name: name.to_string(),
             source,
+            options: options.clone(),
             report: InputReport {
                 group_columns: summary.obs_columns.iter().cloned().chain([PREDICTED_ANSWER.to_string()]).collect(),
                 control_labels,
@@ -293,7 +329,7 @@ impl Analysis {
                 genes: prepared.report.clone(),
                 cells: n,
             },
-            data,
+            data: without_matrix(data),
             prepared,
             labels,
             reference: ReferenceCells::default(),
@@ -355,7 +391,8 @@ impl Analysis {
             }
         };
         let cells = ReferenceCells { control, batches };
-        let mut prepared = self.predictor.prepare_with(&f.data, &cells).map_err(|e| predict_error(&f.name, e))?;
+        let data = self.read_matrix_again(f)?;
+        let mut prepared = self.predictor.prepare_with(&data, &cells).map_err(|e| predict_error(&f.name, e))?;
         if let (Some(b), Some(labels)) = (&cells.batches, &f.labels) {
             prepared.report.warnings.extend(batch_label_warning(b, labels));
         }
@@ -918,6 +955,13 @@ fn batch_label_warning(batches: &Batches, labels: &[Perturbation]) -> Option<Str
             pure.join(", ")
         )
     })
+}
+
+/// The file's data without its matrix and totals (labels, names and obs kept).
+fn without_matrix(mut data: ExpressionData) -> ExpressionData {
+    data.matrix = crate::io::sparse::CsrMatrix::new(data.matrix.n_cols);
+    data.subset = None;
+    data
 }
 
 fn predict_error(file: &str, source: PredictError) -> AnalysisError {

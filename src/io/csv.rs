@@ -138,6 +138,7 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
         matrix_source: source,
         simulated,
         warnings,
+        subset: None,
         ..Default::default()
     })
 }

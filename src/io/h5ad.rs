@@ -10,7 +10,8 @@ use super::h5ad_direct::{self, RawSource};
 use super::h5ad_legacy;
 use super::source::SharedSource;
 use super::{
-    ExpressionData, LabelColumn, MatrixChoice, ReadError, ReadOptions, choose_label_column, sparse::CsrMatrix,
+    ExpressionData, GeneSubset, LabelColumn, MatrixChoice, ReadError, ReadOptions, choose_label_column,
+    sparse::CsrMatrix,
 };
 
 /// Symbol columns tried, in order, when the var index holds Ensembl IDs.
@@ -141,9 +142,30 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
     let cells = read_index(name, file, "obs")?;
     let var_index = read_index(name, file, var_path)?;
     let var_columns = column_names(file, var_path);
-    let (genes, gene_ids) = gene_names(name, file, var_path, var_index, &var_columns)?;
+    let (mut genes, mut gene_ids) = gene_names(name, file, var_path, var_index, &var_columns)?;
 
-    let matrix = read_matrix(name, file, raw, &matrix_path, cells.len(), genes.len())?;
+    // Only the asked-for genes (the model's panel): the matrix is streamed and the rest dropped.
+    let keep: Option<Vec<bool>> = (!options.only_genes.is_empty()).then(|| {
+        let wanted: std::collections::HashSet<&str> = options.only_genes.iter().map(String::as_str).collect();
+        let id = |j: usize| gene_ids.as_ref().map(|ids| ids[j].as_str());
+        (0..genes.len())
+            .map(|j| wanted.contains(genes[j].as_str()) || id(j).is_some_and(|i| wanted.contains(i)))
+            .collect()
+    });
+    // None of them: a few genes are kept anyway, so that the error names some of the file's.
+    let keep = keep.map(|mut k| {
+        if !k.contains(&true) {
+            k.iter_mut().take(5).for_each(|x| *x = true);
+        }
+        k
+    });
+    let keep = keep.filter(|k| k.contains(&false));
+    let (matrix, subset) = read_matrix(name, file, raw, &matrix_path, cells.len(), genes.len(), keep.as_deref())?;
+    if let Some(keep) = &keep {
+        let kept = |v: Vec<String>| v.into_iter().zip(keep).filter(|(_, k)| **k).map(|(g, _)| g).collect();
+        genes = kept(genes);
+        gene_ids = gene_ids.map(kept);
+    }
 
     let obs_column_names = column_names(file, "obs");
     let label_name = choose_label_column(name, &obs_column_names, options.label_column.as_deref())?;
@@ -185,6 +207,7 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
         simulated,
         world,
         warnings: Vec::new(),
+        subset,
     })
 }
 
@@ -453,6 +476,8 @@ pub(super) fn check_size(name: &str, file: &File, path: &str, ds: &Dataset) -> R
 }
 
 /// Reads the chosen matrix into CSR: dense datasets in row windows, sparse groups by their arrays.
+/// The matrix at `path`, all of it, or (`keep`) only the kept genes' columns with what the rest of
+/// the file adds to each cell.
 fn read_matrix(
     name: &str,
     file: &File,
@@ -460,13 +485,41 @@ fn read_matrix(
     path: &str,
     n_obs: usize,
     n_vars: usize,
-) -> Result<CsrMatrix, ReadError> {
+    keep: Option<&[bool]>,
+) -> Result<(CsrMatrix, Option<GeneSubset>), ReadError> {
     if let Ok(group) = file.group(path) {
-        read_sparse(name, file, raw, &group, path, n_obs, n_vars)
+        read_sparse(name, file, raw, &group, path, n_obs, n_vars, keep)
     } else {
         let ds = file.dataset(path).map_err(|e| object_error(name, path, e))?;
-        read_dense(name, file, &ds, path, n_obs, n_vars)
+        read_dense(name, file, &ds, path, n_obs, n_vars, keep)
     }
+}
+
+/// Kept genes' new column numbers (None: dropped).
+fn kept_columns(keep: &[bool]) -> Vec<Option<u32>> {
+    let mut next = 0u32;
+    keep.iter().map(|&k| k.then(|| (next, next += 1).0)).collect()
+}
+
+/// A whole matrix cut down to the kept genes, with each cell's total over every gene.
+fn keep_only(m: CsrMatrix, keep: &[bool]) -> (CsrMatrix, GeneSubset) {
+    let columns = kept_columns(keep);
+    let mut out = CsrMatrix::new(keep.iter().filter(|k| **k).count());
+    let (mut cols, mut vals) = (Vec::new(), Vec::new());
+    for i in 0..m.n_rows {
+        let (c, v) = m.row(i);
+        cols.clear();
+        vals.clear();
+        for (&j, &x) in c.iter().zip(v) {
+            if let Some(new) = columns[j as usize] {
+                cols.push(new);
+                vals.push(x);
+            }
+        }
+        out.push_sparse_row(&cols, &vals);
+    }
+    let subset = GeneSubset { genes_in_file: m.n_cols, nnz_in_file: m.nnz() as u64, row_totals: m.row_sums() };
+    (out, subset)
 }
 
 fn read_dense(
@@ -476,7 +529,8 @@ fn read_dense(
     path: &str,
     n_obs: usize,
     n_vars: usize,
-) -> Result<CsrMatrix, ReadError> {
+    keep: Option<&[bool]>,
+) -> Result<(CsrMatrix, Option<GeneSubset>), ReadError> {
     check_size(name, file, path, ds)?;
     let shape = ds.shape().map_err(|e| object_error(name, path, e))?;
     if shape.len() != 2 || shape[0] as usize != n_obs || shape[1] as usize != n_vars {
@@ -485,10 +539,13 @@ fn read_dense(
             format!("matrix '{path}' has shape {shape:?}, but obs has {n_obs} rows and var {n_vars}"),
         ));
     }
-    let mut m = CsrMatrix::new(n_vars);
+    let kept: Option<Vec<usize>> = keep.map(|k| (0..n_vars).filter(|&j| k[j]).collect());
+    let mut m = CsrMatrix::new(kept.as_ref().map_or(n_vars, Vec::len));
+    let mut subset = keep.map(|_| GeneSubset { genes_in_file: n_vars, nnz_in_file: 0, row_totals: Vec::new() });
     // About 4M values a window keeps the transient dense buffer small for any file size.
     let window = (4_000_000 / n_vars.max(1)).max(1);
     let mut start = 0;
+    let mut row = Vec::new();
     while start < n_obs {
         let count = window.min(n_obs - start);
         let vals = ds.read_f32_rows(start as u64, count as u64).map_err(|e| object_error(name, path, e))?;
@@ -498,14 +555,24 @@ fn read_dense(
                 detail: format!("'{path}' returned a short read"),
             });
         }
-        for row in vals.chunks_exact(n_vars) {
-            m.push_dense_row(row);
+        for values in vals.chunks_exact(n_vars) {
+            match (&kept, &mut subset) {
+                (Some(kept), Some(s)) => {
+                    s.row_totals.push(values.iter().map(|&v| v as f64).sum());
+                    s.nnz_in_file += values.iter().filter(|v| **v != 0.0).count() as u64;
+                    row.clear();
+                    row.extend(kept.iter().map(|&j| values[j]));
+                    m.push_dense_row(&row);
+                }
+                _ => m.push_dense_row(values),
+            }
         }
         start += count;
     }
-    Ok(m)
+    Ok((m, subset))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_sparse(
     name: &str,
     file: &File,
@@ -514,7 +581,8 @@ fn read_sparse(
     path: &str,
     n_obs: usize,
     n_vars: usize,
-) -> Result<CsrMatrix, ReadError> {
+    keep: Option<&[bool]>,
+) -> Result<(CsrMatrix, Option<GeneSubset>), ReadError> {
     let attrs = group.attrs().map_err(|e| object_error(name, path, e))?;
     let encoding = attr_string(&attrs, "encoding-type")
         .or_else(|| attr_string(&attrs, "h5sparse_format").map(|f| format!("{f}_matrix")))
@@ -543,6 +611,11 @@ fn read_sparse(
     for (member, d) in [("data", &data_ds), ("indices", &indices_ds), ("indptr", &indptr_ds)] {
         check_size(name, file, &format!("{path}/{member}"), d)?;
     }
+    if let (Some(keep), "csr_matrix") = (keep, encoding.as_str()) {
+        let indptr = indptr_ds.read_u64().map_err(|e| object_error(name, &format!("{path}/indptr"), e))?;
+        let datasets = (&data_ds, &indices_ds);
+        return read_csr_rows_kept(name, path, datasets, &indptr, n_obs, n_vars, keep).map(|(m, s)| (m, Some(s)));
+    }
     let data = match h5ad_direct::read_f32(file, raw, &data_ds) {
         Some(v) => v,
         None => data_ds.read_f32().map_err(|e| object_error(name, &format!("{path}/data"), e))?,
@@ -564,13 +637,101 @@ fn read_sparse(
         }
     };
     check_compressed(name, path, major, minor, &indptr, &indices, data.len())?;
-    Ok(if encoding == "csr_matrix" {
+    let m = if encoding == "csr_matrix" {
         let mut m = CsrMatrix { n_rows: n_obs, n_cols: n_vars, indptr, indices, data };
         sort_rows(&mut m);
         m
     } else {
         CsrMatrix::from_csc(n_obs, n_vars, &indptr, &indices, &data)
+    };
+    Ok(match keep {
+        Some(keep) => {
+            let (m, subset) = keep_only(m, keep);
+            (m, Some(subset))
+        }
+        None => (m, None),
     })
+}
+
+/// A CSR matrix read in windows of about `WINDOW_VALUES` stored values, keeping only the kept
+/// genes' columns and each cell's total: memory follows the kept part, not the file.
+fn read_csr_rows_kept(
+    name: &str,
+    path: &str,
+    (data_ds, indices_ds): (&Dataset, &Dataset),
+    indptr: &[u64],
+    n_obs: usize,
+    n_vars: usize,
+    keep: &[bool],
+) -> Result<(CsrMatrix, GeneSubset), ReadError> {
+    const WINDOW_VALUES: u64 = 4 << 20;
+    let nnz = data_ds.shape().ok().and_then(|s| s.first().copied()).unwrap_or(0);
+    let indices_len = indices_ds.shape().ok().and_then(|s| s.first().copied()).unwrap_or(0);
+    let bad = |d: String| ReadError::malformed(name, format!("sparse matrix '{path}': {d}"));
+    if indptr.len() != n_obs + 1 || indptr[0] != 0 || indptr[n_obs] != nnz || indices_len != nnz {
+        return Err(bad(format!(
+            "indptr has {} entries ending at {:?}, for {n_obs} rows, {nnz} values and {indices_len} indices",
+            indptr.len(),
+            indptr.last()
+        )));
+    }
+    if indptr.windows(2).any(|w| w[0] > w[1]) {
+        return Err(bad("indptr is not non-decreasing".into()));
+    }
+    let columns = kept_columns(keep);
+    let mut m = CsrMatrix::new(keep.iter().filter(|k| **k).count());
+    let mut totals = Vec::with_capacity(n_obs);
+    let (mut cols, mut vals) = (Vec::new(), Vec::new());
+    let mut row = 0;
+    while row < n_obs {
+        // Rows up to the window's size (at least one row, however long).
+        let first = indptr[row];
+        let mut end = row + 1;
+        while end < n_obs && indptr[end + 1] - first <= WINDOW_VALUES {
+            end += 1;
+        }
+        let count = indptr[end] - first;
+        let data = data_ds.read_f32_rows(first, count).map_err(|e| object_error(name, &format!("{path}/data"), e))?;
+        let indices = match indices_ds.read_u32_rows(first, count) {
+            Ok(v) => v,
+            Err(_) => {
+                let wide = indices_ds.read_i64_rows(first, count);
+                let wide = wide.map_err(|e| object_error(name, &format!("{path}/indices"), e))?;
+                wide.into_iter().map(|i| u32::try_from(i).unwrap_or(u32::MAX)).collect()
+            }
+        };
+        if data.len() as u64 != count || indices.len() as u64 != count {
+            return Err(ReadError::Damaged {
+                file: name.to_string(),
+                detail: format!("'{path}' returned a short read"),
+            });
+        }
+        for i in row..end {
+            let (a, b) = ((indptr[i] - first) as usize, (indptr[i + 1] - first) as usize);
+            totals.push(data[a..b].iter().map(|&v| v as f64).sum());
+            cols.clear();
+            vals.clear();
+            for (&j, &x) in indices[a..b].iter().zip(&data[a..b]) {
+                match columns.get(j as usize) {
+                    Some(Some(new)) => {
+                        cols.push(*new);
+                        vals.push(x);
+                    }
+                    Some(None) => {}
+                    None => return Err(bad(format!("index {j} is out of range (size {n_vars})"))),
+                }
+            }
+            if cols.windows(2).any(|w| w[0] > w[1]) {
+                // scipy allows unsorted indices within a row; downstream code expects them sorted.
+                let mut pairs: Vec<(u32, f32)> = cols.iter().copied().zip(vals.iter().copied()).collect();
+                pairs.sort_by_key(|p| p.0);
+                (cols, vals) = pairs.into_iter().unzip();
+            }
+            m.push_sparse_row(&cols, &vals);
+        }
+        row = end;
+    }
+    Ok((m, GeneSubset { genes_in_file: n_vars, nnz_in_file: nnz, row_totals: totals }))
 }
 
 /// Refuses inconsistent sparse arrays before they can index out of bounds.

@@ -38,6 +38,29 @@ pub struct ExpressionData {
     pub world: Option<String>,
     /// Problems that do not stop reading (duplicated genes, ...), to show the user.
     pub warnings: Vec<String>,
+    /// Set when only some of the file's genes were kept (`ReadOptions::only_genes`).
+    pub subset: Option<GeneSubset>,
+}
+
+/// What a matrix read for some genes only keeps of the rest of the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneSubset {
+    pub genes_in_file: usize,
+    pub nnz_in_file: u64,
+    /// Each cell's sum over every gene of the file (what counts are normalised by).
+    pub row_totals: Vec<f64>,
+}
+
+impl ExpressionData {
+    /// Genes in the file (more than `genes` when only some were kept).
+    pub fn genes_in_file(&self) -> usize {
+        self.subset.as_ref().map_or(self.genes.len(), |s| s.genes_in_file)
+    }
+
+    /// Each cell's total over every gene of the file.
+    pub fn row_totals(&self) -> Vec<f64> {
+        self.subset.as_ref().map_or_else(|| self.matrix.row_sums(), |s| s.row_totals.clone())
+    }
 }
 
 /// The orientation a delimited file is read in, and why; the reader puts both in `matrix_source`
@@ -122,6 +145,10 @@ pub struct ReadOptions {
     /// Gene names known besides the GRCh38 table (the model's panel: symbols and Ensembl IDs), used
     /// to tell a CSV's gene axis from its cell axis. The page has only these (no GRCh38 table there).
     pub known_genes: Vec<String>,
+    /// Keep only these genes (symbols or Ensembl IDs: the model's panel), reading an h5ad's matrix
+    /// in row windows, so that a file far larger than memory opens; each cell's total over every
+    /// gene is kept for normalisation (`ExpressionData::subset`). Empty: every gene.
+    pub only_genes: Vec<String>,
 }
 
 /// Column names that hold perturbation labels in the public Norman 2019 versions, tried in order.

@@ -238,6 +238,7 @@ pub fn simulate_in(
         simulated: true,
         world: Some(world.describe()),
         warnings: Vec::new(),
+        subset: None,
     };
     Ok(Simulation {
         data,

@@ -153,7 +153,8 @@ test("'Load your own model' takes what mamba-perturb train wrote, and the open f
 });
 
 test("the sample button opens the labelled sample; Cancel stops part-way and keeps what was predicted", async () => {
-  const page = await openPage("?backend=cpu");
+  // One helper: with one per core, the sample's jobs are all under way by the time Cancel lands.
+  const page = await openPage("?backend=cpu&workers=1");
   await page.click("#sample");
   await page.waitForSelector("body[data-first-rows-ms]", { timeout: 120_000 });
   await page.click("#cancel");
@@ -327,6 +328,35 @@ test("the page's CSV and JSON exports equal the CLI's predict output (same file,
   });
   console.log(`exports: ${pageCsv.length} CSV lines, ${differentText} differ in the last digits of a probability`);
   await page.close();
+});
+
+test("a pool of helper workers gives the answers, accuracy and pseudobulks one worker gives", async () => {
+  const run = async (workers) => {
+    const page = await openPage(`?backend=cpu&workers=${workers}`);
+    await page.setInputFiles("#file", path.join(www, "sample/sample.h5ad"));
+    await page.waitForSelector("body[data-predicted='1000']", { timeout: 120_000 });
+    await page.waitForFunction(() => window.__mambaPerturb.bulk().length > 200, null, { timeout: 60_000 });
+    const result = await page.evaluate(() => ({
+      cells: window.__mambaPerturb.cells(), bulk: window.__mambaPerturb.bulk(),
+      workers: Number(document.body.dataset.workers), accuracy: document.getElementById("accuracy").textContent,
+    }));
+    await page.close();
+    return result;
+  };
+  const [one, three] = [await run(1), await run(3)];
+  assert.equal(one.workers, 1);
+  assert.equal(three.workers, 3, "three helpers, as asked");
+  assertSame(three.cells, [...one.cells].sort((a, b) => a.index - b.index), 1e-6);
+  assert.equal(three.accuracy, one.accuracy);
+  assert.ok(/exact/i.test(one.accuracy), one.accuracy);
+  const byGroup = (bulk) => Object.fromEntries(bulk.map((g) => [g.group, g]));
+  const [a, b] = [byGroup(one.bulk), byGroup(three.bulk)];
+  assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort());
+  for (const [name, g] of Object.entries(a)) {
+    assert.equal(b[name].cells, g.cells, name);
+    assert.equal(b[name].top[0].perturbation, g.top[0].perturbation, name);
+    assert.ok(Math.abs(b[name].top[0].probability - g.top[0].probability) < 1e-6, name);
+  }
 });
 
 test("names from a file and from a model card are shown as text, never as markup", async () => {

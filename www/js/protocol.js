@@ -47,7 +47,8 @@ export const CONFUSION_ANSWERS = 15;
  * @typedef {{type: "report", report: InputReport | null}} ReportReply  null: no file is open.
  * @typedef {{type: "cells", run: number, rows: CellPrediction[], done: number, total: number, ms: number, backend: string, workers: number}} CellsReply
  *   workers: the workers computing (the CPU pool's helpers, or 1).
- * @typedef {{type: "predicted", run: number, done: number, total: number, cancelled: boolean, ms: number, backend: string, workers: number, accuracy: CellAccuracy | null}} PredictedReply
+ * @typedef {{type: "predicted", run: number, done: number, total: number, cancelled: boolean, ms: number, backend: string, workers: number, jobMs: number | null, accuracy: CellAccuracy | null}} PredictedReply
+ *   jobMs: time the helpers spent running jobs (null without the pool).
  * @typedef {{type: "pseudobulk", column: string | null, groups: GroupPrediction[], accuracy: Scores | null}} PseudobulkReply
  * @typedef {{gene: string, chrom: string | null, start: number | null, weight: number}} GeneWeight
  * @typedef {{type: "attention", gene: string, weights: number[], cell: number | null, group: string | null, cells_used: number, group_cells: number, top_genes: GeneWeight[]}} AttentionReply

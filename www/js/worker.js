@@ -55,12 +55,14 @@ class Helper {
       if (m.type === "done") { this.busyMs += m.ms; p.resolve(m.chunk); } else p.reject(new Error(m.message));
     };
     this.worker.onerror = (e) => {
-      this.pending.forEach((p) => p.reject(new Error(`a helper worker stopped: ${e.message}`)));
+      this.failed = `a helper worker stopped: ${e.message || "it could not start"}`;
+      this.pending.forEach((p) => p.reject(new Error(this.failed)));
       this.pending.clear();
     };
   }
   post(message) { this.worker.postMessage(message); }
   run(job) {
+    if (this.failed) return Promise.reject(new Error(this.failed));
     const id = ++this.ids;
     return new Promise((resolve, reject) => { this.pending.set(id, { resolve, reject }); this.post({ type: "job", id, job }); });
   }
@@ -74,31 +76,50 @@ async function predict(run) {
   activeRun = run;
   const total = cellCount;
   const t0 = performance.now();
-  const pool = backend === "cpu" ? helpers : [];
+  let pool = backend === "cpu" ? helpers : [];
   let done = 0;
   const report = (rows, size) => {
     done += size;
     reply({ type: "cells", run, rows, done, total, ms: performance.now() - t0, backend, workers: pool.length || 1 });
   };
+  const left = []; // [start, size] of cells still to predict here (the pool's failed jobs)
   if (pool.length) {
     const context = await call(() => session.job_context());
     pool.forEach((h) => h.post({ type: "context", context }));
     let next = 0;
+    let failure = null;
+    // Big jobs while plenty is left (each job's group sums cost this worker time), small ones
+    // towards the end so that no helper idles long while another finishes.
+    const jobSize = (start) => start === 0 ? FIRST_BATCH : total - start > 8 * POOL_BATCH * pool.length ? 4 * POOL_BATCH : POOL_BATCH;
     const lane = async (helper) => {
       while (next < total && activeRun === run) {
         const start = next;
-        const size = Math.min(start === 0 ? FIRST_BATCH : POOL_BATCH, total - start);
+        const size = Math.min(jobSize(start), total - start);
         next += size;
-        const job = await call(() => session.cell_job(start, size, CELL_TOP));
-        const chunk = await helper.run(job);
-        report(await call(() => session.accept(chunk)), size);
+        if (failure) { left.push([start, size]); continue; }
+        try {
+          const job = await call(() => session.cell_job(start, size, CELL_TOP));
+          const chunk = await helper.run(job);
+          report(await call(() => session.accept(chunk)), size);
+        } catch (err) {
+          failure = failure || err;
+          left.push([start, size]);
+        }
       }
     };
     await Promise.all(pool.flatMap((h) => Array.from({ length: IN_FLIGHT }, () => lane(h))));
+    if (failure) {
+      reply({ type: "error", message: `The helper workers failed (${failure.message}); predicting the rest in one worker.` });
+      helpers = [];
+      pool = [];
+    }
   } else {
-    for (let size = Math.min(FIRST_BATCH, BATCH); done < total && activeRun === run; size = BATCH) {
-      const start = done;
-      report(await call(() => session.predict_cells(start, size, CELL_TOP)), Math.min(size, total - start));
+    left.push([0, total]);
+  }
+  for (const [from, count] of left) {
+    for (let start = from, size = Math.min(FIRST_BATCH, BATCH); start < from + count && activeRun === run; start += size, size = BATCH) {
+      const n = Math.min(size, from + count - start);
+      report(await call(() => session.predict_cells(start, n, CELL_TOP)), n);
       await pause();
     }
   }

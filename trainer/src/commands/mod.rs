@@ -50,6 +50,7 @@ impl ReadArgs {
             extra_obs: Vec::new(),
             orientation,
             known_genes: Vec::new(),
+            ..Default::default()
         })
     }
 }
