@@ -9,7 +9,7 @@
 //    memory (the renderer process's VmHWM, which holds the page and all its workers);
 // 4. time to the model and to the first predictions per backend, CPU and WebGPU. Without a GPU,
 //    WebGPU runs on Chromium's software adapter (SwiftShader), which the automatic choice refuses.
-// Run after scripts/build-web.sh:  node benches/page_speed.mjs [--no-webgpu] [--big-cells N] [--no-big]
+// Run after scripts/build-web.sh:  node benches/page_speed.mjs [--no-webgpu] [--webgpu-10k] [--big-cells N] [--no-big]
 import { spawn, execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, existsSync, readdirSync, mkdirSync, statSync } from "node:fs";
 import os from "node:os";
@@ -161,6 +161,7 @@ try {
     const firstFromLoad = ready + (Date.now() - t1);
     await page.waitForSelector("body[data-predicted='1000']", { timeout: 600_000 });
     console.log(`${backend.padEnd(9)} (${note.trim()}) model ready ${ready} ms after navigation; sample clicked at once: first predictions ${firstFromLoad} ms after navigation`);
+    if (backend === "webgpu" && !process.argv.includes("--webgpu-10k")) { await page.close(); continue; } // SwiftShader: about 11 min
     const [first, all, used] = await measure(page, sizes[1][1], 10000);
     if (used !== backend) throw new Error(`expected the ${backend} backend, the page used ${used}`);
     console.log(`${backend.padEnd(9)} ${"10,000 cells".padEnd(22)} ${(first / 1000).toFixed(2).padStart(8)} s ${(all / 1000).toFixed(2).padStart(9)} s ${(10000 / (all / 1000)).toFixed(0).padStart(9)}`);

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::analysis::{Analysis, CellJob, JobContext, ScoredChunk};
+use crate::analysis::{Analysis, CellJob, HeldGroups, JobContext, ScoredChunk};
 use crate::io::source::{FormatError, Source};
 use crate::io::{FileSource, ReadOptions, SharedSource};
 use crate::model_folder::{CARD_FILE, ModelFiles, WEIGHTS_FILE};
@@ -65,8 +65,10 @@ pub struct Session {
     analysis: Option<Analysis>,
     device: Device,
     gpu: Option<Device>,
-    /// A helper's: the open file's context, sent by the worker that holds the file.
+    /// A helper's: the open file's context, sent by the worker that holds the file, and the group
+    /// sums of the jobs it ran.
     context: Option<JobContext>,
+    held: HeldGroups,
 }
 
 #[wasm_bindgen]
@@ -74,7 +76,7 @@ pub struct Session {
 impl Session {
     #[wasm_bindgen(constructor)]
     pub fn new() -> Session {
-        Session { analysis: None, device: Device::flex(), gpu: None, context: None }
+        Session { analysis: None, device: Device::flex(), gpu: None, context: None, held: HeldGroups::default() }
     }
 
     pub fn model_files() -> Vec<String> {
@@ -154,17 +156,31 @@ impl Session {
     }
 
     /// Cells [start, start + count) of the open file as a job (`CellJob`).
-    pub fn cell_job(&self, start: usize, count: usize, top: usize) -> Result<JsValue, JsError> {
-        to_js_bytes(&self.analysis()?.cell_job(start, count, top).map_err(js_err)?)
+    /// `hold_groups`: the helper keeps the group sums until `take_groups`.
+    pub fn cell_job(&self, start: usize, count: usize, top: usize, hold_groups: bool) -> Result<JsValue, JsError> {
+        to_js_bytes(&self.analysis()?.cell_job(start, count, top, hold_groups).map_err(js_err)?)
     }
 
     /// A helper's: runs a job under the context it was given; returns the `ScoredChunk`.
-    pub async fn run_job(&self, job: JsValue) -> Result<JsValue, JsError> {
+    pub async fn run_job(&mut self, job: JsValue) -> Result<JsValue, JsError> {
         let job: CellJob = serde_wasm_bindgen::from_value(job)?;
         let context = self.context.as_ref().filter(|c| c.version == job.context);
         let context = context.ok_or_else(|| js_err("this job's file reference has not reached this worker"))?;
         let chunk = self.analysis()?.run_job_async(&context.reference, context.head.as_ref(), &job).await;
-        to_js_bytes(&chunk.map_err(js_err)?)
+        let mut chunk = chunk.map_err(js_err)?;
+        self.held.hold(&job, &mut chunk);
+        to_js_bytes(&chunk)
+    }
+
+    /// A helper's: the group sums it held (`HeldGroups`), handed over once and cleared.
+    pub fn take_groups(&mut self) -> Result<JsValue, JsError> {
+        to_js_bytes(&std::mem::take(&mut self.held))
+    }
+
+    /// Takes a helper's held group sums into the pseudobulks.
+    pub fn accept_groups(&mut self, held: JsValue) -> Result<(), JsError> {
+        let held: HeldGroups = serde_wasm_bindgen::from_value(held)?;
+        self.analysis_mut()?.accept_groups(held).map_err(js_err)
     }
 
     /// Takes a helper's results back; returns the cells' predictions.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::Device;
-use mamba_perturb::analysis::{Analysis, ScoredChunk, View, ViewRequest};
+use mamba_perturb::analysis::{Analysis, HeldGroups, ScoredChunk, View, ViewRequest};
 use mamba_perturb::io::h5ad_write::Column;
 use mamba_perturb::io::source::{FormatError, Source};
 use mamba_perturb::io::{FileSource, ReadOptions, SharedSource};
@@ -396,12 +396,20 @@ fn jobs_run_by_a_helper_give_what_one_pass_gives() {
     let mut pooled = open();
     let helper = Analysis::new(default_model(), &Device::flex()).unwrap();
     let context = pooled.job_context().unwrap();
-    let jobs: Vec<_> = (0..800).step_by(128).map(|start| pooled.cell_job(start, 128, 5).unwrap()).collect();
+    // Half the jobs leave their group sums with the helper, which hands them over at the end.
+    let jobs: Vec<_> =
+        (0..800).step_by(128).map(|start| pooled.cell_job(start, 128, 5, start % 256 == 0).unwrap()).collect();
+    let mut held = HeldGroups::default();
     for job in jobs.iter().rev() {
-        let chunk = helper.run_job(&context.reference, context.head.as_ref(), job).unwrap();
+        let mut chunk = helper.run_job(&context.reference, context.head.as_ref(), job).unwrap();
+        held.hold(job, &mut chunk);
+        assert_eq!(chunk.groups.is_empty(), job.hold_groups);
         let chunk: ScoredChunk = serde_json::from_str(&serde_json::to_string(&chunk).unwrap()).unwrap();
         assert_eq!(pooled.accept(chunk).unwrap().len(), job.rows);
     }
+    assert_eq!(held.cells, 3 * 128 + 32, "jobs at 0, 256, 512 and 768 (the last 32 cells)");
+    let held: HeldGroups = serde_json::from_str(&serde_json::to_string(&held).unwrap()).unwrap();
+    pooled.accept_groups(held).unwrap();
     let same_cells = |a: &Analysis, b: &Analysis| {
         for (x, y) in a.cell_predictions(0..800, 5).iter().zip(b.cell_predictions(0..800, 5)) {
             assert_eq!((x.index, &x.top[0].perturbation), (y.index, &y.top[0].perturbation));
@@ -444,7 +452,7 @@ fn jobs_run_by_a_helper_give_what_one_pass_gives() {
         assert!((x.3 - y.3).abs() < 1e-6, "{x:?} vs {y:?}");
     }
     // A chunk made before the reference changed is dropped; one that does not fit is refused.
-    let job = pooled.cell_job(0, 10, 5).unwrap();
+    let job = pooled.cell_job(0, 10, 5, false).unwrap();
     let chunk = helper.run_job(&context.reference, context.head.as_ref(), &job).unwrap();
     let mut broken = chunk.clone();
     broken.outputs.pop();

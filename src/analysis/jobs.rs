@@ -46,6 +46,10 @@ pub struct CellJob {
     /// `NO_GROUP`.
     #[serde(with = "raw")]
     pub groups: Vec<u32>,
+    /// The runner keeps the chunk's group sums (`HeldGroups`: a helper adds them up over its jobs
+    /// and hands them over once) instead of returning them with each chunk.
+    #[serde(default)]
+    pub hold_groups: bool,
 }
 
 pub const NO_GROUP: u32 = u32::MAX;
@@ -85,8 +89,44 @@ pub struct ScoredChunk {
     /// The labelled cells' accuracy (None without labels), and those the model cannot name.
     pub tally: Option<Tally>,
     pub outside: usize,
-    /// The combined answers of each group the chunk's cells belong to.
+    /// The combined answers of each group the chunk's cells belong to (empty when held).
     pub groups: Vec<(u32, Combination)>,
+    /// The group sums stayed with the runner (`CellJob::hold_groups`).
+    #[serde(default)]
+    pub groups_held: bool,
+}
+
+/// Group sums a helper keeps over the jobs it runs: a chunk's sums for 238 groups are 10 MB, which
+/// sent with every chunk made the analysis worker the bottleneck of a large file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HeldGroups {
+    pub context: u64,
+    pub grouping: u64,
+    /// Cells whose sums these are.
+    pub cells: usize,
+    pub groups: Vec<(u32, Combination)>,
+}
+
+impl HeldGroups {
+    /// Keeps a chunk's group sums when its job asked for that (sums of another reference or
+    /// grouping than those held are dropped: their chunks no longer count).
+    pub fn hold(&mut self, job: &CellJob, chunk: &mut ScoredChunk) {
+        if !job.hold_groups {
+            return;
+        }
+        if (self.context, self.grouping) != (chunk.context, chunk.grouping) {
+            *self = HeldGroups { context: chunk.context, grouping: chunk.grouping, ..Default::default() };
+        }
+        for (group, sum) in std::mem::take(&mut chunk.groups) {
+            match self.groups.binary_search_by_key(&group, |g| g.0) {
+                // Same model, same sizes: merging cannot fail here.
+                Ok(k) => self.groups[k].1.merge(&sum).unwrap_or(()),
+                Err(k) => self.groups.insert(k, (group, sum)),
+            }
+        }
+        self.cells += chunk.rows;
+        chunk.groups_held = true;
+    }
 }
 
 /// Arrays of numbers as raw little-endian bytes: a `Uint8Array` through `serde-wasm-bindgen`, which

@@ -23,7 +23,7 @@ use crate::reference::{Batches, Reference, ReferenceCells};
 
 pub mod jobs;
 mod views;
-pub use jobs::{CellJob, JobContext, ScoredChunk};
+pub use jobs::{CellJob, HeldGroups, JobContext, ScoredChunk};
 use jobs::{NO_GROUP, decode_truth, encode_truth};
 pub use views::{Attention, Confusion, GeneWeight, LabelCheck, Selection, View, ViewRequest, Why};
 
@@ -126,6 +126,8 @@ struct Pending {
 
 /// Cells scored per block: one matrix product for the head's evidence of the block.
 const SCORE_BLOCK: usize = 256;
+/// Cells per forward pass of a job (the CLI's default batch).
+const NET_ROWS: usize = 256;
 
 /// A number never handed out before in this process: versions of references and groupings, unique
 /// across files too, so that a job of a file closed meanwhile can never join its successor.
@@ -187,6 +189,8 @@ struct Running {
     /// One per group of the grouping `grouping` (version).
     groups: Vec<sets::Combination>,
     grouping: u64,
+    /// Counted cells whose group sums a helper still holds (`accept_groups`).
+    held_cells: usize,
     /// False once a cell came back twice or from another grouping: then the figures are recomputed
     /// from the stored outputs.
     tally_valid: bool,
@@ -202,6 +206,7 @@ impl Running {
             outside: 0,
             groups: vec![sets::Combination::new(candidates); grouping.groups.len()],
             grouping: grouping.version,
+            held_cells: 0,
             tally_valid: true,
             groups_valid: true,
         }
@@ -447,6 +452,7 @@ impl Analysis {
         r.groups = vec![sets::Combination::new(candidates); f.grouping.groups.len()];
         r.grouping = f.grouping.version;
         r.groups_valid = r.n_counted == 0;
+        r.held_cells = 0;
         Ok(())
     }
 
@@ -463,7 +469,13 @@ impl Analysis {
     }
 
     /// Cells [start, start + count) of the open file as a job returning `top` answers per cell.
-    pub fn cell_job(&self, start: usize, count: usize, top: usize) -> Result<CellJob, AnalysisError> {
+    pub fn cell_job(
+        &self,
+        start: usize,
+        count: usize,
+        top: usize,
+        hold_groups: bool,
+    ) -> Result<CellJob, AnalysisError> {
         let f = self.open_file()?;
         let (n, g) = (f.prepared.cells.len(), f.prepared.n_genes);
         let range = start.min(n)..start.saturating_add(count).min(n);
@@ -480,6 +492,7 @@ impl Analysis {
             input: f.prepared.values[range.start * g..range.end * g].to_vec(),
             truths,
             groups: range.map(|i| f.grouping.of_cell[i].unwrap_or(NO_GROUP)).collect(),
+            hold_groups,
         })
     }
 
@@ -492,8 +505,20 @@ impl Analysis {
         head: Option<&HeadTerms>,
         job: &CellJob,
     ) -> Result<ScoredChunk, AnalysisError> {
-        let (gene, count) = self.predictor.logits(&job.input, job.rows, reference).map_err(|e| self.output_error(e))?;
+        let (mut gene, mut count) = (Vec::new(), Vec::new());
+        for (x, rows) in self.net_slices(job) {
+            let (g, c) = self.predictor.logits(x, rows, reference).map_err(|e| self.output_error(e))?;
+            gene.extend(g);
+            count.extend(c);
+        }
         Ok(self.score_job(head, job, gene, count))
+    }
+
+    /// A job's input in slices of at most `NET_ROWS` cells, one forward pass each: the network's
+    /// intermediate tensors (cells × genes × width) then stay small whatever the job's size.
+    fn net_slices<'a>(&self, job: &'a CellJob) -> impl Iterator<Item = (&'a [f32], usize)> + use<'a> {
+        let g = self.predictor.card.net.n_genes.max(1);
+        job.input.chunks(NET_ROWS * g).map(move |x| (x, x.len() / g))
     }
 
     /// The same, reading the network's results asynchronously (WebGPU in the page).
@@ -503,8 +528,12 @@ impl Analysis {
         head: Option<&HeadTerms>,
         job: &CellJob,
     ) -> Result<ScoredChunk, AnalysisError> {
-        let (gene, count) =
-            self.predictor.logits_async(&job.input, job.rows, reference).await.map_err(|e| self.output_error(e))?;
+        let (mut gene, mut count) = (Vec::new(), Vec::new());
+        for (x, rows) in self.net_slices(job) {
+            let (g, c) = self.predictor.logits_async(x, rows, reference).await.map_err(|e| self.output_error(e))?;
+            gene.extend(g);
+            count.extend(c);
+        }
         Ok(self.score_job(head, job, gene, count))
     }
 
@@ -523,6 +552,7 @@ impl Analysis {
             tally: labelled.then(Tally::default),
             outside: 0,
             groups: Vec::new(),
+            groups_held: false,
         };
         // Blocks in parallel natively (one thread per worker in the page), merged in order.
         let blocks = crate::parallel::map(job.rows.div_ceil(SCORE_BLOCK), |b| {
@@ -616,7 +646,9 @@ impl Analysis {
                 r.tally.merge(t);
             }
             r.outside += chunk.outside;
-            if chunk.grouping != r.grouping {
+            if chunk.groups_held {
+                r.held_cells += chunk.rows;
+            } else if chunk.grouping != r.grouping {
                 r.groups_valid = false;
             } else {
                 for (group, sum) in &chunk.groups {
@@ -631,6 +663,24 @@ impl Analysis {
         Ok(self.cell_predictions(range, chunk.top))
     }
 
+    /// Takes the group sums a helper held (`HeldGroups`) into the pseudobulks; sums of another
+    /// reference or grouping are dropped.
+    pub fn accept_groups(&mut self, held: HeldGroups) -> Result<(), AnalysisError> {
+        let f = self.open_file_mut()?;
+        let r = &mut f.running;
+        if held.context != f.context_version || held.grouping != r.grouping || held.cells > r.held_cells {
+            return Ok(());
+        }
+        for (group, sum) in &held.groups {
+            if !matches!(r.groups.get_mut(*group as usize).map(|g| g.merge(sum)), Some(Ok(()))) {
+                r.groups_valid = false;
+            }
+        }
+        r.held_cells -= held.cells;
+        f.group_scores = None;
+        Ok(())
+    }
+
     /// Runs the network on cells [start, start + count) and returns their top answers.
     pub fn predict_cells(
         &mut self,
@@ -638,7 +688,7 @@ impl Analysis {
         count: usize,
         top: usize,
     ) -> Result<Vec<CellPrediction>, AnalysisError> {
-        let job = self.cell_job(start, count, top)?;
+        let job = self.cell_job(start, count, top, false)?;
         let f = self.open_file()?;
         let chunk = self.run_job(&f.prepared.reference, f.prepared.head.as_ref(), &job)?;
         self.accept(chunk)
@@ -650,7 +700,7 @@ impl Analysis {
         count: usize,
         top: usize,
     ) -> Result<Vec<CellPrediction>, AnalysisError> {
-        let job = self.cell_job(start, count, top)?;
+        let job = self.cell_job(start, count, top, false)?;
         let f = self.open_file()?;
         let chunk = self.run_job_async(&f.prepared.reference, f.prepared.head.as_ref(), &job).await?;
         self.accept(chunk)
@@ -769,6 +819,7 @@ impl Analysis {
             .collect();
         let r = &f.running;
         let summed = r.groups_valid
+            && r.held_cells == 0
             && r.grouping == f.grouping.version
             && r.n_counted == f.outputs.iter().filter(|o| o.is_some()).count();
         let scores = if summed {

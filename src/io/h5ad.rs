@@ -664,7 +664,7 @@ fn read_csr_rows_kept(
     n_vars: usize,
     keep: &[bool],
 ) -> Result<(CsrMatrix, GeneSubset), ReadError> {
-    const WINDOW_VALUES: u64 = 4 << 20;
+    const WINDOW_VALUES: u64 = 1 << 20;
     let nnz = data_ds.shape().ok().and_then(|s| s.first().copied()).unwrap_or(0);
     let indices_len = indices_ds.shape().ok().and_then(|s| s.first().copied()).unwrap_or(0);
     let bad = |d: String| ReadError::malformed(name, format!("sparse matrix '{path}': {d}"));

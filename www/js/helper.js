@@ -4,10 +4,13 @@
 import init, { Session } from "../pkg/mamba_perturb.js";
 
 let session = null;
-let queue = init().then(() => { session = new Session(); });
+let queue = Promise.resolve();
 const handlers = {
+  // The analysis worker's compiled module, instantiated here: first message, before the model.
+  async init({ module }) { await init({ module_or_path: module }); session = new Session(); },
   model: ({ card, weights }) => session.load_model(card, weights),
   context: ({ context }) => session.set_job_context(context),
+  "take-groups": ({ id }) => self.postMessage({ type: "done", id, chunk: session.take_groups(), ms: 0 }),
   async job({ id, job }) {
     const t0 = performance.now();
     const chunk = await session.run_job(job);

@@ -8,7 +8,10 @@ let session = null;
 let activeRun = 0; // the prediction run under way; 0 after "cancel", another id when superseded
 let backend = "cpu";
 let cellCount = 0; // cells of the open file, from its input report
-const ready = init().then(() => { session = new Session(); startHelpers(); });
+// Compiled once here and handed to the helpers, which instantiate it without compiling it again
+// (the engine shares the compiled code between workers).
+const wasmModule = WebAssembly.compileStreaming(fetch(new URL("../pkg/mamba_perturb_bg.wasm", import.meta.url)));
+const ready = wasmModule.then((module) => init({ module_or_path: module })).then(() => { session = new Session(); startHelpers(); });
 const reply = (msg) => self.postMessage(msg);
 const pause = () => new Promise((r) => setTimeout(r, 0)); // lets a "cancel" message in
 
@@ -45,6 +48,7 @@ let helpers = [];
 class Helper {
   constructor() {
     this.worker = new Worker(new URL("./helper.js", import.meta.url), { type: "module" });
+    wasmModule.then((module) => this.post({ type: "init", module }));
     this.pending = new Map();
     this.ids = 0;
     this.busyMs = 0; // time spent running jobs
@@ -61,10 +65,12 @@ class Helper {
     };
   }
   post(message) { this.worker.postMessage(message); }
-  run(job) {
+  run(job) { return this.ask({ type: "job", job }); }
+  take(type) { return this.ask({ type }); }
+  ask(message) {
     if (this.failed) return Promise.reject(new Error(this.failed));
     const id = ++this.ids;
-    return new Promise((resolve, reject) => { this.pending.set(id, { resolve, reject }); this.post({ type: "job", id, job }); });
+    return new Promise((resolve, reject) => { this.pending.set(id, { resolve, reject }); this.post({ ...message, id }); });
   }
 }
 
@@ -98,7 +104,7 @@ async function predict(run) {
         next += size;
         if (failure) { left.push([start, size]); continue; }
         try {
-          const job = await call(() => session.cell_job(start, size, CELL_TOP));
+          const job = await call(() => session.cell_job(start, size, CELL_TOP, true));
           const chunk = await helper.run(job);
           report(await call(() => session.accept(chunk)), size);
         } catch (err) {
@@ -108,6 +114,10 @@ async function predict(run) {
       }
     };
     await Promise.all(pool.flatMap((h) => Array.from({ length: IN_FLIGHT }, () => lane(h))));
+    // The pseudobulk sums each helper kept over its jobs, handed over once.
+    for (const helper of pool) {
+      try { const held = await helper.take("take-groups"); await call(() => session.accept_groups(held)); } catch (err) { failure = failure || err; }
+    }
     if (failure) {
       reply({ type: "error", message: `The helper workers failed (${failure.message}); predicting the rest in one worker.` });
       helpers = [];
