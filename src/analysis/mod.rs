@@ -124,6 +124,9 @@ struct Pending {
     rows: usize,
 }
 
+/// A cell's top answers as (code, probability): `predict::top_codes`.
+type RankedCodes = Vec<(usize, f64)>;
+
 /// Cells scored per block: one matrix product for the head's evidence of the block.
 const SCORE_BLOCK: usize = 256;
 /// Cells per forward pass of a job (the CLI's default batch).
@@ -158,7 +161,7 @@ struct OpenFile {
     outputs: Vec<Option<Box<[f32]>>>,
     /// Each predicted cell's top answers (codes, `predict::top_codes`) as ranked when it was
     /// predicted, with how many were asked.
-    tops: Vec<Option<(usize, Vec<(usize, f64)>)>>,
+    tops: Vec<Option<(usize, RankedCodes)>>,
     /// Accuracy and pseudobulks summed as cells are predicted, so that neither needs another pass.
     running: Running,
     /// Changes with the reference (jobs made under an older one are refused).

@@ -162,9 +162,8 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
     let keep = keep.filter(|k| k.contains(&false));
     let (matrix, subset) = read_matrix(name, file, raw, &matrix_path, cells.len(), genes.len(), keep.as_deref())?;
     if let Some(keep) = &keep {
-        let kept = |v: Vec<String>| v.into_iter().zip(keep).filter(|(_, k)| **k).map(|(g, _)| g).collect();
-        genes = kept(genes);
-        gene_ids = gene_ids.map(kept);
+        genes = kept_only(genes, keep);
+        gene_ids = gene_ids.map(|ids| kept_only(ids, keep));
     }
 
     let obs_column_names = column_names(file, "obs");
@@ -493,6 +492,11 @@ fn read_matrix(
         let ds = file.dataset(path).map_err(|e| object_error(name, path, e))?;
         read_dense(name, file, &ds, path, n_obs, n_vars, keep)
     }
+}
+
+/// The kept entries of `v`.
+fn kept_only(v: Vec<String>, keep: &[bool]) -> Vec<String> {
+    v.into_iter().zip(keep).filter(|(_, k)| **k).map(|(g, _)| g).collect()
 }
 
 /// Kept genes' new column numbers (None: dropped).
