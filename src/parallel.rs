@@ -13,6 +13,14 @@ pub fn map<T>(n: usize, f: impl Fn(usize) -> T) -> Vec<T> {
     (0..n).map(f).collect()
 }
 
+/// Threads `map` spreads over (1 in the browser).
+pub fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return rayon::current_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    1
+}
+
 /// `f` over consecutive chunks of `items` (about a million elements each), in order.
 pub fn map_chunks<I: Sync, T: Send>(items: &[I], f: impl Fn(&[I]) -> T + Sync + Send) -> Vec<T> {
     const CHUNK: usize = 1 << 20;

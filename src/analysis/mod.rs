@@ -557,9 +557,11 @@ impl Analysis {
             groups: Vec::new(),
             groups_held: false,
         };
-        // Blocks in parallel natively (one thread per worker in the page), merged in order.
-        let blocks = crate::parallel::map(job.rows.div_ceil(SCORE_BLOCK), |b| {
-            let rows = b * SCORE_BLOCK..((b + 1) * SCORE_BLOCK).min(job.rows);
+        // Blocks in parallel natively (one thread per worker in the page), merged in order: at
+        // least one block per thread, at most `SCORE_BLOCK` cells each.
+        let block = job.rows.div_ceil(crate::parallel::threads()).clamp(32, SCORE_BLOCK);
+        let blocks = crate::parallel::map(job.rows.div_ceil(block), |b| {
+            let rows = b * block..((b + 1) * block).min(job.rows);
             let evidence = self.predictor.evidence(&job.input[rows.start * g..rows.end * g], head);
             let (gene, count) = (&gene[rows.start * c..rows.end * c], &count[rows.start * 3..rows.end * 3]);
             let mut part = empty();

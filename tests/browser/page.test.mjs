@@ -153,18 +153,23 @@ test("'Load your own model' takes what mamba-perturb train wrote, and the open f
 });
 
 test("the sample button opens the labelled sample; Cancel stops part-way and keeps what was predicted", async () => {
-  // One helper: with one per core, the sample's jobs are all under way by the time Cancel lands.
   const page = await openPage("?backend=cpu&workers=1");
   await page.click("#sample");
+  await page.waitForSelector("body[data-predicted='1000']", { timeout: 120_000 });
+  assert.match(await page.textContent("#report"), /simulated data/);
+  // Cancel on a file big enough that it lands part-way (the sample's jobs are all under way by then).
+  const dir = mkdtempSync(path.join(tmpdir(), "mamba-cancel-"));
+  const file = path.join(dir, "cells.h5ad");
+  execFileSync(bin, ["simulate", "--out", file, "--cells", "30000", "--genes", "1000", "--seed", "0", "--cell-seed", "7"], { stdio: "ignore" });
+  await page.setInputFiles("#file", file);
   await page.waitForSelector("body[data-first-rows-ms]", { timeout: 120_000 });
   await page.click("#cancel");
   await page.waitForSelector("body[data-predicted]", { timeout: 120_000 });
   const done = Number(await page.evaluate(() => document.body.dataset.predicted));
-  assert.ok(done > 0 && done < 1000, `cancelled after ${done} of 1000 cells`);
+  assert.ok(done > 0 && done < 30000, `cancelled after ${done} of 30000 cells`);
   assert.ok(await page.locator("#progress").isHidden());
-  // The sample carries labels: accuracy against them is shown for the cells predicted.
+  // The file carries labels: accuracy against them is shown for the cells predicted.
   assert.match(await page.textContent("#accuracy"), new RegExp(`exact top-1 [0-9.]+% of ${done} cells`));
-  assert.match(await page.textContent("#report"), /simulated data/);
   // Pseudobulk by the label column (chosen by default), scored against the canonical labels: each
   // group combines its predicted cells only, so after Cancel the groups hold exactly the cells done.
   await page.waitForFunction(() => window.__mambaPerturb.bulk().length > 200, null, { timeout: 60_000 });
@@ -176,6 +181,7 @@ test("the sample button opens the labelled sample; Cancel stops part-way and kee
   assert.ok(labelled.every((b) => (b.cells > 0) === (b.top.length > 0)), "a group without predicted cells has no answer");
   assert.match(await page.textContent("#bulk-accuracy"), new RegExp(`Pseudobulk exact top-1 against the labels: [0-9.]+% of ${scored} groups`));
   await page.close();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test("asking for WebGPU where the browser has none gives the CPU backend and says why", async () => {
