@@ -74,6 +74,9 @@ pub struct Ranked {
     pub probability: f64,
 }
 
+/// Cells per forward pass (the CLI's default batch).
+const MAX_PASS_ROWS: usize = 256;
+
 impl Predictor {
     /// Builds the network from the card and loads burnpack weights into it.
     pub fn load(card_json: &str, weights: Vec<u8>, device: &Device) -> Result<Predictor, PredictError> {
@@ -205,10 +208,16 @@ impl Predictor {
     }
 
     /// Runs the network on `rows` cells (row-major `x`, measured against `reference`) and returns
-    /// their gene and count logits.
+    /// their gene and count logits, `MAX_PASS_ROWS` cells per forward pass.
     pub fn logits(&self, x: &[f32], rows: usize, reference: &Reference) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
         let features = self.features.with_reference(&reference.mean, &reference.sd, &reference.measured);
-        self.net.row_logits(x, rows, &features).map_err(PredictError::Output)
+        let mut out = (Vec::new(), Vec::new());
+        for (x, rows) in self.passes(x, rows) {
+            let (gene, count) = self.net.row_logits(x, rows, &features).map_err(PredictError::Output)?;
+            out.0.extend(gene);
+            out.1.extend(count);
+        }
+        Ok(out)
     }
 
     /// The same as `logits`, reading results asynchronously (required in the browser).
@@ -218,8 +227,20 @@ impl Predictor {
         rows: usize,
         reference: &Reference,
     ) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
-        let out = self.run(x, rows, reference, false);
-        Ok((read(out.gene_logits.into_data_async().await)?, read(out.count_logits.into_data_async().await)?))
+        let mut out = (Vec::new(), Vec::new());
+        for (x, rows) in self.passes(x, rows) {
+            let pass = self.run(x, rows, reference, false);
+            out.0.extend(read(pass.gene_logits.into_data_async().await)?);
+            out.1.extend(read(pass.count_logits.into_data_async().await)?);
+        }
+        Ok(out)
+    }
+
+    /// `rows` cells of `x` in forward passes of at most `MAX_PASS_ROWS`: the network's
+    /// intermediate tensors (cells × genes × width) stay small however many cells come at once.
+    fn passes<'a>(&self, x: &'a [f32], rows: usize) -> impl Iterator<Item = (&'a [f32], usize)> + use<'a> {
+        let g = self.card.net.n_genes.max(1);
+        x[..(rows * g).min(x.len())].chunks(MAX_PASS_ROWS * g).map(move |part| (part, part.len() / g))
     }
 
     /// Attention over the panel genes (mean over heads) of each of `queries` (candidate indices, or

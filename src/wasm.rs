@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::analysis::{Analysis, CellJob, HeldGroups, JobContext, ScoredChunk};
+use crate::analysis::{Analysis, CellJob, HeldGroups, Helper, ScoredChunk};
 use crate::io::source::{FormatError, Source};
 use crate::io::{FileSource, ReadOptions, SharedSource};
 use crate::model_folder::{CARD_FILE, ModelFiles, WEIGHTS_FILE};
@@ -65,10 +65,8 @@ pub struct Session {
     analysis: Option<Analysis>,
     device: Device,
     gpu: Option<Device>,
-    /// A helper's: the open file's context, sent by the worker that holds the file, and the group
-    /// sums of the jobs it ran.
-    context: Option<JobContext>,
-    held: HeldGroups,
+    /// A helper's state between jobs (the open file's context, the group sums it holds).
+    helper: Helper,
 }
 
 #[wasm_bindgen]
@@ -76,7 +74,7 @@ pub struct Session {
 impl Session {
     #[wasm_bindgen(constructor)]
     pub fn new() -> Session {
-        Session { analysis: None, device: Device::flex(), gpu: None, context: None, held: HeldGroups::default() }
+        Session { analysis: None, device: Device::flex(), gpu: None, helper: Helper::default() }
     }
 
     pub fn model_files() -> Vec<String> {
@@ -151,7 +149,7 @@ impl Session {
 
     /// A helper's: the context of the jobs it will be given.
     pub fn set_job_context(&mut self, context: JsValue) -> Result<(), JsError> {
-        self.context = Some(serde_wasm_bindgen::from_value(context)?);
+        self.helper.set_context(serde_wasm_bindgen::from_value(context)?);
         Ok(())
     }
 
@@ -164,17 +162,13 @@ impl Session {
     /// A helper's: runs a job under the context it was given; returns the `ScoredChunk`.
     pub async fn run_job(&mut self, job: JsValue) -> Result<JsValue, JsError> {
         let job: CellJob = serde_wasm_bindgen::from_value(job)?;
-        let context = self.context.as_ref().filter(|c| c.version == job.context);
-        let context = context.ok_or_else(|| js_err("this job's file reference has not reached this worker"))?;
-        let chunk = self.analysis()?.run_job_async(&context.reference, context.head.as_ref(), &job).await;
-        let mut chunk = chunk.map_err(js_err)?;
-        self.held.hold(&job, &mut chunk);
-        to_js_bytes(&chunk)
+        let analysis = self.analysis.as_ref().ok_or_else(|| js_err("load a model first"))?;
+        to_js_bytes(&self.helper.run(analysis, &job).await.map_err(js_err)?)
     }
 
-    /// A helper's: the group sums it held (`HeldGroups`), handed over once and cleared.
+    /// A helper's: the group sums it held (`HeldGroups`), handed over once.
     pub fn take_groups(&mut self) -> Result<JsValue, JsError> {
-        to_js_bytes(&std::mem::take(&mut self.held))
+        to_js_bytes(&self.helper.take_groups())
     }
 
     /// Takes a helper's held group sums into the pseudobulks.

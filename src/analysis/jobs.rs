@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{Analysis, AnalysisError};
 use crate::metrics::Tally;
 use crate::model::additive::HeadTerms;
 use crate::model::sets::Combination;
@@ -117,15 +118,47 @@ impl HeldGroups {
         if (self.context, self.grouping) != (chunk.context, chunk.grouping) {
             *self = HeldGroups { context: chunk.context, grouping: chunk.grouping, ..Default::default() };
         }
-        for (group, sum) in std::mem::take(&mut chunk.groups) {
-            match self.groups.binary_search_by_key(&group, |g| g.0) {
-                // Same model, same sizes: merging cannot fail here.
-                Ok(k) => self.groups[k].1.merge(&sum).unwrap_or(()),
-                Err(k) => self.groups.insert(k, (group, sum)),
-            }
-        }
+        add_group_sums(&mut self.groups, std::mem::take(&mut chunk.groups));
         self.cells += chunk.rows;
         chunk.groups_held = true;
+    }
+}
+
+/// Adds group sums into a list kept sorted by group (sums of one model: their sizes agree).
+pub fn add_group_sums(into: &mut Vec<(u32, Combination)>, from: Vec<(u32, Combination)>) {
+    for (group, sum) in from {
+        match into.binary_search_by_key(&group, |g| g.0) {
+            // Same model, same sizes: merging cannot fail here.
+            Ok(k) => into[k].1.merge(&sum).unwrap_or(()),
+            Err(k) => into.insert(k, (group, sum)),
+        }
+    }
+}
+
+/// What a helper worker keeps between jobs: the open file's context and the group sums it holds.
+#[derive(Default)]
+pub struct Helper {
+    context: Option<JobContext>,
+    held: HeldGroups,
+}
+
+impl Helper {
+    pub fn set_context(&mut self, context: JobContext) {
+        self.context = Some(context);
+    }
+
+    /// Runs a job with `analysis`'s model under the context the job was made with, keeping its
+    /// group sums when it asks (`CellJob::hold_groups`).
+    pub async fn run(&mut self, analysis: &Analysis, job: &CellJob) -> Result<ScoredChunk, AnalysisError> {
+        let context = self.context.as_ref().filter(|c| c.version == job.context).ok_or(AnalysisError::NoJobContext)?;
+        let mut chunk = analysis.run_job_async(&context.reference, context.head.as_ref(), job).await?;
+        self.held.hold(job, &mut chunk);
+        Ok(chunk)
+    }
+
+    /// The group sums held so far, handed over once.
+    pub fn take_groups(&mut self) -> HeldGroups {
+        std::mem::take(&mut self.held)
     }
 }
 

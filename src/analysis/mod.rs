@@ -23,7 +23,7 @@ use crate::reference::{Batches, Reference, ReferenceCells};
 
 pub mod jobs;
 mod views;
-pub use jobs::{CellJob, HeldGroups, JobContext, ScoredChunk};
+pub use jobs::{CellJob, HeldGroups, Helper, JobContext, ScoredChunk};
 use jobs::{NO_GROUP, decode_truth, encode_truth};
 pub use views::{Attention, Confusion, GeneWeight, LabelCheck, Selection, View, ViewRequest, Why};
 
@@ -57,6 +57,8 @@ pub enum AnalysisError {
     TooManyGroups { column: String, groups: usize },
     #[error("a scored chunk does not fit the open file: {0}")]
     BadChunk(String),
+    #[error("this job's file reference has not reached this worker")]
+    NoJobContext,
 }
 
 /// Groups a pseudobulk column may have: each keeps a running table of 5,566 answers.
@@ -129,8 +131,6 @@ type RankedCodes = Vec<(usize, f64)>;
 
 /// Cells scored per block: one matrix product for the head's evidence of the block.
 const SCORE_BLOCK: usize = 256;
-/// Cells per forward pass of a job (the CLI's default batch).
-const NET_ROWS: usize = 256;
 
 /// A number never handed out before in this process: versions of references and groupings, unique
 /// across files too, so that a job of a file closed meanwhile can never join its successor.
@@ -201,6 +201,20 @@ struct Running {
 }
 
 impl Running {
+    /// Adds group sums of the current grouping (one that does not fit voids the sums).
+    fn add_groups(&mut self, sums: &[(u32, sets::Combination)]) {
+        for (group, sum) in sums {
+            if !matches!(self.groups.get_mut(*group as usize).map(|g| g.merge(sum)), Some(Ok(()))) {
+                self.groups_valid = false;
+            }
+        }
+    }
+
+    /// Whether the running figures hold for exactly the cells predicted so far.
+    fn covers(&self, outputs: &[Option<Box<[f32]>>]) -> bool {
+        self.n_counted == outputs.iter().filter(|o| o.is_some()).count()
+    }
+
     fn new(cells: usize, grouping: &Grouping, candidates: usize) -> Running {
         Running {
             counted: vec![false; cells],
@@ -508,20 +522,8 @@ impl Analysis {
         head: Option<&HeadTerms>,
         job: &CellJob,
     ) -> Result<ScoredChunk, AnalysisError> {
-        let (mut gene, mut count) = (Vec::new(), Vec::new());
-        for (x, rows) in self.net_slices(job) {
-            let (g, c) = self.predictor.logits(x, rows, reference).map_err(|e| self.output_error(e))?;
-            gene.extend(g);
-            count.extend(c);
-        }
+        let (gene, count) = self.predictor.logits(&job.input, job.rows, reference).map_err(|e| self.output_error(e))?;
         Ok(self.score_job(head, job, gene, count))
-    }
-
-    /// A job's input in slices of at most `NET_ROWS` cells, one forward pass each: the network's
-    /// intermediate tensors (cells × genes × width) then stay small whatever the job's size.
-    fn net_slices<'a>(&self, job: &'a CellJob) -> impl Iterator<Item = (&'a [f32], usize)> + use<'a> {
-        let g = self.predictor.card.net.n_genes.max(1);
-        job.input.chunks(NET_ROWS * g).map(move |x| (x, x.len() / g))
     }
 
     /// The same, reading the network's results asynchronously (WebGPU in the page).
@@ -531,12 +533,8 @@ impl Analysis {
         head: Option<&HeadTerms>,
         job: &CellJob,
     ) -> Result<ScoredChunk, AnalysisError> {
-        let (mut gene, mut count) = (Vec::new(), Vec::new());
-        for (x, rows) in self.net_slices(job) {
-            let (g, c) = self.predictor.logits_async(x, rows, reference).await.map_err(|e| self.output_error(e))?;
-            gene.extend(g);
-            count.extend(c);
-        }
+        let (gene, count) =
+            self.predictor.logits_async(&job.input, job.rows, reference).await.map_err(|e| self.output_error(e))?;
         Ok(self.score_job(head, job, gene, count))
     }
 
@@ -587,7 +585,6 @@ impl Analysis {
         });
         let mut chunk = empty();
         chunk.outputs = output_rows((gene, count), c).into_iter().flat_map(|r| r.into_vec()).collect();
-        let mut groups: std::collections::BTreeMap<u32, sets::Combination> = Default::default();
         for part in blocks {
             chunk.top_codes.extend(part.top_codes);
             chunk.top_probabilities.extend(part.top_probabilities);
@@ -595,17 +592,8 @@ impl Analysis {
                 all.merge(t);
             }
             chunk.outside += part.outside;
-            for (group, sum) in part.groups {
-                match groups.entry(group) {
-                    std::collections::btree_map::Entry::Vacant(e) => {
-                        e.insert(sum);
-                    }
-                    // Same model, same sizes: merging cannot fail here.
-                    std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&sum).unwrap_or(()),
-                }
-            }
+            jobs::add_group_sums(&mut chunk.groups, part.groups);
         }
-        chunk.groups = groups.into_iter().collect();
         chunk
     }
 
@@ -656,12 +644,7 @@ impl Analysis {
             } else if chunk.grouping != r.grouping {
                 r.groups_valid = false;
             } else {
-                for (group, sum) in &chunk.groups {
-                    let merged = r.groups.get_mut(*group as usize).map(|g| g.merge(sum));
-                    if !matches!(merged, Some(Ok(()))) {
-                        r.groups_valid = false;
-                    }
-                }
+                r.add_groups(&chunk.groups);
             }
         }
         f.group_scores = None;
@@ -676,11 +659,7 @@ impl Analysis {
         if held.context != f.context_version || held.grouping != r.grouping || held.cells > r.held_cells {
             return Ok(());
         }
-        for (group, sum) in &held.groups {
-            if !matches!(r.groups.get_mut(*group as usize).map(|g| g.merge(sum)), Some(Ok(()))) {
-                r.groups_valid = false;
-            }
-        }
+        r.add_groups(&held.groups);
         r.held_cells -= held.cells;
         f.group_scores = None;
         Ok(())
@@ -750,14 +729,7 @@ impl Analysis {
             return predicted().filter_map(|i| Some(cell(i, ranked(i)?))).collect();
         }
         let mut cells = Vec::new();
-        self.for_each_scored(range, |i, s| {
-            cells.push(CellPrediction {
-                index: i,
-                cell: f.prepared.cells[i].clone(),
-                label: f.labels.as_ref().map(|l| l[i].to_string()),
-                top: top_k(&s, &candidates, top),
-            })
-        });
+        self.for_each_scored(range, |i, s| cells.push(cell(i, top_k(&s, &candidates, top))));
         cells
     }
 
@@ -787,7 +759,7 @@ impl Analysis {
     pub fn cell_accuracy(&self) -> Option<CellAccuracy> {
         let f = self.file.as_ref()?;
         let labels = f.labels.as_ref()?;
-        if f.running.tally_valid && f.running.n_counted == f.outputs.iter().filter(|o| o.is_some()).count() {
+        if f.running.tally_valid && f.running.covers(&f.outputs) {
             return Some(CellAccuracy { scores: f.running.tally.scores(), outside_the_model: f.running.outside });
         }
         let (mut tally, mut outside) = (metrics::Tally::default(), 0);
@@ -823,10 +795,7 @@ impl Analysis {
             .map(|(_, members)| members.iter().copied().filter(|&i| f.outputs[i].is_some()).collect())
             .collect();
         let r = &f.running;
-        let summed = r.groups_valid
-            && r.held_cells == 0
-            && r.grouping == f.grouping.version
-            && r.n_counted == f.outputs.iter().filter(|o| o.is_some()).count();
+        let summed = r.groups_valid && r.held_cells == 0 && r.grouping == f.grouping.version && r.covers(&f.outputs);
         let scores = if summed {
             let prior = self.answer_prior();
             r.groups.iter().map(|g| g.finish(prior)).collect()

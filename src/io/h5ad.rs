@@ -499,31 +499,15 @@ fn kept_only(v: Vec<String>, keep: &[bool]) -> Vec<String> {
     v.into_iter().zip(keep).filter(|(_, k)| **k).map(|(g, _)| g).collect()
 }
 
-/// Kept genes' new column numbers (None: dropped).
-fn kept_columns(keep: &[bool]) -> Vec<Option<u32>> {
-    let mut next = 0u32;
-    keep.iter().map(|&k| k.then(|| (next, next += 1).0)).collect()
+/// The kept genes' columns, in order (`CsrMatrix::select_columns`' argument).
+fn kept_columns(keep: &[bool]) -> Vec<Option<usize>> {
+    (0..keep.len()).filter(|&j| keep[j]).map(Some).collect()
 }
 
 /// A whole matrix cut down to the kept genes, with each cell's total over every gene.
 fn keep_only(m: CsrMatrix, keep: &[bool]) -> (CsrMatrix, GeneSubset) {
-    let columns = kept_columns(keep);
-    let mut out = CsrMatrix::new(keep.iter().filter(|k| **k).count());
-    let (mut cols, mut vals) = (Vec::new(), Vec::new());
-    for i in 0..m.n_rows {
-        let (c, v) = m.row(i);
-        cols.clear();
-        vals.clear();
-        for (&j, &x) in c.iter().zip(v) {
-            if let Some(new) = columns[j as usize] {
-                cols.push(new);
-                vals.push(x);
-            }
-        }
-        out.push_sparse_row(&cols, &vals);
-    }
     let subset = GeneSubset { genes_in_file: m.n_cols, nnz_in_file: m.nnz() as u64, row_totals: m.row_sums() };
-    (out, subset)
+    (m.select_columns(&kept_columns(keep)), subset)
 }
 
 fn read_dense(
@@ -682,7 +666,9 @@ fn read_csr_rows_kept(
     if indptr.windows(2).any(|w| w[0] > w[1]) {
         return Err(bad("indptr is not non-decreasing".into()));
     }
-    let columns = kept_columns(keep);
+    // Each kept gene's new column (u32::MAX: dropped).
+    let mut position = vec![u32::MAX; n_vars];
+    kept_columns(keep).iter().flatten().enumerate().for_each(|(p, &j)| position[j] = p as u32);
     let mut m = CsrMatrix::new(keep.iter().filter(|k| **k).count());
     let mut totals = Vec::with_capacity(n_obs);
     let (mut cols, mut vals) = (Vec::new(), Vec::new());
@@ -710,18 +696,19 @@ fn read_csr_rows_kept(
                 detail: format!("'{path}' returned a short read"),
             });
         }
+        // Row by row rather than through `select_columns`, which sorts every row (6 % of `predict`).
         for i in row..end {
             let (a, b) = ((indptr[i] - first) as usize, (indptr[i + 1] - first) as usize);
-            totals.push(data[a..b].iter().map(|&v| v as f64).sum());
+            totals.push(super::sparse::lane_sum(&data[a..b]));
             cols.clear();
             vals.clear();
             for (&j, &x) in indices[a..b].iter().zip(&data[a..b]) {
-                match columns.get(j as usize) {
-                    Some(Some(new)) => {
-                        cols.push(*new);
+                match position.get(j as usize) {
+                    Some(&p) if p != u32::MAX => {
+                        cols.push(p);
                         vals.push(x);
                     }
-                    Some(None) => {}
+                    Some(_) => {}
                     None => return Err(bad(format!("index {j} is out of range (size {n_vars})"))),
                 }
             }

@@ -216,7 +216,7 @@ impl AdditiveHead {
         let answers = terms.expected.len();
         let rows = x.len() / g;
         let y: Vec<f32> = x[..rows * g].iter().map(|&v| v.exp_m1().max(0.0)).collect();
-        let dots = matmul_transposed(&y, self.log_folds(), rows, answers, g);
+        let dots = super::cpu_math::matmul_transposed(&y, self.log_folds(), rows, answers, g);
         let w = self.weight as f64;
         let n = self.candidates();
         dots.chunks(answers.max(1))
@@ -251,41 +251,6 @@ impl AdditiveHead {
             _ => Ok(()),
         }
     }
-}
-
-/// a (m × k) · bᵀ, with b (n × k): both row-major, the result m × n row-major.
-fn matmul_transposed(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
-    assert!(a.len() >= m * k && b.len() >= n * k, "matrix sizes");
-    let mut out = vec![0f32; m * n];
-    if m == 0 || n == 0 || k == 0 {
-        return out;
-    }
-    // SAFETY: `out` holds m × n elements with rows n apart, `a` m × k (rows k apart) and `b` n × k
-    // read as its transpose (k × n: columns k apart); the assert above checks the lengths.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    };
-    out
 }
 
 #[cfg(test)]

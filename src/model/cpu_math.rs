@@ -71,11 +71,57 @@ pub mod on_tensors {
     }
 }
 
+/// A matrix inside a buffer: its first element and its (column, row) strides.
+#[derive(Clone, Copy)]
+struct Mat(*const f32, isize, isize);
+
+/// dst = lhs (m × k) · rhs (k × n), dst rows `dst_rs` apart (columns adjacent).
+unsafe fn matmul((m, n, k): (usize, usize, usize), dst: *mut f32, dst_rs: usize, lhs: Mat, rhs: Mat) {
+    // SAFETY: the caller passes pointers valid for these shapes and strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// a (m × k) · bᵀ, with b (n × k): both row-major, the result m × n row-major.
+pub fn matmul_transposed(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    assert!(a.len() >= m * k && b.len() >= n * k, "matrix sizes");
+    let mut out = vec![0f32; m * n];
+    if m > 0 && n > 0 && k > 0 {
+        // SAFETY: `out` holds m × n elements with rows n apart, `a` m × k (rows k apart) and `b`
+        // n × k read as its transpose (k × n: columns k apart); the assert checks the lengths.
+        unsafe {
+            matmul((m, n, k), out.as_mut_ptr(), n, Mat(a.as_ptr(), 1, k as isize), Mat(b.as_ptr(), k as isize, 1))
+        };
+    }
+    out
+}
+
 /// The fused attention: per (cell, head) matrix products through the `gemm` crate (the one Burn's
 /// CPU matmul calls), reading and writing each head's columns in place by strides, the softmax row
 /// kernel in between; parallel over (cell, head) natively.
 pub mod attention {
-    use super::{for_each_task, kernels};
+    use super::{Mat, for_each_task, kernels, matmul};
 
     /// A raw pointer that parallel tasks write through, each to its own disjoint elements.
     #[derive(Clone, Copy)]
@@ -89,38 +135,6 @@ pub mod attention {
         fn at(self, offset: usize) -> *mut f32 {
             // SAFETY: callers stay inside the allocation.
             unsafe { self.0.add(offset) }
-        }
-    }
-
-    /// A matrix inside a buffer: its first element and its (column, row) strides.
-    #[derive(Clone, Copy)]
-    struct Mat(*const f32, isize, isize);
-
-    /// dst = lhs (m × k) · rhs (k × n), dst rows `dst_rs` apart (columns adjacent).
-    unsafe fn matmul((m, n, k): (usize, usize, usize), dst: *mut f32, dst_rs: usize, lhs: Mat, rhs: Mat) {
-        // SAFETY: the caller passes pointers valid for these shapes and strides.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst,
-                1,
-                dst_rs as isize,
-                false,
-                lhs.0,
-                lhs.1,
-                lhs.2,
-                rhs.0,
-                rhs.1,
-                rhs.2,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            )
         }
     }
 

@@ -66,7 +66,7 @@ class Helper {
   }
   post(message) { this.worker.postMessage(message); }
   run(job) { return this.ask({ type: "job", job }); }
-  take(type) { return this.ask({ type }); }
+  takeGroups() { return this.ask({ type: "take-groups" }); }
   ask(message) {
     if (this.failed) return Promise.reject(new Error(this.failed));
     const id = ++this.ids;
@@ -94,8 +94,8 @@ async function predict(run) {
     pool.forEach((h) => h.post({ type: "context", context }));
     let next = 0;
     let failure = null;
-    // Big jobs while plenty is left (each job's group sums cost this worker time), small ones
-    // towards the end so that no helper idles long while another finishes.
+    // Big jobs while plenty is left (each job costs this worker a message and an `accept`), small
+    // ones towards the end so that no helper idles long while another finishes.
     const jobSize = (start) => start === 0 ? FIRST_BATCH : total - start > 8 * POOL_BATCH * pool.length ? 4 * POOL_BATCH : POOL_BATCH;
     const lane = async (helper) => {
       while (next < total && activeRun === run) {
@@ -116,7 +116,7 @@ async function predict(run) {
     await Promise.all(pool.flatMap((h) => Array.from({ length: IN_FLIGHT }, () => lane(h))));
     // The pseudobulk sums each helper kept over its jobs, handed over once.
     for (const helper of pool) {
-      try { const held = await helper.take("take-groups"); await call(() => session.accept_groups(held)); } catch (err) { failure = failure || err; }
+      try { const held = await helper.takeGroups(); await call(() => session.accept_groups(held)); } catch (err) { failure = failure || err; }
     }
     if (failure) {
       reply({ type: "error", message: `The helper workers failed (${failure.message}); predicting the rest in one worker.` });
