@@ -24,13 +24,22 @@ const ID_COLUMNS: &[&str] = &["gene_ids", "gene_id", "ensembl_id", "ensemble_id"
 pub fn read_h5ad_path(path: &std::path::Path, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     let name = path.display().to_string();
     let file = File::open_streaming(path).map_err(|e| open_error(&name, e))?;
-    read_h5ad(&name, &file, &RawSource::Path(path.to_path_buf()), options)
+    read_h5ad(&name, &file, &RawSource::Path(path.to_path_buf()), options, true)
+}
+
+/// Everything `read_h5ad_path` gives except the matrix, which is left empty (0 cells × the file's
+/// genes): what streaming needs before it reads the cells through `CsrRows`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_metadata_path(path: &std::path::Path, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
+    let name = path.display().to_string();
+    let file = File::open_streaming(path).map_err(|e| open_error(&name, e))?;
+    read_h5ad(&name, &file, &RawSource::Path(path.to_path_buf()), options, false)
 }
 
 /// Opens from a random-access source (a browser `File`): datasets are fetched on demand.
 pub fn read_h5ad_source(name: &str, source: SharedSource, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     let file = File::from_source(source.clone()).map_err(|e| open_error(name, e))?;
-    read_h5ad(name, &file, &RawSource::Shared(source), options)
+    read_h5ad(name, &file, &RawSource::Shared(source), options, true)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -73,7 +82,7 @@ fn missing_obs_column(name: &str, column: &str, available: &[String]) -> ReadErr
 
 pub fn read_h5ad_bytes(name: &str, bytes: Vec<u8>, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
     let file = File::from_bytes(bytes).map_err(|e| open_error(name, e))?;
-    read_h5ad(name, &file, &RawSource::InMemory, options)
+    read_h5ad(name, &file, &RawSource::InMemory, options, true)
 }
 
 fn open_error(file: &str, e: hdf5_pure::Error) -> ReadError {
@@ -120,7 +129,13 @@ fn attr_string(attrs: &std::collections::HashMap<String, AttrValue>, key: &str) 
     attrs.get(key).and_then(|v| v.as_str()).map(|s| s.to_string())
 }
 
-fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) -> Result<ExpressionData, ReadError> {
+fn read_h5ad(
+    name: &str,
+    file: &File,
+    raw: &RawSource,
+    options: &ReadOptions,
+    with_matrix: bool,
+) -> Result<ExpressionData, ReadError> {
     // A cut-off copy still opens (the superblock is at the start) but ends before its stated end.
     let (stated, actual) = (file.superblock().eof_address, file.file_size());
     if actual < stated {
@@ -160,7 +175,10 @@ fn read_h5ad(name: &str, file: &File, raw: &RawSource, options: &ReadOptions) ->
         k
     });
     let keep = keep.filter(|k| k.contains(&false));
-    let (matrix, subset) = read_matrix(name, file, raw, &matrix_path, cells.len(), genes.len(), keep.as_deref())?;
+    let (matrix, subset) = match with_matrix {
+        true => read_matrix(name, file, raw, &matrix_path, cells.len(), genes.len(), keep.as_deref())?,
+        false => (CsrMatrix::new(genes.len()), None),
+    };
     if let Some(keep) = &keep {
         genes = kept_only(genes, keep);
         gene_ids = gene_ids.map(|ids| kept_only(ids, keep));
@@ -641,6 +659,9 @@ fn read_sparse(
     })
 }
 
+/// Stored values read at a time when a CSR matrix is streamed.
+const WINDOW_VALUES: u64 = 1 << 20;
+
 /// A CSR matrix read in windows of about `WINDOW_VALUES` stored values, keeping only the kept
 /// genes' columns and each cell's total: memory follows the kept part, not the file.
 fn read_csr_rows_kept(
@@ -652,77 +673,169 @@ fn read_csr_rows_kept(
     n_vars: usize,
     keep: &[bool],
 ) -> Result<(CsrMatrix, GeneSubset), ReadError> {
-    const WINDOW_VALUES: u64 = 1 << 20;
-    let nnz = data_ds.shape().ok().and_then(|s| s.first().copied()).unwrap_or(0);
-    let indices_len = indices_ds.shape().ok().and_then(|s| s.first().copied()).unwrap_or(0);
-    let bad = |d: String| ReadError::malformed(name, format!("sparse matrix '{path}': {d}"));
-    if indptr.len() != n_obs + 1 || indptr[0] != 0 || indptr[n_obs] != nnz || indices_len != nnz {
-        return Err(bad(format!(
-            "indptr has {} entries ending at {:?}, for {n_obs} rows, {nnz} values and {indices_len} indices",
-            indptr.len(),
-            indptr.last()
-        )));
-    }
-    if indptr.windows(2).any(|w| w[0] > w[1]) {
-        return Err(bad("indptr is not non-decreasing".into()));
-    }
-    // Each kept gene's new column (u32::MAX: dropped).
-    let mut position = vec![u32::MAX; n_vars];
-    kept_columns(keep).iter().flatten().enumerate().for_each(|(p, &j)| position[j] = p as u32);
-    let mut m = CsrMatrix::new(keep.iter().filter(|k| **k).count());
-    let mut totals = Vec::with_capacity(n_obs);
-    let (mut cols, mut vals) = (Vec::new(), Vec::new());
-    let mut row = 0;
-    while row < n_obs {
-        // Rows up to the window's size (at least one row, however long).
-        let first = indptr[row];
-        let mut end = row + 1;
-        while end < n_obs && indptr[end + 1] - first <= WINDOW_VALUES {
-            end += 1;
+    let rows = CsrRows::new(name, path, data_ds.clone(), indices_ds.clone(), indptr.to_vec(), n_vars, keep)?;
+    let (m, row_totals) = rows.read(0, n_obs)?;
+    Ok((m, GeneSubset { genes_in_file: n_vars, nnz_in_file: rows.nnz(), row_totals }))
+}
+
+/// An h5ad's CSR matrix read a range of cells at a time, with only the kept genes' columns and each
+/// cell's total over every gene: training streams a file larger than memory through it.
+pub struct CsrRows {
+    name: String,
+    path: String,
+    data: Dataset,
+    indices: Dataset,
+    indptr: Vec<u64>,
+    /// Each file gene's kept column (u32::MAX: dropped).
+    position: Vec<u32>,
+    kept: usize,
+}
+
+impl CsrRows {
+    fn new(
+        name: &str,
+        path: &str,
+        data: Dataset,
+        indices: Dataset,
+        indptr: Vec<u64>,
+        n_vars: usize,
+        keep: &[bool],
+    ) -> Result<CsrRows, ReadError> {
+        let nnz = data.shape().ok().and_then(|s| s.first().copied()).unwrap_or(0);
+        let indices_len = indices.shape().ok().and_then(|s| s.first().copied()).unwrap_or(0);
+        let bad = |d: String| ReadError::malformed(name, format!("sparse matrix '{path}': {d}"));
+        let n_obs = indptr.len().saturating_sub(1);
+        if indptr.is_empty() || indptr[0] != 0 || indptr[n_obs] != nnz || indices_len != nnz {
+            return Err(bad(format!(
+                "indptr has {} entries ending at {:?}, for {n_obs} rows, {nnz} values and {indices_len} indices",
+                indptr.len(),
+                indptr.last()
+            )));
         }
-        let count = indptr[end] - first;
-        let data = data_ds.read_f32_rows(first, count).map_err(|e| object_error(name, &format!("{path}/data"), e))?;
-        let indices = match indices_ds.read_u32_rows(first, count) {
-            Ok(v) => v,
-            Err(_) => {
-                let wide = indices_ds.read_i64_rows(first, count);
-                let wide = wide.map_err(|e| object_error(name, &format!("{path}/indices"), e))?;
-                wide.into_iter().map(|i| u32::try_from(i).unwrap_or(u32::MAX)).collect()
-            }
-        };
-        if data.len() as u64 != count || indices.len() as u64 != count {
-            return Err(ReadError::Damaged {
-                file: name.to_string(),
-                detail: format!("'{path}' returned a short read"),
+        if indptr.windows(2).any(|w| w[0] > w[1]) {
+            return Err(bad("indptr is not non-decreasing".into()));
+        }
+        if keep.len() != n_vars {
+            return Err(bad(format!("{} genes to keep or drop, for {n_vars} columns", keep.len())));
+        }
+        let mut position = vec![u32::MAX; n_vars];
+        kept_columns(keep).iter().flatten().enumerate().for_each(|(p, &j)| position[j] = p as u32);
+        let kept = keep.iter().filter(|k| **k).count();
+        Ok(CsrRows { name: name.into(), path: path.into(), data, indices, indptr, position, kept })
+    }
+
+    /// Opens the matrix `options.matrix` chooses (counts first, as `read_path`) for streaming, with
+    /// the genes `keep` marks (one entry per gene of the file, in the order `read_metadata_path` gives).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(path: &std::path::Path, options: &ReadOptions, keep: &[bool]) -> Result<CsrRows, ReadError> {
+        let name = path.display().to_string();
+        let file = File::open_streaming(path).map_err(|e| open_error(&name, e))?;
+        let (matrix_path, var_path) = choose_matrix(&name, &file, &options.matrix)?;
+        let n_obs = read_index(&name, &file, "obs")?.len();
+        let n_vars = read_index(&name, &file, var_path)?.len();
+        let group = file.group(&matrix_path).map_err(|_| ReadError::Unsupported {
+            file: name.clone(),
+            what: format!("'{matrix_path}' is a dense matrix, and streaming reads sparse CSR rows"),
+            hint: "Re-save it sparse, e.g. in Python: `a.X = scipy.sparse.csr_matrix(a.X); a.write_h5ad(f)`".into(),
+        })?;
+        let attrs = group.attrs().map_err(|e| object_error(&name, &matrix_path, e))?;
+        let encoding = attr_string(&attrs, "encoding-type").unwrap_or_default();
+        if encoding != "csr_matrix" {
+            return Err(ReadError::Unsupported {
+                file: name,
+                what: format!("'{matrix_path}' is stored as '{encoding}', and streaming reads cells as CSR rows"),
+                hint: "Re-save it as CSR, e.g. in Python: `a.X = a.X.tocsr(); a.write_h5ad(f)`".into(),
             });
         }
-        // Row by row rather than through `select_columns`, which sorts every row (6 % of `predict`).
-        for i in row..end {
-            let (a, b) = ((indptr[i] - first) as usize, (indptr[i + 1] - first) as usize);
-            totals.push(super::sparse::lane_sum(&data[a..b]));
-            cols.clear();
-            vals.clear();
-            for (&j, &x) in indices[a..b].iter().zip(&data[a..b]) {
-                match position.get(j as usize) {
-                    Some(&p) if p != u32::MAX => {
-                        cols.push(p);
-                        vals.push(x);
-                    }
-                    Some(_) => {}
-                    None => return Err(bad(format!("index {j} is out of range (size {n_vars})"))),
-                }
-            }
-            if cols.windows(2).any(|w| w[0] > w[1]) {
-                // scipy allows unsorted indices within a row; downstream code expects them sorted.
-                let mut pairs: Vec<(u32, f32)> = cols.iter().copied().zip(vals.iter().copied()).collect();
-                pairs.sort_by_key(|p| p.0);
-                (cols, vals) = pairs.into_iter().unzip();
-            }
-            m.push_sparse_row(&cols, &vals);
+        let ds = |member: &str| {
+            let p = format!("{matrix_path}/{member}");
+            let d = file.dataset(&p).map_err(|e| object_error(&name, &p, e))?;
+            check_size(&name, &file, &p, &d)?;
+            Ok::<_, ReadError>(d)
+        };
+        let (data, indices) = (ds("data")?, ds("indices")?);
+        let indptr = ds("indptr")?.read_u64().map_err(|e| object_error(&name, &format!("{matrix_path}/indptr"), e))?;
+        if indptr.len() != n_obs + 1 {
+            return Err(ReadError::malformed(
+                &name,
+                format!("'{matrix_path}/indptr' has {} entries for {n_obs} cells", indptr.len()),
+            ));
         }
-        row = end;
+        CsrRows::new(&name, &matrix_path, data, indices, indptr, n_vars, keep)
     }
-    Ok((m, GeneSubset { genes_in_file: n_vars, nnz_in_file: nnz, row_totals: totals }))
+
+    pub fn cells(&self) -> usize {
+        self.indptr.len() - 1
+    }
+
+    /// Stored values in the whole matrix.
+    pub fn nnz(&self) -> u64 {
+        self.indptr[self.cells()]
+    }
+
+    /// Cells `start..end`: their kept columns (sorted within each row) and each cell's total over
+    /// every gene; read in windows of about `WINDOW_VALUES` stored values.
+    pub fn read(&self, start: usize, end: usize) -> Result<(CsrMatrix, Vec<f64>), ReadError> {
+        let (name, path) = (self.name.as_str(), self.path.as_str());
+        let end = end.min(self.cells());
+        let bad = |d: String| ReadError::malformed(name, format!("sparse matrix '{path}': {d}"));
+        let mut m = CsrMatrix::new(self.kept);
+        let mut totals = Vec::with_capacity(end.saturating_sub(start));
+        let (mut cols, mut vals) = (Vec::new(), Vec::new());
+        let indptr = &self.indptr;
+        let mut row = start;
+        while row < end {
+            // Rows up to the window's size (at least one row, however long).
+            let first = indptr[row];
+            let mut stop = row + 1;
+            while stop < end && indptr[stop + 1] - first <= WINDOW_VALUES {
+                stop += 1;
+            }
+            let count = indptr[stop] - first;
+            let data =
+                self.data.read_f32_rows(first, count).map_err(|e| object_error(name, &format!("{path}/data"), e))?;
+            let indices = match self.indices.read_u32_rows(first, count) {
+                Ok(v) => v,
+                Err(_) => {
+                    let wide = self.indices.read_i64_rows(first, count);
+                    let wide = wide.map_err(|e| object_error(name, &format!("{path}/indices"), e))?;
+                    wide.into_iter().map(|i| u32::try_from(i).unwrap_or(u32::MAX)).collect()
+                }
+            };
+            if data.len() as u64 != count || indices.len() as u64 != count {
+                return Err(ReadError::Damaged {
+                    file: name.to_string(),
+                    detail: format!("'{path}' returned a short read"),
+                });
+            }
+            // Row by row rather than through `select_columns`, which sorts every row (6 % of `predict`).
+            for i in row..stop {
+                let (a, b) = ((indptr[i] - first) as usize, (indptr[i + 1] - first) as usize);
+                totals.push(super::sparse::lane_sum(&data[a..b]));
+                cols.clear();
+                vals.clear();
+                for (&j, &x) in indices[a..b].iter().zip(&data[a..b]) {
+                    match self.position.get(j as usize) {
+                        Some(&p) if p != u32::MAX => {
+                            cols.push(p);
+                            vals.push(x);
+                        }
+                        Some(_) => {}
+                        None => return Err(bad(format!("index {j} is out of range (size {})", self.position.len()))),
+                    }
+                }
+                if cols.windows(2).any(|w| w[0] > w[1]) {
+                    // scipy allows unsorted indices within a row; downstream code expects them sorted.
+                    let mut pairs: Vec<(u32, f32)> = cols.iter().copied().zip(vals.iter().copied()).collect();
+                    pairs.sort_by_key(|p| p.0);
+                    (cols, vals) = pairs.into_iter().unzip();
+                }
+                m.push_sparse_row(&cols, &vals);
+            }
+            row = stop;
+        }
+        Ok((m, totals))
+    }
 }
 
 /// Refuses inconsistent sparse arrays before they can index out of bounds.

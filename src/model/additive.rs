@@ -65,6 +65,59 @@ fn unit_weight() -> f32 {
     1.0
 }
 
+/// Per answer (candidate indices; empty: control): cells, and Σy, Σy² per panel gene on the CP10k
+/// scale (y = expm1 of the log1p input). What `AdditiveHead::from_sums` needs, and what a streamed
+/// file adds up block by block without holding its cells.
+#[derive(Clone, Debug)]
+pub struct ConditionSums {
+    g: usize,
+    groups: std::collections::BTreeMap<Vec<usize>, GroupSum>,
+}
+
+#[derive(Clone, Debug)]
+struct GroupSum {
+    cells: usize,
+    sum: Vec<f64>,
+    squares: Vec<f64>,
+}
+
+impl GroupSum {
+    fn new(g: usize) -> GroupSum {
+        GroupSum { cells: 0, sum: vec![0.0; g], squares: vec![0.0; g] }
+    }
+
+    fn add(&mut self, other: &GroupSum) {
+        self.cells += other.cells;
+        self.sum.iter_mut().zip(&other.sum).for_each(|(a, b)| *a += b);
+        self.squares.iter_mut().zip(&other.squares).for_each(|(a, b)| *a += b);
+    }
+}
+
+impl ConditionSums {
+    pub fn new(g: usize) -> ConditionSums {
+        ConditionSums { g, groups: Default::default() }
+    }
+
+    /// Cells summed for one answer.
+    pub fn cells_of(&self, answer: &[usize]) -> usize {
+        self.groups.get(answer).map_or(0, |s| s.cells)
+    }
+
+    /// Adds rows of log1p CP10k values (row-major over `g` panel genes) with their answers.
+    pub fn add_rows(&mut self, x: &[f32], targets: &[Vec<usize>]) {
+        let g = self.g;
+        for (row, t) in x.chunks_exact(g.max(1)).zip(targets) {
+            let s = self.groups.entry(t.clone()).or_insert_with(|| GroupSum::new(g));
+            s.cells += 1;
+            for (j, &v) in row.iter().enumerate() {
+                let y = (v as f64).exp_m1();
+                s.sum[j] += y;
+                s.squares[j] += y * y;
+            }
+        }
+    }
+}
+
 impl AdditiveHead {
     /// Fits the head on training rows (`x`: log1p CP10k, row-major over `g` panel genes) with
     /// their targets (candidate indices; empty: control), each single's mean shrunk toward
@@ -76,27 +129,24 @@ impl AdditiveHead {
         n_candidates: usize,
         pseudo_cells: f64,
     ) -> Option<AdditiveHead> {
-        let rows = targets.len();
-        let y = |i: usize, j: usize| (x[i * g + j] as f64).exp_m1();
-        let mut groups: std::collections::BTreeMap<&[usize], Vec<usize>> = Default::default();
-        for (i, t) in targets.iter().enumerate() {
-            groups.entry(t.as_slice()).or_default().push(i);
-        }
-        let mean_of = |members: &[usize]| -> Vec<f64> {
-            let mut m = vec![0f64; g];
-            for &i in members {
-                m.iter_mut().enumerate().for_each(|(j, v)| *v += y(i, j));
-            }
-            m.iter_mut().for_each(|v| *v /= members.len().max(1) as f64);
-            m
-        };
+        let mut sums = ConditionSums::new(g);
+        sums.add_rows(x, targets);
+        AdditiveHead::from_sums(&sums, n_candidates, pseudo_cells)
+    }
+
+    /// `fit` from the training rows' per-condition sums (what a streamed file accumulates).
+    pub fn from_sums(sums: &ConditionSums, n_candidates: usize, pseudo_cells: f64) -> Option<AdditiveHead> {
+        let g = sums.g;
+        let mean_of = |s: &GroupSum| -> Vec<f64> { s.sum.iter().map(|v| v / s.cells.max(1) as f64).collect() };
         // Control's mean with `CONTROL_PSEUDO_CELLS` cells at the average training cell's level: a
         // gene never seen in the control cells is rare there, not absent (else one count of it
         // would be unbounded evidence for any candidate that raises it).
-        let control_cells = groups.get(&[][..])?;
-        let average = mean_of(&(0..rows).collect::<Vec<_>>());
-        let n0 = control_cells.len() as f64;
-        let control: Vec<f64> = mean_of(control_cells)
+        let control_sum = sums.groups.get(&[][..])?;
+        let mut all = GroupSum::new(g);
+        sums.groups.values().for_each(|s| all.add(s));
+        let average = mean_of(&all);
+        let n0 = control_sum.cells as f64;
+        let control: Vec<f64> = mean_of(control_sum)
             .iter()
             .zip(&average)
             .map(|(c, a)| (n0 * c + CONTROL_PSEUDO_CELLS * a) / (n0 + CONTROL_PSEUDO_CELLS))
@@ -104,20 +154,19 @@ impl AdditiveHead {
         let (mut var, mut level) = (vec![0f64; g], vec![0f64; g]);
         let mut folds = vec![None; n_candidates];
         let mut cells = vec![0; n_candidates];
-        for (t, members) in &groups {
-            let m = mean_of(members);
-            for &i in members {
-                for j in 0..g {
-                    var[j] += (y(i, j) - m[j]).powi(2);
-                    level[j] += m[j];
-                }
+        for (t, s) in &sums.groups {
+            let m = mean_of(s);
+            for j in 0..g {
+                // Σ (y − m)² over the group's cells, from its sums.
+                var[j] += (s.squares[j] - s.cells as f64 * m[j] * m[j]).max(0.0);
+                level[j] += s.sum[j];
             }
-            if let [a] = t
+            if let [a] = t.as_slice()
                 && *a < n_candidates
             {
                 // Shrunk toward no change by `pseudo_cells` control-like cells: a fold from few
                 // counts is mostly noise, and noise summed over many genes reads as evidence.
-                let (k, nn) = (pseudo_cells, members.len() as f64);
+                let (k, nn) = (pseudo_cells, s.cells as f64);
                 let fold = (0..g)
                     .map(|j| {
                         let shrunk = (nn * m[j] + k * control[j]) / (nn + k);
@@ -125,7 +174,7 @@ impl AdditiveHead {
                     })
                     .collect();
                 folds[*a] = Some(fold);
-                cells[*a] = members.len();
+                cells[*a] = s.cells;
             }
         }
         let dispersion = (0..g).map(|j| (var[j] / level[j].max(MIN_LEVEL)).max(MIN_LEVEL) as f32).collect();

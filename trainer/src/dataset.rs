@@ -37,8 +37,22 @@ pub fn sha256_file(path: &Path) -> Result<String, CliError> {
 }
 
 pub fn load(path: &Path, options: &ReadOptions) -> Result<Labelled, CliError> {
-    let name = path.display().to_string();
     let data = io::read_path(path, options)?;
+    let kind = normalize::detect(&data.matrix);
+    let normalised = normalize::normalize(&data.matrix, kind);
+    with_labels(path, data, normalised)
+}
+
+/// Everything but the cells (an h5ad's metadata: genes, labels): `normalised` and `data.matrix`
+/// have no rows. Streaming reads the cells afterwards through `CsrRows`.
+pub fn load_labels(path: &Path, options: &ReadOptions) -> Result<Labelled, CliError> {
+    let data = io::h5ad::read_metadata_path(path, options)?;
+    let normalised = io::CsrMatrix::new(data.genes.len());
+    with_labels(path, data, normalised)
+}
+
+fn with_labels(path: &Path, data: ExpressionData, normalised: io::CsrMatrix) -> Result<Labelled, CliError> {
+    let name = path.display().to_string();
     let column = data.labels.as_ref().ok_or_else(|| CliError::Data {
         file: name.clone(),
         problem: format!(
@@ -56,27 +70,49 @@ pub fn load(path: &Path, options: &ReadOptions) -> Result<Labelled, CliError> {
     let mut candidates: Vec<String> = conditions.iter().flat_map(|c| c.genes().to_vec()).collect();
     candidates.sort();
     candidates.dedup();
-    let kind = normalize::detect(&data.matrix);
-    let normalised = normalize::normalize(&data.matrix, kind);
     Ok(Labelled { name, sha256: sha256_file(path)?, data, normalised, labels, conditions, condition, candidates })
+}
+
+/// Per gene: sum and sum of squares of normalised values over some cells, and how many cells.
+#[derive(Clone, Debug)]
+pub struct GeneMoments {
+    pub sum: Vec<f64>,
+    pub squares: Vec<f64>,
+    pub cells: usize,
+}
+
+impl GeneMoments {
+    pub fn new(genes: usize) -> GeneMoments {
+        GeneMoments { sum: vec![0.0; genes], squares: vec![0.0; genes], cells: 0 }
+    }
+
+    /// Adds one cell's stored values (columns, values).
+    pub fn add(&mut self, (cols, vals): (&[u32], &[f32])) {
+        for (&j, &v) in cols.iter().zip(vals) {
+            self.sum[j as usize] += v as f64;
+            self.squares[j as usize] += (v as f64) * (v as f64);
+        }
+        self.cells += 1;
+    }
+
+    pub fn variances(&self) -> Vec<f64> {
+        let n = self.cells.max(1) as f64;
+        self.sum.iter().zip(&self.squares).map(|(s, q)| q / n - (s / n).powi(2)).collect()
+    }
 }
 
 impl Labelled {
     /// Highly variable genes over `rows` (variance of normalised values), plus every candidate gene
     /// the file measures unless `mask_targets`, in which case candidates are left out entirely.
     pub fn choose_panel(&self, rows: &[usize], n_hvg: usize, mask_targets: bool) -> Vec<usize> {
+        let mut moments = GeneMoments::new(self.data.genes.len());
+        rows.iter().for_each(|&i| moments.add(self.normalised.row(i)));
+        self.panel_by_variance(&moments.variances(), n_hvg, mask_targets)
+    }
+
+    /// `choose_panel` from each gene's variance (a streamed file adds its moments chunk by chunk).
+    pub fn panel_by_variance(&self, var: &[f64], n_hvg: usize, mask_targets: bool) -> Vec<usize> {
         let g = self.data.genes.len();
-        let mut sum = vec![0f64; g];
-        let mut sq = vec![0f64; g];
-        for &i in rows {
-            let (cols, vals) = self.normalised.row(i);
-            for (&j, &v) in cols.iter().zip(vals) {
-                sum[j as usize] += v as f64;
-                sq[j as usize] += (v as f64) * (v as f64);
-            }
-        }
-        let n = rows.len().max(1) as f64;
-        let var: Vec<f64> = (0..g).map(|j| sq[j] / n - (sum[j] / n).powi(2)).collect();
         let candidate_cols = self.candidate_columns();
         let is_candidate = |j: usize| candidate_cols.contains(&Some(j));
         let mut order: Vec<usize> = (0..g).filter(|&j| !is_candidate(j)).collect();

@@ -35,6 +35,9 @@ pub enum CliError {
     Simulate(String),
     #[error("writing the output: {0}")]
     Output(String),
+    /// Training stopped (a streamed file that could not be read further, no epoch run).
+    #[error("training: {0}")]
+    Training(String),
 }
 
 /// Maps an I/O error to one that names the path.

@@ -10,6 +10,7 @@ mod error;
 mod plot;
 mod report;
 mod splits;
+mod stream;
 mod training;
 
 use clap::{Parser, Subcommand};

@@ -36,6 +36,73 @@ pub struct Split<'a> {
     pub targets: &'a [Vec<usize>],
 }
 
+/// A batch of training cells: inputs (rows × genes, row-major) and each row's answer.
+pub type CellBatch = (Vec<f32>, Vec<Vec<usize>>);
+
+/// The training cells an epoch goes through, batch by batch: held in memory (`InMemory`) or
+/// streamed from the file (`stream::StreamedCells`).
+pub trait TrainingCells {
+    /// Cells in one epoch (synthetic ones included), for the progress bar and the schedule.
+    fn cells_per_epoch(&self) -> usize;
+    /// Starts an epoch: its cells in a new seeded order.
+    fn start_epoch(&mut self, rng: &mut ChaCha8Rng) -> Result<(), String>;
+    /// The epoch's next batch of at most `batch` cells (rows × genes, answers); None: epoch over.
+    fn next_batch(&mut self, batch: usize) -> Result<Option<CellBatch>, String>;
+}
+
+/// Training cells held in memory, shuffled each epoch, with the epoch's synthetic pairs.
+pub struct InMemory<'a> {
+    train: Split<'a>,
+    g: usize,
+    singles: SinglesIndex,
+    n_synthetic: usize,
+    epoch: CellBatch,
+    order: Vec<usize>,
+    next: usize,
+}
+
+impl<'a> InMemory<'a> {
+    pub fn new(train: Split<'a>, g: usize, c: usize, synthetic_pairs: f64) -> InMemory<'a> {
+        let n_synthetic = (train.targets.len() as f64 * synthetic_pairs) as usize;
+        let singles = SinglesIndex::new(train.targets, c);
+        InMemory { train, g, singles, n_synthetic, epoch: Default::default(), order: Vec::new(), next: 0 }
+    }
+}
+
+impl TrainingCells for InMemory<'_> {
+    fn cells_per_epoch(&self) -> usize {
+        self.train.targets.len() + self.n_synthetic
+    }
+
+    fn start_epoch(&mut self, rng: &mut ChaCha8Rng) -> Result<(), String> {
+        let (x_syn, t_syn) = self.singles.synthesise(self.n_synthetic, self.train.x, self.g, rng);
+        self.epoch = match t_syn.is_empty() {
+            true => Default::default(),
+            false => ([self.train.x, &x_syn].concat(), [self.train.targets, &t_syn].concat()),
+        };
+        let n = self.train.targets.len() + t_syn.len();
+        self.order = (0..n).collect();
+        self.order.shuffle(rng);
+        self.next = 0;
+        Ok(())
+    }
+
+    fn next_batch(&mut self, batch: usize) -> Result<Option<CellBatch>, String> {
+        let rows = &self.order[self.next..(self.next + batch).min(self.order.len())];
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        self.next += rows.len();
+        let (x, targets) = match self.epoch.1.is_empty() {
+            true => (self.train.x, self.train.targets),
+            false => (self.epoch.0.as_slice(), self.epoch.1.as_slice()),
+        };
+        let g = self.g;
+        let xs = rows.iter().flat_map(|&i| &x[i * g..(i + 1) * g]).copied().collect();
+        Ok(Some((xs, rows.iter().map(|&i| targets[i].clone()).collect())))
+    }
+}
+
 /// Everything that shapes a training run, architecture and optimisation, for `train` and `bench`.
 /// The defaults are written here once, as the command line's.
 #[derive(clap::Args, Clone, Debug, serde::Serialize)]
@@ -96,6 +163,24 @@ pub struct TrainConfig {
     /// Where to train: cpu, or gpu in a build with `--features gpu` (Vulkan).
     #[arg(long, value_enum, default_value_t = Compute::Cpu)]
     pub device: Compute,
+    /// Data-parallel replicas a batch is split over, each on its own thread with its own autodiff
+    /// graph, their gradients summed before one optimiser step (default: one per CPU thread; 1 on
+    /// a GPU). Results do not depend on it beyond float rounding (tests/data_parallel).
+    #[arg(long)]
+    pub replicas: Option<usize>,
+}
+
+#[cfg(test)]
+impl TrainConfig {
+    /// The command line's defaults with `flags` on top.
+    pub fn from_flags(flags: &[&str]) -> TrainConfig {
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            config: TrainConfig,
+        }
+        <Command as clap::Parser>::parse_from(std::iter::once("train").chain(flags.iter().copied())).config
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -244,6 +329,16 @@ pub fn evaluate<M: SetModel>(
     (loss / n as f64, hits as f64 / n as f64)
 }
 
+/// Runs `draw` right after seeding the device's random generator, which Burn keeps per process:
+/// another thread's draws in between (tests train side by side) would give the same seed other
+/// initial weights.
+pub fn seeded<T>(device: &Device, seed: u64, draw: impl FnOnce() -> T) -> T {
+    static SEEDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _alone = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    draw()
+}
+
 /// Prints above the progress bar, or plainly when output is not a terminal (the bar is hidden then
 /// and would swallow the line).
 fn say(bar: &ProgressBar, line: String) {
@@ -254,23 +349,20 @@ pub fn fit<M: SetModel>(
     init: &dyn Fn(&Device) -> M,
     (g, c): (usize, usize),
     features_of: &dyn Fn(&Device) -> GenomeFeatures,
-    train: &Split,
+    train: &mut dyn TrainingCells,
     valid: &Split,
     opts: &TrainConfig,
     label: &str,
-) -> Fitted<M> {
+) -> Result<Fitted<M>, String> {
     let plain = opts.device.device();
-    plain.seed(opts.seed);
     let device = plain.clone().autodiff();
-    let shards = opts.device.shards();
-    let mut net = init(&device);
+    let shards = opts.replicas.unwrap_or_else(|| opts.device.shards());
+    let mut net = seeded(&plain, opts.seed, || init(&device));
     let train_features = features_of(&device);
     let valid_features = features_of(&plain);
     let mut optim = AdamWConfig::new().with_weight_decay(opts.weight_decay).init();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let n = train.targets.len();
-    let n_synthetic = (n as f64 * opts.synthetic_pairs) as usize;
-    let steps_per_epoch = (n + n_synthetic).div_ceil(opts.batch);
+    let steps_per_epoch = train.cells_per_epoch().div_ceil(opts.batch);
     let bar = ProgressBar::new((opts.epochs * steps_per_epoch) as u64);
     bar.set_style(
         ProgressStyle::with_template("{prefix} {bar:25} {pos}/{len} steps {msg} ({elapsed}, eta {eta})")
@@ -281,33 +373,24 @@ pub fn fit<M: SetModel>(
     let mut best: Option<(f64, M, usize)> = None;
     let mut step_time = 0.0;
     let mut steps = 0usize;
-    let singles = SinglesIndex::new(train.targets, c);
     for epoch in 1..=opts.epochs {
         let start = std::time::Instant::now();
-        let (x_syn, t_syn) = singles.synthesise(n_synthetic, train.x, g, &mut rng);
-        let (x_all, t_all);
-        let train = if t_syn.is_empty() {
-            train
-        } else {
-            x_all = [train.x, &x_syn].concat();
-            t_all = [train.targets, &t_syn].concat();
-            &Split { x: &x_all, targets: &t_all }
-        };
-        let n = train.targets.len();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut rng);
-        let mut total = 0.0;
-        for rows in order.chunks(opts.batch) {
+        train.start_epoch(&mut rng)?;
+        let (mut total, mut n) = (0.0, 0usize);
+        while let Some((x, targets)) = train.next_batch(opts.batch)? {
             let t = std::time::Instant::now();
-            let (x, y, k) = batch_tensors(train, rows, g, c, &device);
-            let present = thinned_panel(rows.len(), g, opts.gene_dropout, &mut rng, &device);
+            let rows = targets.len();
+            let (x, y, k) =
+                batch_tensors(&Split { x: &x, targets: &targets }, &(0..rows).collect::<Vec<_>>(), g, c, &device);
+            let present = thinned_panel(rows, g, opts.gene_dropout, &mut rng, &device);
             let (value, grads) = batch_gradients(&net, &train_features, &Batch { x, y, k, present }, shards);
             // Cosine decay to zero over the planned steps: a high start aligns the attention fast,
             // the decay settles it (a constant 1e-2 made validation accuracy swing between epochs).
-            let progress = steps as f64 / (opts.epochs * steps_per_epoch) as f64;
+            let progress = (steps as f64 / (opts.epochs * steps_per_epoch) as f64).min(1.0);
             let lr = opts.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
             net = optim.step(lr, net, grads);
-            total += value * rows.len() as f64;
+            total += value * rows as f64;
+            n += rows;
             step_time += t.elapsed().as_secs_f64();
             steps += 1;
             bar.inc(1);
@@ -339,10 +422,10 @@ pub fn fit<M: SetModel>(
         }
     }
     bar.finish_and_clear();
-    let (_, net, best_epoch) = best.expect("at least one epoch ran");
+    let (_, net, best_epoch) = best.ok_or("no training epoch ran (--epochs 0?)")?;
     // Everything after training (temperature, head, evaluation, saving) runs on the CPU.
     let net = net.to_device(&Device::flex());
-    Fitted { net, history, best_epoch, seconds_per_step: step_time / steps.max(1) as f64 }
+    Ok(Fitted { net, history, best_epoch, seconds_per_step: step_time / steps.max(1) as f64 })
 }
 
 /// Per-row presence for a batch ([rows, g], 1 present / 0 absent): a `share` of rows keep a random
@@ -630,8 +713,7 @@ mod tests {
         let (g, c, b) = (20, 6, 48);
         let config = NetConfig { n_genes: g, n_candidates: c, d_model: 8, n_heads: 2, n_freqs: 2, cis: false };
         let device = Device::flex().autodiff();
-        device.seed(3);
-        let net = config.init(&device);
+        let net = seeded(&device, 3, || config.init(&device));
         let own: Vec<Option<usize>> = (0..c).map(Some).collect();
         let features_on =
             |d: &Device| GenomeFeatures::new(&vec![None; g], &vec![None; c], 2, &own, &vec![0.5; g], &vec![1.0; g], d);

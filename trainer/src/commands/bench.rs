@@ -238,12 +238,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     &|d: &Device| LinearBaseline::new(plain.g, plain.c, d),
                     &margs,
                     &format!("{label} logistic"),
-                );
+                )?;
                 let width = 4 * margs.d_model;
                 let mlp = ablations.then(|| {
                     let init = |d: &Device| MlpAblation::new(plain.g, plain.c, width, d);
                     plain.fit(&init, &margs, &format!("{label} {ABLATION_MLP}"))
                 });
+                let mlp = mlp.transpose()?;
 
                 // Every method at every level of one panel: the full one, then genes removed as a file
                 // lacking them would (absent for every method, as `Predictor::prepare` leaves them).
@@ -668,17 +669,24 @@ impl PlainInputs {
         init: &dyn Fn(&Device) -> M,
         opts: &training::TrainConfig,
         label: &str,
-    ) -> (M, GenomeFeatures, usize, usize) {
+    ) -> Result<(M, GenomeFeatures, usize, usize), CliError> {
+        let mut cells = training::InMemory::new(
+            Split { x: &self.train.0, targets: &self.train.1 },
+            self.g,
+            self.c,
+            opts.synthetic_pairs,
+        );
         let fitted = training::fit(
             init,
             (self.g, self.c),
             &|d: &Device| self.features(d),
-            &Split { x: &self.train.0, targets: &self.train.1 },
+            &mut cells,
             &Split { x: &self.valid.0, targets: &self.valid.1 },
             opts,
             label,
-        );
-        (fitted.net, self.features(&Device::flex()), self.g, self.c)
+        )
+        .map_err(CliError::Training)?;
+        Ok((fitted.net, self.features(&Device::flex()), self.g, self.c))
     }
 }
 

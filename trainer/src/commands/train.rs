@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use mamba_perturb::model::additive::AdditiveHead;
+use mamba_perturb::io::ExpressionData;
+use mamba_perturb::model::additive::{AdditiveHead, ConditionSums};
 use mamba_perturb::model::card::{CARD_FORMAT, CardGene, ModelCard, TrainingData, WeightsInfo};
 use mamba_perturb::model::sets::SetScores;
 use mamba_perturb::model::{GenomeFeatures, NetConfig};
@@ -15,7 +16,7 @@ use mamba_perturb::reference::{Reference, ReferenceKind, centre_and_scale};
 use crate::dataset::{self, Labelled};
 use crate::error::{CliError, flag, io_at};
 use crate::splits::{self, SplitKind};
-use crate::training::{self, Split, TrainConfig};
+use crate::training::{self, Split, TrainConfig, TrainingCells};
 
 /// Shrinkages the additive head is tried with (control-like cells added to each single's mean).
 const HEAD_PSEUDO_CELLS: [f64; 5] = [0.0, 10.0, 30.0, 100.0, 300.0];
@@ -35,6 +36,14 @@ pub struct Args {
     pub model: TrainConfig,
     #[command(flatten)]
     pub read: super::ReadArgs,
+    /// Stream the cells from the h5ad instead of holding the file in memory (a screen larger than
+    /// memory): two passes choose the panel and the reference, then each epoch reads CSR row
+    /// chunks of 1,024 cells, shuffled by chunk and within a buffer of chunks.
+    #[arg(long)]
+    pub stream: bool,
+    /// With --stream: chunks shuffled together (memory: about this × 1,024 cells × panel genes × 8 bytes).
+    #[arg(long, default_value_t = 16)]
+    pub stream_buffer: usize,
 }
 
 /// A trained model with everything needed to write it or evaluate it.
@@ -43,6 +52,33 @@ pub struct Trained {
     pub net: mamba_perturb::model::PerturbNet,
     pub panel: Vec<usize>,
     pub fitted_history: Vec<training::Epoch>,
+}
+
+/// What fitting needs of a labelled file, whichever way its cells are held: the panel, the
+/// reference, held-out cells, each training condition's sums for the additive head, and the
+/// training cells to go through each epoch.
+pub struct Prepared<'a> {
+    /// File columns of the panel genes.
+    pub panel: Vec<usize>,
+    pub panel_genes: Vec<CardGene>,
+    pub candidates: Vec<CardGene>,
+    /// Each panel gene's centre and scale (`Predictor::prepare` measures any later file the same way).
+    pub mean: Vec<f32>,
+    pub sd: Vec<f32>,
+    /// 99th percentile of the training cells' typicality against that reference.
+    pub typicality_p99: f64,
+    /// The answer sizes' shares among the training cells: the prior of every posterior.
+    pub sizes: [f64; 3],
+    /// Cells of the validation conditions (early stopping, head weight, temperatures).
+    pub valid: (Vec<f32>, Vec<Vec<usize>>),
+    /// A tenth of the training control and single cells, kept out of training and of the head.
+    pub calibration: (Vec<f32>, Vec<Vec<usize>>),
+    pub valid_conditions: usize,
+    /// Per-condition sums of the training and validation cells (the additive head's input).
+    pub head_sums: ConditionSums,
+    pub cells: Box<dyn TrainingCells + 'a>,
+    pub source: TrainingData,
+    pub simulated: bool,
 }
 
 /// Fits on the training conditions of `split`; the card is filled except weights and command.
@@ -58,7 +94,6 @@ pub fn train_on(
         return Err(CliError::Data { file: data.name.clone(), problem: "no training cells after the split".into() });
     }
     let panel = data.choose_panel(&train_rows, args.hvg, args.mask_targets);
-    // The answer sizes' shares among the training cells: the prior of every posterior.
     let mut sizes = [0f64; 3];
     let all_train_targets = data.targets(&train_rows);
     all_train_targets.iter().for_each(|t| sizes[t.len().min(2)] += 1.0 / all_train_targets.len() as f64);
@@ -66,6 +101,85 @@ pub fn train_on(
     // and of the head, so that the posterior's temperature is fitted on cells of every answer size
     // (the validation conditions are all pairs).
     let (train_rows, calibration_rows) = training::calibration_cells(&train_rows, &all_train_targets, args.seed);
+    let x_train = data.dense(&train_rows, &panel);
+    let x_valid = data.dense(&valid_rows, &panel);
+    let (t_train, t_valid) = (data.targets(&train_rows), data.targets(&valid_rows));
+    // Reference: each gene's centre and scale over the whole file's cells (label-free) or over its
+    // control cells, exactly as `Predictor::prepare` measures any file the model is later run on.
+    let g = panel.len();
+    let reference_rows: Vec<usize> = match args.reference {
+        ReferenceKind::ControlCells => data.rows_where(|p| p.is_control()),
+        _ => (0..data.labels.len()).collect(),
+    };
+    check_reference_cells(&data.name, reference_rows.len())?;
+    let (mean, sd) = centre_and_scale(&data.dense(&reference_rows, &panel), g);
+    let typicality_p99 = typicality_p99(&x_train, &mean, &sd);
+    let mut head_sums = ConditionSums::new(g);
+    head_sums.add_rows(&x_train, &t_train);
+    head_sums.add_rows(&x_valid, &t_valid);
+    let calibration = (data.dense(&calibration_rows, &panel), data.targets(&calibration_rows));
+    let prepared = Prepared {
+        panel_genes: data.card_genes(&panel),
+        candidates: data.candidate_card_genes(),
+        panel,
+        mean,
+        sd,
+        typicality_p99,
+        sizes,
+        valid: (x_valid, t_valid),
+        calibration,
+        valid_conditions: split.valid.len(),
+        head_sums,
+        cells: Box::new(training::InMemory::new(
+            training::Split { x: &x_train, targets: &t_train },
+            g,
+            data.candidates.len(),
+            args.synthetic_pairs,
+        )),
+        source: training_data(&data.name, &data.sha256, &data.data, train_rows.len(), split.train.len()),
+        simulated: data.data.simulated,
+    };
+    fit_prepared(prepared, args, label)
+}
+
+/// The card's description of the training data.
+pub fn training_data(name: &str, sha256: &str, data: &ExpressionData, cells: usize, conditions: usize) -> TrainingData {
+    TrainingData {
+        name: Path::new(name).file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+        kind: if data.simulated { "simulated" } else { "real" }.into(),
+        sha256: sha256.into(),
+        cells,
+        conditions,
+        label_column: data.labels.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
+    }
+}
+
+/// Refuses a control-cell reference with too few control cells.
+pub fn check_reference_cells(file: &str, cells: usize) -> Result<(), CliError> {
+    if cells < mamba_perturb::reference::MIN_REFERENCE_CELLS {
+        return Err(CliError::Data {
+            file: file.into(),
+            problem: format!(
+                "--reference: only {cells} reference cells (at least {} needed)",
+                mamba_perturb::reference::MIN_REFERENCE_CELLS
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// 99th percentile of the typicality of training rows (`x`, row-major) against a reference.
+pub fn typicality_p99(x: &[f32], mean: &[f32], sd: &[f32]) -> f64 {
+    let g = mean.len();
+    let reference = Reference { mean: mean.to_vec(), sd: sd.to_vec(), measured: vec![true; g], source: String::new() };
+    let mut typ: Vec<f64> = x.chunks(g).map(|r| typicality(r, &reference)).collect();
+    typ.sort_by(|a, b| a.total_cmp(b));
+    typ.get(((typ.len() as f64 * 0.99) as usize).min(typ.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
+}
+
+/// Fits the network, its temperature, the additive head and the posterior's temperature on
+/// prepared cells; the card is filled except weights and command.
+pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<Trained, CliError> {
     let unplace = |genes: Vec<CardGene>| -> Vec<CardGene> {
         match args.no_position {
             true => genes
@@ -75,8 +189,9 @@ pub fn train_on(
             false => genes,
         }
     };
-    let panel_genes = unplace(data.card_genes(&panel));
-    let candidates = unplace(data.candidate_card_genes());
+    let panel_genes = unplace(std::mem::take(&mut p.panel_genes));
+    let candidates = unplace(std::mem::take(&mut p.candidates));
+    let (panel, mean, sd, sizes) = (p.panel, p.mean, p.sd, p.sizes);
     let net_config = NetConfig {
         n_genes: panel.len(),
         n_candidates: candidates.len(),
@@ -88,28 +203,7 @@ pub fn train_on(
     if !args.d_model.is_multiple_of(args.heads) {
         return Err(flag("d-model", format!("{} must be a multiple of --heads {}", args.d_model, args.heads)));
     }
-    let x_train = data.dense(&train_rows, &panel);
-    let x_valid = data.dense(&valid_rows, &panel);
-    let (t_train, t_valid) = (data.targets(&train_rows), data.targets(&valid_rows));
-    // Reference: each gene's centre and scale over the whole file's cells (label-free) or over its
-    // control cells, exactly as `Predictor::prepare` measures any file the model is later run on.
-    let g = panel.len();
-    let reference_rows: Vec<usize> = match args.reference {
-        ReferenceKind::ControlCells => data.rows_where(|p| p.is_control()),
-        _ => (0..data.labels.len()).collect(),
-    };
-    if reference_rows.len() < mamba_perturb::reference::MIN_REFERENCE_CELLS {
-        return Err(CliError::Data {
-            file: data.name.clone(),
-            problem: format!("--reference control-cells: only {} control cells", reference_rows.len()),
-        });
-    }
-    let (mean, sd) = centre_and_scale(&data.dense(&reference_rows, &panel), g);
-    let reference = Reference { mean: mean.clone(), sd: sd.clone(), measured: vec![true; g], source: String::new() };
-    let mut typ: Vec<f64> = x_train.chunks(g).map(|r| typicality(r, &reference)).collect();
-    typ.sort_by(|a, b| a.total_cmp(b));
-    let p99 = typ[((typ.len() as f64 * 0.99) as usize).min(typ.len() - 1)];
-
+    let (x_valid, t_valid) = p.valid;
     let gene_loci: Vec<_> = panel_genes.iter().map(|g| g.locus()).collect();
     let cand_loci: Vec<_> = candidates.iter().map(|g| g.locus()).collect();
     let own = mamba_perturb::model::card::own_genes(&panel_genes, &candidates);
@@ -118,11 +212,13 @@ pub fn train_on(
         &|d: &Device| net_config.init(d),
         (net_config.n_genes, net_config.n_candidates),
         &features,
-        &Split { x: &x_train, targets: &t_train },
+        p.cells.as_mut(),
         &Split { x: &x_valid, targets: &t_valid },
         args,
         label,
-    );
+    )
+    .map_err(CliError::Training)?;
+    drop(p.cells);
     // Temperature scaling on the validation conditions, folded into the network's heads.
     let plain = Device::flex();
     let t = training::temperature(
@@ -135,10 +231,9 @@ pub fn train_on(
     let net = fitted.net.with_temperature(t as f32);
 
     // The additive head is fitted below (it needs control cells); the card says whether there is one.
-    let all_targets = || t_train.iter().chain(&t_valid);
-    let with_head = !args.no_additive_head && all_targets().any(|t| t.is_empty());
-    let with_single = (0..candidates.len()).filter(|&a| all_targets().any(|t| t == &[a])).count();
-    let kind = if data.data.simulated { "simulated" } else { "real" };
+    let with_head = !args.no_additive_head && p.head_sums.cells_of(&[]) > 0;
+    let with_single = (0..candidates.len()).filter(|&a| p.head_sums.cells_of(&[a]) > 0).count();
+    let kind = if p.simulated { "simulated" } else { "real" };
     let last = fitted.history.iter().find(|e| e.epoch == fitted.best_epoch);
     let card = ModelCard {
         format: CARD_FORMAT.into(),
@@ -154,14 +249,7 @@ pub fn train_on(
             kind,
             if args.mask_targets { ", candidate genes' own expression masked" } else { "" }
         ),
-        training_data: TrainingData {
-            name: Path::new(&data.name).file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
-            kind: kind.into(),
-            sha256: data.sha256.clone(),
-            cells: train_rows.len(),
-            conditions: split.train.len(),
-            label_column: data.data.labels.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
-        },
+        training_data: p.source,
         panel: panel_genes,
         candidates,
         targets_masked: args.mask_targets,
@@ -177,12 +265,12 @@ pub fn train_on(
         command: String::new(),
         seed: args.seed,
         metrics: serde_json::json!({
-            "typicality_p99": p99,
+            "typicality_p99": p.typicality_p99,
             "temperature": t,
             "best_epoch": fitted.best_epoch,
             "validation_loss": last.map(|e| e.valid_loss),
             "validation_exact_top1": last.map(|e| e.valid_top1),
-            "validation_conditions": split.valid.len(),
+            "validation_conditions": p.valid_conditions,
             "seconds_per_train_step": fitted.seconds_per_step,
             "forward_flops_per_cell": net_config.forward_flops(args.batch) / args.batch as f64,
             // A training step costs about 3 forward passes (forward + backward).
@@ -198,13 +286,12 @@ pub fn train_on(
     // scores computed once): the shrinkage whose best weight ranks most validation cells first.
     let mut predictor = Predictor::from_parts(card, net.clone(), &plain);
     if with_head {
-        let rows = ([x_train.as_slice(), &x_valid].concat(), [t_train.as_slice(), &t_valid].concat());
         let reference = predictor.training_reference();
         let scores =
             predictor.network_scores(&x_valid, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?;
         let mut best: Option<(training::HeadFit, AdditiveHead)> = None;
         for k in HEAD_PSEUDO_CELLS {
-            let Some(head) = AdditiveHead::fit(&rows.0, g, &rows.1, predictor.card.candidates.len(), k) else { break };
+            let Some(head) = AdditiveHead::from_sums(&p.head_sums, predictor.card.candidates.len(), k) else { break };
             let head = head.with_own_rise(&own);
             predictor.card.additive = Some(head.clone());
             let evidence = predictor.evidence(&x_valid, predictor.head_terms(&reference).as_ref());
@@ -231,8 +318,7 @@ pub fn train_on(
     // The posterior's temperature on held-out training cells of every size, weighted to the
     // training cells' size shares: validation pairs stand in for unseen pairs, calibration
     // cells for control and the singles.
-    let x_calibration = data.dense(&calibration_rows, &panel);
-    let t_calibration = data.targets(&calibration_rows);
+    let (x_calibration, t_calibration) = p.calibration;
     let reference = predictor.training_reference();
     let held_out = [
         predictor.score_rows(&x_valid, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?,
@@ -248,7 +334,7 @@ pub fn train_on(
         );
         predictor.card.posterior_temperature = Some(fit.temperature);
         predictor.card.metrics["posterior_temperature"] = serde_json::json!({
-            "temperature": fit.temperature, "cells": fit.cells, "calibration_cells": calibration_rows.len(),
+            "temperature": fit.temperature, "cells": fit.cells, "calibration_cells": t_calibration.len(),
             "weighted_nll_before": fit.nll_before, "weighted_nll_after": fit.nll_after,
         });
     }
@@ -259,23 +345,29 @@ pub fn train_on(
 pub fn run(args: Args) -> Result<(), CliError> {
     args.model.device.check()?;
     let kind: SplitKind = args.split.parse().map_err(|e| flag("split", e))?;
-    let data = dataset::load(&args.data, &args.read.options()?)?;
-    let tag = if data.data.simulated { "[simulated] " } else { "" };
-    eprintln!(
-        "{tag}{}: {} cells, {} conditions, {} candidate genes, {} genes in the file",
-        data.name,
-        data.labels.len(),
-        data.conditions.len(),
-        data.candidates.len(),
-        data.data.genes.len()
-    );
-    let split = splits::split_conditions(&data.conditions, kind, args.model.seed);
-    let trained = train_on(&data, &split, &args.model, &format!("{tag}train"))?;
+    let options = args.read.options()?;
+    let started = std::time::Instant::now();
+    let (trained, simulated) = if args.stream {
+        let meta = dataset::load_labels(&args.data, &options)?;
+        let tag = if meta.data.simulated { "[simulated] " } else { "" };
+        describe(tag, &meta, "streamed");
+        let split = splits::split_conditions(&meta.conditions, kind, args.model.seed);
+        let (prepared, data) =
+            crate::stream::prepare(meta, &args.data, &options, &split, &args.model, args.stream_buffer, tag)?;
+        (fit_prepared(prepared, &args.model, &format!("{tag}train"))?, data.data.simulated)
+    } else {
+        let data = dataset::load(&args.data, &options)?;
+        let tag = if data.data.simulated { "[simulated] " } else { "" };
+        describe(tag, &data, "in memory");
+        let split = splits::split_conditions(&data.conditions, kind, args.model.seed);
+        (train_on(&data, &split, &args.model, &format!("{tag}train"))?, data.data.simulated)
+    };
+    let tag = if simulated { "[simulated] " } else { "" };
     let mut card = trained.card;
     card.name = args.out.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
     card.command = std::env::args().collect::<Vec<_>>().join(" ");
     model_folder::write(&args.out, &mut card, trained.net)?;
-    let svg = crate::plot::training_curve(&trained.fitted_history, &card.name, data.data.simulated);
+    let svg = crate::plot::training_curve(&trained.fitted_history, &card.name, simulated);
     let curve = args.out.join(model_folder::CURVE_FILE);
     std::fs::write(&curve, svg).map_err(io_at(&curve))?;
     eprintln!(
@@ -288,5 +380,60 @@ pub fn run(args: Args) -> Result<(), CliError> {
         card.metrics["validation_exact_top1"],
         card.metrics["best_epoch"]
     );
+    eprintln!("{tag}training took {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+fn describe(tag: &str, data: &Labelled, how: &str) {
+    eprintln!(
+        "{tag}{}: {} cells, {} conditions, {} candidate genes, {} genes in the file ({how})",
+        data.name,
+        data.labels.len(),
+        data.conditions.len(),
+        data.candidates.len(),
+        data.data.genes.len()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mamba_perturb::simulate::{Layout, SimConfig, simulate, to_h5ad};
+
+    /// Data-parallel training as it runs on CPU (Burn 0.22's own DDP needs a backend with collective
+    /// operations, which its CPU backend lacks; README, "Training on many devices"): each batch is
+    /// split over replicas, each with its own autodiff graph, and their gradients are summed before
+    /// one AdamW step. Two replicas end at one replica's training loss (same global batch, seed).
+    #[test]
+    fn two_data_parallel_replicas_train_to_the_loss_of_one() {
+        let sim = simulate(&SimConfig { seed: 5, cells: 2400, genes: 300, ..Default::default() }, |_, _| {}).unwrap();
+        let dir = std::env::temp_dir().join(format!("mamba-replicas-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cells.h5ad");
+        std::fs::write(&path, to_h5ad(&sim, Layout::Scperturb, None).unwrap()).unwrap();
+        let data = dataset::load(&path, &Default::default()).unwrap();
+        let split = splits::split_conditions(&data.conditions, SplitKind::HeldoutPairs, 0);
+        let losses: Vec<Vec<f64>> = ["1", "2"]
+            .iter()
+            .map(|replicas| {
+                let flags = ["--hvg", "32", "--epochs", "3", "--patience", "9", "--replicas", replicas];
+                let args = TrainConfig::from_flags(&[&flags[..], &["--no-additive-head"]].concat());
+                let trained = train_on(&data, &split, &args, "test").unwrap();
+                trained.fitted_history.iter().map(|e| e.train_loss).collect()
+            })
+            .collect();
+        let (one, two) = (&losses[0], &losses[1]);
+        assert_eq!((one.len(), two.len()), (3, 3));
+        assert!(one[2] < one[0] - 0.1, "training lowered the loss: {one:?}");
+        let gap = (one[2] - two[2]).abs() / one[2];
+        eprintln!("training loss by epoch: 1 replica {one:?}, 2 replicas {two:?}");
+        assert!(
+            gap < 0.01,
+            "final training loss: 1 replica {} vs 2 replicas {} ({:.2} %)",
+            one[2],
+            two[2],
+            gap * 100.0
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
