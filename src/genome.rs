@@ -121,6 +121,11 @@ impl GeneTable {
         self.genes.len()
     }
 
+    /// Every gene, in the table's order.
+    pub fn records(&self) -> &[GeneRecord] {
+        &self.genes
+    }
+
     pub fn is_empty(&self) -> bool {
         self.genes.is_empty()
     }

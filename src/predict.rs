@@ -74,8 +74,11 @@ pub struct Ranked {
     pub probability: f64,
 }
 
-/// Cells per forward pass (the CLI's default batch).
+/// Cells per forward pass (the CLI's default batch) for a model of Norman's size, and the most
+/// cells × queries a pass holds: with 10,000 candidates a pass is 2 cells (each cell's
+/// [queries × width] tensors are 1.3 MB there; 256 cells' took a page worker past 2 GB).
 const MAX_PASS_ROWS: usize = 256;
+const MAX_PASS_QUERY_ROWS: usize = MAX_PASS_ROWS * 106;
 
 impl Predictor {
     /// Builds the network from the card and loads burnpack weights into it.
@@ -208,7 +211,7 @@ impl Predictor {
     }
 
     /// Runs the network on `rows` cells (row-major `x`, measured against `reference`) and returns
-    /// their gene and count logits, `MAX_PASS_ROWS` cells per forward pass.
+    /// their gene and count logits, at most `MAX_PASS_ROWS` cells per forward pass.
     pub fn logits(&self, x: &[f32], rows: usize, reference: &Reference) -> Result<(Vec<f32>, Vec<f32>), PredictError> {
         let features = self.features.with_reference(&reference.mean, &reference.sd, &reference.measured);
         let mut out = (Vec::new(), Vec::new());
@@ -236,11 +239,12 @@ impl Predictor {
         Ok(out)
     }
 
-    /// `rows` cells of `x` in forward passes of at most `MAX_PASS_ROWS`: the network's
+    /// `rows` cells of `x` in forward passes of at most `MAX_PASS_ROWS` (fewer with many candidates): the network's
     /// intermediate tensors (cells × genes × width) stay small however many cells come at once.
     fn passes<'a>(&self, x: &'a [f32], rows: usize) -> impl Iterator<Item = (&'a [f32], usize)> + use<'a> {
         let g = self.card.net.n_genes.max(1);
-        x[..(rows * g).min(x.len())].chunks(MAX_PASS_ROWS * g).map(move |part| (part, part.len() / g))
+        let per_pass = (MAX_PASS_QUERY_ROWS / (self.card.net.n_candidates + 1)).clamp(1, MAX_PASS_ROWS);
+        x[..(rows * g).min(x.len())].chunks(per_pass * g).map(move |part| (part, part.len() / g))
     }
 
     /// Attention over the panel genes (mean over heads) of each of `queries` (candidate indices, or

@@ -218,14 +218,14 @@ impl AdditiveHead {
         self.folds.len()
     }
 
-    /// Each answer's fold per gene (singles, then pairs), floored: a pair's is 1 + Δ_A + Δ_B; a
+    /// Each answer's fold per gene (singles, then pairs while `sets::pair_count` has any), floored: a pair's is 1 + Δ_A + Δ_B; a
     /// candidate without folds changes nothing.
     fn answer_folds(&self) -> impl Iterator<Item = Vec<f64>> + '_ {
         let g = self.control.len();
         let n = self.candidates();
         let fold = move |a: usize, j: usize| self.folds[a].as_ref().map_or(1.0, |f| f[j] as f64);
         let singles = (0..n).map(move |a| (0..g).map(|j| fold(a, j)).collect());
-        let pairs = (0..n).flat_map(move |a| {
+        let pairs = (0..n).filter(move |_| super::sets::pair_count(n) > 0).flat_map(move |a| {
             (a + 1..n).map(move |b| (0..g).map(|j| (fold(a, j) + fold(b, j) - 1.0).max(FOLD_RANGE.0)).collect())
         });
         singles.chain(pairs)

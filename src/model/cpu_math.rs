@@ -123,6 +123,9 @@ pub fn matmul_transposed(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> 
 pub mod attention {
     use super::{Mat, for_each_task, kernels, matmul};
 
+    /// Queries scored at a time in inference (a genome-wide model has 10,000).
+    const QUERY_BLOCK: usize = 1024;
+
     /// A raw pointer that parallel tasks write through, each to its own disjoint elements.
     #[derive(Clone, Copy)]
     struct Out(*mut f32);
@@ -184,24 +187,31 @@ pub mod attention {
         let mut context = vec![0f32; z.b * nq * d];
         let mut weights: Vec<f32> = if keep { Vec::with_capacity(z.b * z.h * nq * g) } else { Vec::new() };
         let (ctx, w) = (Out(context.as_mut_ptr()), Out(weights.as_mut_ptr()));
+        // Without kept weights, the queries go in blocks: the scratch is QUERY_BLOCK × G however
+        // many candidates there are (10,000 queries × 2,000 genes would be 80 MB per thread).
+        let block = if keep { nq } else { nq.min(QUERY_BLOCK) };
         for_each_task(
             z.b * z.h,
-            || if keep { Vec::new() } else { vec![0f32; nq * g] },
+            || if keep { Vec::new() } else { vec![0f32; block * g] },
             |scratch: &mut Vec<f32>, i| {
                 let (cell, head) = (i / z.h, i % z.h);
-                // Weights (cell, head) are region i of the kept weights, or this task's scratch.
-                let s_ptr = if keep { w.at(i * nq * g) } else { scratch.as_mut_ptr() };
                 let (d_, g_) = (d as isize, g as isize);
-                // SAFETY: every pointer stays inside its buffer for these shapes and strides, and
-                // each task writes only its own weights region and its own head's context columns.
-                unsafe {
-                    let qh = Mat(qd.as_ptr().add(z.q_at(cell, head)), 1, d_);
-                    let kt = Mat(kd.as_ptr().add(z.kv_at(cell, head)), d_, 1); // kᵀ: dk × G
-                    matmul((nq, g, z.dk), s_ptr, g, qh, kt);
-                    let s = std::slice::from_raw_parts_mut(s_ptr, nq * g);
-                    kernels::softmax_rows(s, g, &bd[cell * g..][..g]);
-                    let vh = Mat(vd.as_ptr().add(z.kv_at(cell, head)), 1, d_);
-                    matmul((nq, z.dk, g), ctx.at(cell * nq * d + head * z.dk), d, Mat(s.as_ptr(), 1, g_), vh);
+                for first in (0..nq).step_by(block.max(1)) {
+                    let rows = block.min(nq - first);
+                    // Weights (cell, head) are region i of the kept weights, or this task's scratch.
+                    let s_ptr = if keep { w.at(i * nq * g) } else { scratch.as_mut_ptr() };
+                    // SAFETY: every pointer stays inside its buffer for these shapes and strides, and
+                    // each task writes only its own weights region and its own head's context columns.
+                    unsafe {
+                        let qh = Mat(qd.as_ptr().add(z.q_at(cell, head) + first * d), 1, d_);
+                        let kt = Mat(kd.as_ptr().add(z.kv_at(cell, head)), d_, 1); // kᵀ: dk × G
+                        matmul((rows, g, z.dk), s_ptr, g, qh, kt);
+                        let s = std::slice::from_raw_parts_mut(s_ptr, rows * g);
+                        kernels::softmax_rows(s, g, &bd[cell * g..][..g]);
+                        let vh = Mat(vd.as_ptr().add(z.kv_at(cell, head)), 1, d_);
+                        let out = ctx.at(cell * nq * d + first * d + head * z.dk);
+                        matmul((rows, z.dk, g), out, d, Mat(s.as_ptr(), 1, g_), vh);
+                    }
                 }
             },
         );
@@ -270,6 +280,30 @@ pub mod attention {
 
 /// Row kernels. Written so the compiler vectorises them (lane-wise partial sums, a polynomial exp
 /// without branches), and built twice: for the baseline CPU and for AVX2 + FMA, chosen at run time.
+#[cfg(test)]
+mod blocked_queries {
+    use super::attention::{Sizes, forward};
+
+    /// More queries than one block (a genome-wide model): scoring them a block at a time gives the
+    /// context of scoring them all at once (the path that keeps the weights), shared queries or not.
+    #[test]
+    fn queries_in_blocks_give_the_context_of_all_at_once() {
+        let (b, h, nq, g, d) = (2, 2, 2500, 37, 8);
+        let wave = |n: usize, k: usize| -> Vec<f32> { (0..n).map(|i| (((i * k) % 97) as f32 / 48.0) - 1.0).collect() };
+        let (k, v) = (wave(b * g * d, 31), wave(b * g * d, 17));
+        let bias: Vec<f32> = (0..b * g).map(|i| if i % 5 == 0 { -1e4 } else { 0.0 }).collect();
+        for qb in [1, b] {
+            let q = wave(qb * nq * d, 13);
+            let z = Sizes::of([qb, nq, d], [b, g, d], h);
+            let (blocked, none) = forward(z, (&q, &k, &v, &bias), false);
+            let (whole, kept) = forward(z, (&q, &k, &v, &bias), true);
+            assert!(none.is_none() && kept.is_some());
+            let worst = blocked.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "largest difference {worst}");
+        }
+    }
+}
+
 pub mod kernels {
     const LANES: usize = 8;
     /// 1.5 · 2^23: adding it rounds an f32 of magnitude < 2^22 to an integer, kept in the low bits.

@@ -54,6 +54,19 @@ pub struct SetScores {
     pub pairs: Vec<f64>,
 }
 
+/// Pairs are answers only among at most this many candidates (44,850 pairs). Beyond it, as in a
+/// genome-wide screen of single targets (10,000 candidates would make 50 million pairs, 400 MB of
+/// probabilities per cell), the answers are control and the singles.
+pub const MAX_PAIR_CANDIDATES: usize = 300;
+
+/// Pair answers among `n` candidates: every pair up to `MAX_PAIR_CANDIDATES`, none beyond.
+pub fn pair_count(n: usize) -> usize {
+    match n <= MAX_PAIR_CANDIDATES {
+        true => n * n.saturating_sub(1) / 2,
+        false => 0,
+    }
+}
+
 /// Position of the pair (a, b), a < b, among all pairs of `n` candidates.
 pub fn pair_index(a: usize, b: usize, n: usize) -> usize {
     debug_assert!(a < b && b < n);
@@ -99,7 +112,9 @@ impl SetScores {
         match genes {
             [] => self.control,
             [a] => self.singles[*a],
-            [a, b] => self.pairs[pair_index(*a.min(b), *a.max(b), self.singles.len())],
+            [a, b] if a != b => {
+                self.pairs.get(pair_index(*a.min(b), *a.max(b), self.singles.len())).copied().unwrap_or(0.0)
+            }
             _ => 0.0,
         }
     }
@@ -148,13 +163,16 @@ impl SetScores {
         let lc = log_sum_exp(c.iter().cloned());
         let log_count: Vec<f64> = c.iter().map(|x| x - lc).collect();
         let single = log_count[1] - log_sum_exp(l.iter().cloned());
-        let pair = log_count[2] - log_pair_sum(&l);
         let (e1, e2) = evidence.unwrap_or((&[], &[]));
         let extra = |e: &[f32], k: usize| e.get(k).map_or(0.0, |&v| v as f64);
-        let mut values = Vec::with_capacity(1 + n + n * n.saturating_sub(1) / 2);
+        let mut values = Vec::with_capacity(1 + n + pair_count(n));
         values.push(log_count[0] / t);
         values.extend(l.iter().enumerate().map(|(a, x)| (single + x + extra(e1, a)) / t));
-        for a in 0..n {
+        let pair = match pair_count(n) {
+            0 => 0.0,
+            _ => log_count[2] - log_pair_sum(&l),
+        };
+        for a in (0..n).filter(|_| pair_count(n) > 0) {
             let first = values.len() - (1 + n); // pair_index(a, a + 1, n)
             values.extend((a + 1..n).map(|b| (pair + l[a] + l[b] + extra(e2, first + b - a - 1)) / t));
         }
@@ -187,9 +205,9 @@ fn log_pair_sum(l: &[f64]) -> f64 {
 }
 
 impl SetScores {
-    /// Every answer (control, each single, each pair of `n` candidates) equally likely.
+    /// Every answer (control, each single, each pair of `n` candidates: `pair_count`) equally likely.
     pub fn uniform(n: usize) -> SetScores {
-        let pairs = n * n.saturating_sub(1) / 2;
+        let pairs = pair_count(n);
         let p = 1.0 / (1 + n + pairs) as f64;
         SetScores { control: p, singles: vec![p; n], pairs: vec![p; pairs] }
     }
@@ -254,7 +272,7 @@ pub fn answer_size(k: usize, n: usize) -> usize {
 /// P(S) for one answer of each size before seeing a cell: P(size) spread evenly within the size.
 /// `sizes`: P(0, 1, 2 genes); `n` candidates.
 pub fn answer_prior(sizes: [f64; 3], n: usize) -> [f64; 3] {
-    let pairs = (n * n.saturating_sub(1) / 2).max(1) as f64;
+    let pairs = pair_count(n).max(1) as f64;
     [sizes[0], sizes[1] / n.max(1) as f64, sizes[2] / pairs]
 }
 
@@ -282,7 +300,7 @@ pub struct Combination {
 
 impl Combination {
     pub fn new(n_candidates: usize) -> Self {
-        let answers = 1 + n_candidates + n_candidates * n_candidates.saturating_sub(1) / 2;
+        let answers = 1 + n_candidates + pair_count(n_candidates);
         Combination { log_sum: vec![0.0; answers], n_candidates, cells: 0 }
     }
 
@@ -470,5 +488,31 @@ mod tests {
         let nll: f32 = set_nll(l, c, y, k).into_data().try_to_vec::<f32>().unwrap()[0];
         let expected = -s.pairs[pair_index(0, 2, 5)].ln();
         assert!((nll as f64 - expected).abs() < 1e-3, "{nll} vs {expected}");
+    }
+
+    /// A genome-wide candidate set (10,000 single targets): the answers are control and the
+    /// singles, whose probabilities are those of the same logits with pairs given no mass.
+    #[test]
+    fn beyond_the_pair_limit_the_answers_are_control_and_singles() {
+        let n = 10_000;
+        let gene: Vec<f32> = (0..n).map(|a| ((a * 37 % 101) as f32 / 10.0) - 5.0).collect();
+        let count = [0.5f32, 1.0, 0.2];
+        let (s, logs) = SetScores::from_parts_with_logs(&gene, &count, None, 1.0);
+        assert_eq!((s.singles.len(), s.pairs.len(), logs.len()), (n, 0, 1 + n));
+        assert!((s.control + s.singles.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        // P(single a) / P(control) = e^{c1 + l_a − c0} / Σ e^{l}: the pair size's share is left out.
+        let z: f64 = gene.iter().map(|&l| (l as f64).exp()).sum();
+        let ratio = s.singles[7] / s.control;
+        assert!((ratio - (1.0f64 - 0.5 + gene[7] as f64).exp() / z).abs() < 1e-9 * ratio);
+        assert_eq!(s.probability(&[3, 9]), 0.0);
+        assert_eq!((SetScores::uniform(n).pairs.len(), pair_count(MAX_PAIR_CANDIDATES + 1)), (0, 0));
+        let mut group = Combination::new(n);
+        group.add_logs(&logs);
+        group.add(&s);
+        let both = group.finish(answer_prior([0.1, 0.9, 0.0], n));
+        assert_eq!(both.pairs.len(), 0);
+        let top = (0..n).max_by(|&a, &b| s.singles[a].total_cmp(&s.singles[b])).unwrap();
+        assert!(both.singles[top] > s.singles[top], "two cells agreeing sharpen the group's top answer");
+        assert_eq!(pair_count(MAX_PAIR_CANDIDATES), MAX_PAIR_CANDIDATES * (MAX_PAIR_CANDIDATES - 1) / 2);
     }
 }

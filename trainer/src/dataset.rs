@@ -63,9 +63,9 @@ fn with_labels(path: &Path, data: ExpressionData, normalised: io::CsrMatrix) -> 
     let labels = mamba_perturb::labels::parse_column(&column.values).map_err(|(i, e)| {
         CliError::Labels(format!("{name}: obs column '{}', cell {}: {e}", column.name, data.cells[i]))
     })?;
-    let mut conditions: Vec<Perturbation> = labels.clone();
-    conditions.sort();
-    conditions.dedup();
+    // Distinct labels without a second copy of every cell's (a screen has millions of cells).
+    let conditions: Vec<Perturbation> =
+        labels.iter().collect::<std::collections::BTreeSet<_>>().into_iter().cloned().collect();
     let condition = labels.iter().map(|l| conditions.binary_search(l).unwrap_or(0)).collect();
     let mut candidates: Vec<String> = conditions.iter().flat_map(|c| c.genes().to_vec()).collect();
     candidates.sort();

@@ -25,6 +25,15 @@ pub struct Args {
     /// cpu, or gpu in a build with `--features gpu` (Vulkan).
     #[arg(long, value_enum, default_value_t = Compute::Cpu)]
     pub device: Compute,
+    /// Instead of timing: write to --out an UNTRAINED model of this shape for FILE (a labelled
+    /// h5ad): its --genes most variable genes as the panel, --candidates candidates (the file's
+    /// genes first, then GRCh38 genes), the additive head from FILE's singles plus each other
+    /// candidate's own-gene rise. For measuring a genome-wide model's memory and speed
+    /// (benches/page_genome_wide.mjs); its answers mean nothing.
+    #[arg(long, requires = "out")]
+    pub model_for: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// The machine's achievable matrix-product rate through the same backend (for the CPU, the same
@@ -52,6 +61,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(args: Args) -> Result<(), crate::error::CliError> {
     args.device.check()?;
+    if let (Some(file), Some(out)) = (&args.model_for, &args.out) {
+        return write_untrained_model(&args, file, out);
+    }
     let config = NetConfig {
         n_genes: args.genes,
         n_candidates: args.candidates,
@@ -117,6 +129,101 @@ pub fn run(args: Args) -> Result<(), crate::error::CliError> {
         "{}",
         serde_json::json!({"backend": args.device.name(), "train_step_s": median(train), "inference_batch_s": median(infer),
             "forward_flops": config.forward_flops(b), "gemm_gflops": gemm_gflops(&plain)})
+    );
+    Ok(())
+}
+
+/// `--model-for FILE --out DIR`: an untrained model of the asked shape, said so in its card.
+fn write_untrained_model(
+    args: &Args,
+    file: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<(), crate::error::CliError> {
+    use mamba_perturb::genome::GeneTable;
+    use mamba_perturb::model::additive::AdditiveHead;
+    use mamba_perturb::model::card::{CARD_FORMAT, CardGene, ModelCard, TrainingData, WeightsInfo, own_genes};
+    use mamba_perturb::reference::{ReferenceKind, centre_and_scale};
+
+    let data = crate::dataset::load(file, &Default::default())?;
+    let cells: Vec<usize> = (0..data.labels.len()).collect();
+    let panel = data.choose_panel(&cells, args.genes, true);
+    let panel_genes = data.card_genes(&panel);
+    // Candidates: the file's genes (with their places), then GRCh38 genes with a place.
+    let table = GeneTable::grch38();
+    let mut seen = std::collections::HashSet::new();
+    let file_genes = data.card_genes(&(0..data.data.genes.len()).collect::<Vec<_>>());
+    let others = table.records().iter().filter_map(|r| {
+        let locus = table.locus(r)?;
+        Some(CardGene::new(&r.symbol, Some(&r.gene_id), Some(&locus)))
+    });
+    let candidates: Vec<CardGene> = file_genes
+        .into_iter()
+        .chain(others)
+        .filter(|g| seen.insert(g.symbol.to_ascii_uppercase()))
+        .take(args.candidates)
+        .collect();
+    if candidates.len() < args.candidates {
+        return Err(crate::error::flag("candidates", format!("only {} genes could be found", candidates.len())));
+    }
+    let index: std::collections::HashMap<&str, usize> =
+        candidates.iter().enumerate().map(|(i, g)| (g.symbol.as_str(), i)).collect();
+    let x = data.dense(&cells, &panel);
+    let g = panel.len();
+    let (mean, sd) = centre_and_scale(&x, g);
+    let targets: Vec<Vec<usize>> = cells
+        .iter()
+        .map(|&i| data.labels[i].genes().iter().filter_map(|s| index.get(s.as_str()).copied()).collect())
+        .collect();
+    let own = own_genes(&panel_genes, &candidates);
+    let head = AdditiveHead::fit(&x, g, &targets, candidates.len(), 100.0).map(|h| h.with_own_rise(&own));
+    let net_config = NetConfig {
+        n_genes: g,
+        n_candidates: candidates.len(),
+        d_model: args.d_model,
+        n_heads: args.heads,
+        n_freqs: 6,
+        cis: false,
+    };
+    let device = burn::tensor::Device::flex();
+    let net = crate::training::seeded(&device, 0, || net_config.init(&device));
+    let mut card = ModelCard {
+        format: CARD_FORMAT.into(),
+        name: out.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+        description: format!(
+            "UNTRAINED network of a genome-wide shape ({} candidates, {g} panel genes), written by `mamba-perturb speed --model-for` to measure memory and speed; its answers mean nothing.",
+            candidates.len()
+        ),
+        training_data: TrainingData {
+            name: file.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+            kind: if data.data.simulated { "simulated" } else { "real" }.into(),
+            sha256: data.sha256.clone(),
+            cells: 0,
+            conditions: 0,
+            label_column: String::new(),
+        },
+        panel: panel_genes,
+        candidates,
+        targets_masked: false,
+        normalization: "scanpy normalize_total(target_sum=1e4) + log1p over all genes of the file (counts)".into(),
+        net: net_config,
+        reference_mean: mean,
+        reference_sd: sd,
+        reference: ReferenceKind::FileCells,
+        answer_sizes: Some([0.1, 0.9, 0.0]),
+        additive: head,
+        posterior_temperature: None,
+        weights: WeightsInfo { file: String::new(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        seed: 0,
+        metrics: serde_json::json!({ "untrained": true }),
+        versions: serde_json::json!({ "mamba_perturb": env!("CARGO_PKG_VERSION"), "burn": "0.22.1" }),
+    };
+    mamba_perturb::model_folder::write(out, &mut card, net)?;
+    eprintln!(
+        "wrote {}: an UNTRAINED model, {} candidates x {g} panel genes ({} weight bytes)",
+        out.display(),
+        card.candidates.len(),
+        card.weights.bytes
     );
     Ok(())
 }
