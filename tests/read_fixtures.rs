@@ -306,8 +306,8 @@ fn legacy_raw_dot_x_reads_as_anndata_reads_adata_raw() {
 /// cell's total over every gene (what counts are normalised by) and the file's own gene count.
 #[test]
 fn reading_some_genes_keeps_their_columns_and_every_cells_total() {
-    for name in ["anndata07_csr.h5ad", "csc_f64.h5ad", "dense_int.h5ad", "gzip_chunked.h5ad", "gears_norm_layers.h5ad"]
-    {
+    let files = ["anndata07_csr.h5ad", "csc_f64.h5ad", "dense_int.h5ad", "gzip_chunked.h5ad", "gears_norm_layers.h5ad"];
+    for name in files.into_iter().chain(["cells_rows.csv", "bom_crlf.csv"]) {
         let full = read(name);
         // Every third gene, named by symbol, plus one name the file does not have.
         let wanted: Vec<String> = full.genes.iter().step_by(3).cloned().chain(["NOT_A_GENE".to_string()]).collect();
@@ -337,4 +337,10 @@ fn reading_some_genes_keeps_their_columns_and_every_cells_total() {
         let every = ReadOptions { only_genes: full.genes.clone(), ..Default::default() };
         assert!(io::read_path(&fixture(name), &every).unwrap().subset.is_none());
     }
+    // A CSV with genes as rows names cells in its header: it is read whole, as it is.
+    let full = read("genes_rows.tsv.gz");
+    let wanted: Vec<String> = full.genes.iter().step_by(3).cloned().collect();
+    let part = io::read_path(&fixture("genes_rows.tsv.gz"), &ReadOptions { only_genes: wanted, ..Default::default() });
+    let part = part.unwrap();
+    assert_eq!((part.genes, part.subset.is_none()), (full.genes, true));
 }

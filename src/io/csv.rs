@@ -31,6 +31,9 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
     let mut matrix: Option<CsrMatrix> = None;
     let mut cols: Vec<u32> = Vec::new();
     let mut vals: Vec<f32> = Vec::new();
+    // Only the asked-for genes (a model's panel) when the header names some of them: a cells-as-rows
+    // file larger than memory keeps only their columns, and each cell's total over every gene.
+    let mut kept: Option<KeptColumns> = None;
     let mut line_no = 1;
     loop {
         line.clear();
@@ -46,12 +49,15 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
         let mut fields = text.split(delimiter);
         let name = unquote(fields.next().unwrap_or(""));
         // A header with one name fewer than the rows is R's `write.csv`/`write.table` style.
-        let n_values = match &matrix {
-            Some(m) => m.n_cols,
-            None => {
+        let n_values = match (&matrix, &kept) {
+            (Some(_), Some(k)) => k.position.len(),
+            (Some(m), None) => m.n_cols,
+            (None, _) => {
                 let n_fields = text.split(delimiter).count();
                 let n_values = if n_fields == header.len() { header.len() - 1 } else { header.len() };
-                matrix = Some(CsrMatrix::new(n_values));
+                let names = if header.len() > n_values { &header[1..] } else { &header[..] };
+                kept = KeptColumns::for_header(names, options);
+                matrix = Some(CsrMatrix::new(kept.as_ref().map_or(n_values, |k| k.names.len())));
                 n_values
             }
         };
@@ -99,6 +105,9 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
                 vals.push(v);
             }
         }
+        if let Some(k) = kept.as_mut() {
+            k.keep_row(&mut cols, &mut vals);
+        }
         if count != n_values {
             return Err(ReadError::Ragged {
                 file: file.to_string(),
@@ -113,9 +122,20 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
         }
     }
     let matrix = matrix.unwrap_or_else(|| CsrMatrix::new(header.len().saturating_sub(1)));
-    let col_names: Vec<String> = if header.len() > matrix.n_cols { header[1..].to_vec() } else { header };
-
-    let orientation = choose_orientation(&row_names, &col_names, options.orientation, &options.known_genes);
+    let n_header_values = kept.as_ref().map_or(matrix.n_cols, |k| k.position.len());
+    let col_names: Vec<String> = if header.len() > n_header_values { header[1..].to_vec() } else { header };
+    let (col_names, orientation, subset) = match kept {
+        Some(k) => {
+            let reason = format!("the header names {} of the genes asked for", k.names.len());
+            let chosen = OrientationChoice { chosen: Orientation::CellsAsRows, reason, from_shape: false };
+            let subset = super::GeneSubset { genes_in_file: col_names.len(), nnz_in_file: k.nnz, row_totals: k.totals };
+            (k.names, chosen, Some(subset))
+        }
+        None => {
+            let orientation = choose_orientation(&row_names, &col_names, options.orientation, &options.known_genes);
+            (col_names, orientation, None)
+        }
+    };
     let genes_as_rows = orientation.chosen == Orientation::GenesAsRows;
     // A guess from the shape alone is worth a warning the person sees.
     let warnings =
@@ -138,9 +158,57 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
         matrix_source: source,
         simulated,
         warnings,
-        subset: None,
+        subset,
         ..Default::default()
     })
+}
+
+/// The columns of a cells-as-rows CSV that `ReadOptions::only_genes` asks for, and what the
+/// others still contribute: each cell's total and the stored values' count.
+struct KeptColumns {
+    names: Vec<String>,
+    /// Each header column's kept position (u32::MAX: dropped).
+    position: Vec<u32>,
+    totals: Vec<f64>,
+    nnz: u64,
+}
+
+impl KeptColumns {
+    /// None when nothing is asked for, the file is said to hold genes as rows, or the header names
+    /// none (or all) of the asked-for genes: the file is then read whole.
+    fn for_header(names: &[String], options: &ReadOptions) -> Option<KeptColumns> {
+        if options.only_genes.is_empty() || options.orientation == Orientation::GenesAsRows {
+            return None;
+        }
+        let wanted: HashSet<&str> = options.only_genes.iter().map(String::as_str).collect();
+        let keep: Vec<bool> = names.iter().map(|n| wanted.contains(n.as_str())).collect();
+        if !keep.contains(&true) || !keep.contains(&false) {
+            return None;
+        }
+        let mut position = vec![u32::MAX; names.len()];
+        let mut kept_names = Vec::new();
+        for (j, name) in names.iter().enumerate().filter(|(j, _)| keep[*j]) {
+            position[j] = kept_names.len() as u32;
+            kept_names.push(name.clone());
+        }
+        Some(KeptColumns { names: kept_names, position, totals: Vec::new(), nnz: 0 })
+    }
+
+    /// Notes a row's total and count, and leaves only its kept columns (renumbered).
+    fn keep_row(&mut self, cols: &mut Vec<u32>, vals: &mut Vec<f32>) {
+        self.totals.push(super::sparse::lane_sum(vals));
+        self.nnz += vals.len() as u64;
+        let mut k = 0;
+        for i in 0..cols.len() {
+            let p = self.position[cols[i] as usize];
+            if p != u32::MAX {
+                (cols[k], vals[k]) = (p, vals[i]);
+                k += 1;
+            }
+        }
+        cols.truncate(k);
+        vals.truncate(k);
+    }
 }
 
 fn text_error(file: &str, line: usize, e: std::io::Error) -> ReadError {
