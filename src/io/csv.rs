@@ -126,7 +126,14 @@ pub fn read_csv<R: Read>(file: &str, reader: R, options: &ReadOptions) -> Result
     let col_names: Vec<String> = if header.len() > n_header_values { header[1..].to_vec() } else { header };
     let (col_names, orientation, subset) = match kept {
         Some(k) => {
-            let reason = format!("the header names {} of the genes asked for", k.names.len());
+            let reason = match options.orientation {
+                Orientation::Auto => format!(
+                    "{} of {} column names match the genes asked for (the model's panel): genes are the columns",
+                    k.names.len(),
+                    col_names.len()
+                ),
+                asked => format!("asked for ({asked})"),
+            };
             let chosen = OrientationChoice { chosen: Orientation::CellsAsRows, reason, from_shape: false };
             let subset = super::GeneSubset { genes_in_file: col_names.len(), nnz_in_file: k.nnz, row_totals: k.totals };
             (k.names, chosen, Some(subset))
