@@ -6,9 +6,10 @@
 //
 // Run after scripts/build-web.sh:  node benches/page_genome_wide.mjs [--candidates 10000] [--genes 2000]
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { rendererPeakMiB } from "./renderer_memory.mjs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
@@ -46,18 +47,6 @@ function cli(threads) {
   const out = run.stderr;
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   return { rate: cells / seconds, peakMiB: Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(out)[1]) / 1024 };
-}
-
-function rendererPeakMiB() {
-  let peak = 0;
-  for (const pid of readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
-    try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("--type=renderer")) continue;
-      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-      if (hwm) peak = Math.max(peak, Number(hwm[1]) / 1024);
-    } catch { /* the process ended */ }
-  }
-  return peak;
 }
 
 const native = { 1: cli(1), [cores]: cli(cores) };

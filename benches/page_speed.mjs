@@ -16,6 +16,7 @@ import os from "node:os";
 import { gzipSync } from "node:zlib";
 import { createRequire } from "node:module";
 import path from "node:path";
+import { rendererPeakMiB } from "./renderer_memory.mjs";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -78,19 +79,6 @@ function nativeCellsPerSecond(file, n, threads) {
   execFileSync(bin, ["predict", "--model", path.join(root, "models/default"), file, "-o", path.join(cache, "out.json")],
     { stdio: "ignore", env: { ...process.env, RAYON_NUM_THREADS: String(threads) } });
   return n / (Number(process.hrtime.bigint() - t0) / 1e9);
-}
-
-/** Peak resident memory (VmHWM, MiB) of the largest renderer process: the tab and its workers. */
-function rendererPeakMiB() {
-  let peak = 0;
-  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("--type=renderer")) continue;
-      const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-      if (hwm) peak = Math.max(peak, Number(hwm[1]) / 1024);
-    } catch { /* the process ended */ }
-  }
-  return peak;
 }
 
 const figures = {};

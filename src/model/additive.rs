@@ -105,15 +105,20 @@ impl ConditionSums {
 
     /// Adds rows of log1p CP10k values (row-major over `g` panel genes) with their answers.
     pub fn add_rows(&mut self, x: &[f32], targets: &[Vec<usize>]) {
-        let g = self.g;
-        for (row, t) in x.chunks_exact(g.max(1)).zip(targets) {
-            let s = self.groups.entry(t.clone()).or_insert_with(|| GroupSum::new(g));
-            s.cells += 1;
-            for (j, &v) in row.iter().enumerate() {
-                let y = (v as f64).exp_m1();
-                s.sum[j] += y;
-                s.squares[j] += y * y;
-            }
+        x.chunks_exact(self.g.max(1)).zip(targets).for_each(|(row, t)| self.add_row(row, t));
+    }
+
+    /// Adds one row with its answer.
+    pub fn add_row(&mut self, row: &[f32], answer: &[usize]) {
+        if !self.groups.contains_key(answer) {
+            self.groups.insert(answer.to_vec(), GroupSum::new(self.g));
+        }
+        let Some(s) = self.groups.get_mut(answer) else { return };
+        s.cells += 1;
+        for (j, &v) in row.iter().enumerate() {
+            let y = (v as f64).exp_m1();
+            s.sum[j] += y;
+            s.squares[j] += y * y;
         }
     }
 }

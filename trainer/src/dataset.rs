@@ -193,3 +193,16 @@ impl Labelled {
             .collect()
     }
 }
+
+/// A SIMULATED labelled h5ad (scPerturb layout: counts in X) in a temporary folder of its own, for
+/// tests: (folder, file). The caller removes the folder.
+#[cfg(test)]
+pub fn simulated_h5ad(tag: &str, seed: u64, cells: usize, genes: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    use mamba_perturb::simulate::{Layout, SimConfig, simulate, to_h5ad};
+    let sim = simulate(&SimConfig { seed, cells, genes, ..Default::default() }, |_, _| {}).unwrap();
+    let dir = std::env::temp_dir().join(format!("mamba-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cells.h5ad");
+    std::fs::write(&path, to_h5ad(&sim, Layout::Scperturb, None).unwrap()).unwrap();
+    (dir, path)
+}

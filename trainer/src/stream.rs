@@ -121,7 +121,7 @@ pub fn prepare(
         for (r, row) in x.chunks_exact(g).enumerate() {
             let i = start + r;
             if in_head[i] {
-                head_sums.add_rows(row, &[target(i).to_vec()]);
+                head_sums.add_row(row, target(i));
             }
             if in_reference[i] {
                 reference.extend_from_slice(row);
@@ -369,18 +369,13 @@ mod tests {
     use crate::dataset;
     use crate::splits::SplitKind;
     use mamba_perturb::model::additive::AdditiveHead;
-    use mamba_perturb::simulate::{Layout, SimConfig, simulate, to_h5ad};
 
     /// A streamed file gives training what the same file in memory gives: the same panel, reference,
     /// held-out cells and head, and over one epoch each training cell exactly once, in a shuffled
     /// order (3,000 simulated cells: three chunks, read two at a time).
     #[test]
     fn a_streamed_file_trains_on_what_the_file_in_memory_gives() {
-        let sim = simulate(&SimConfig { seed: 4, cells: 3000, genes: 400, ..Default::default() }, |_, _| {}).unwrap();
-        let dir = std::env::temp_dir().join(format!("mamba-stream-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("cells.h5ad");
-        std::fs::write(&path, to_h5ad(&sim, Layout::Scperturb, None).unwrap()).unwrap();
+        let (dir, path) = dataset::simulated_h5ad("stream", 4, 3000, 400);
         let args = TrainConfig::from_flags(&["--hvg", "32"]);
         let data = dataset::load(&path, &Default::default()).unwrap();
         let split = splits::split_conditions(&data.conditions, SplitKind::HeldoutPairs, 0);

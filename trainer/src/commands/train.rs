@@ -398,7 +398,6 @@ fn describe(tag: &str, data: &Labelled, how: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mamba_perturb::simulate::{Layout, SimConfig, simulate, to_h5ad};
 
     /// Data-parallel training as it runs on CPU (Burn 0.22's own DDP needs a backend with collective
     /// operations, which its CPU backend lacks; README, "Training on many devices"): each batch is
@@ -406,11 +405,7 @@ mod tests {
     /// one AdamW step. Two replicas end at one replica's training loss (same global batch, seed).
     #[test]
     fn two_data_parallel_replicas_train_to_the_loss_of_one() {
-        let sim = simulate(&SimConfig { seed: 5, cells: 2400, genes: 300, ..Default::default() }, |_, _| {}).unwrap();
-        let dir = std::env::temp_dir().join(format!("mamba-replicas-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("cells.h5ad");
-        std::fs::write(&path, to_h5ad(&sim, Layout::Scperturb, None).unwrap()).unwrap();
+        let (dir, path) = dataset::simulated_h5ad("replicas", 5, 2400, 300);
         let data = dataset::load(&path, &Default::default()).unwrap();
         let split = splits::split_conditions(&data.conditions, SplitKind::HeldoutPairs, 0);
         let losses: Vec<Vec<f64>> = ["1", "2"]
