@@ -21,10 +21,10 @@ mkdir -p www/models www/sample
 rm -rf www/models/default && cp -r models/default www/models/default
 cp data/genome/cytoband_GRCh38.tsv www/
 cargo build --release -p mamba-perturb-trainer
-# Same simulated world as the default model (seed 0, 1,000 genes), new cells (cell seed 1: with the
+# Same simulated world as the default model (seed 0, 2,000 genes), new cells (cell seed 1: with the
 # training file's cell seed, some cells would be exact copies of training cells). The sample button
 # opens the gzip-compressed h5ad (it carries the labels, so the page shows accuracy and groups);
 # the CSV is the same cells in the other format people bring.
-"$target/release/mamba-perturb" simulate --out www/sample/sample.csv --cells 1000 --genes 1000 --seed 0 --cell-seed 1 2>/dev/null
-"$target/release/mamba-perturb" simulate --out www/sample/sample.h5ad --cells 1000 --genes 1000 --seed 0 --cell-seed 1 --layout scperturb --compression 6 2>/dev/null
+"$target/release/mamba-perturb" simulate --out www/sample/sample.csv --cells 1000 --genes 2000 --seed 0 --cell-seed 1 2>/dev/null
+"$target/release/mamba-perturb" simulate --out www/sample/sample.h5ad --cells 1000 --genes 2000 --seed 0 --cell-seed 1 --layout scperturb --compression 6 2>/dev/null
 echo "www/ is ready: $(du -sh www/pkg | cut -f1) of wasm + glue"

@@ -11,7 +11,7 @@ use crate::genome::strip_version;
 use crate::io::ExpressionData;
 use crate::model::additive::{AdditiveHead, Evidence, HeadTerms};
 use crate::model::card::{CardError, ModelCard};
-use crate::model::sets::{SetScores, pair_at};
+use crate::model::sets::{self, SetScores, pair_at};
 use crate::model::{GenomeFeatures, PerturbNet};
 use crate::normalize::{self, ValueKind};
 use crate::reference::{Reference, ReferenceCells};
@@ -313,6 +313,14 @@ impl Predictor {
         let rows = gene.chunks(self.card.net.n_candidates).zip(count.chunks(3));
         let with_evidence = rows.zip(evidence.chain(std::iter::repeat(None)));
         with_evidence.map(|((g, c), e)| SetScores::from_parts_with_logs(g, c, e, t)).collect()
+    }
+
+    /// How this model pools cells into a group's answer: its training answer sizes as the prior
+    /// (equal sizes for older cards) and its fitted guide-failure share.
+    pub fn pooling(&self) -> sets::Pooling {
+        let card = &self.card;
+        let prior = sets::answer_prior(card.answer_sizes.unwrap_or([1.0 / 3.0; 3]), card.net.n_candidates);
+        sets::Pooling { prior, guide_failure: card.guide_failure.unwrap_or(0.0) }
     }
 
     /// The network's distributions times the head's evidence, at the card's posterior temperature.

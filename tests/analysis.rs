@@ -48,7 +48,7 @@ fn gears_file() -> (Vec<u8>, simulate::Simulation) {
         &SimConfig {
             seed: 0,
             cells: 800,
-            genes: 1000,
+            genes: 2000,
             control_fraction: 0.1,
             cell_seed: Some(5),
             ..Default::default()
@@ -277,7 +277,7 @@ fn batched_file(relabel: bool) -> (Vec<u8>, Vec<u8>) {
     let config = SimConfig {
         seed: 0,
         cells: 2000,
-        genes: 1000,
+        genes: 2000,
         control_fraction: 0.2,
         cell_seed: Some(9),
         ..Default::default()

@@ -20,7 +20,7 @@ fn precision_recall(flagged_and_failed: &[(bool, bool)]) -> (f64, f64, usize, us
 /// Fresh cells of the default model's world (seed 0), the default guide-failure rate, every cell
 /// predicted by the default model.
 fn predicted(cell_seed: u64) -> (simulate::Simulation, Analysis) {
-    let config = SimConfig { seed: 0, cells: 6000, genes: 1000, cell_seed: Some(cell_seed), ..Default::default() };
+    let config = SimConfig { seed: 0, cells: 6000, genes: 2000, cell_seed: Some(cell_seed), ..Default::default() };
     let sim = simulate::simulate(&config, |_, _| {}).unwrap();
     let bytes = layouts::to_h5ad(&sim, Layout::Pertpy, None).unwrap();
     let model = ModelFiles::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")).unwrap();

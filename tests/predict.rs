@@ -25,7 +25,7 @@ fn sample() -> simulate::Simulation {
         &SimConfig {
             seed: 0,
             cells: 800,
-            genes: 1000,
+            genes: 2000,
             control_fraction: 0.1,
             cell_seed: Some(1),
             ..Default::default()
@@ -131,7 +131,7 @@ fn the_default_model_finds_crispra_targets_in_fresh_simulated_cells() {
 
 #[test]
 fn another_gene_count_and_depth_are_measured_against_the_file_itself() {
-    // The default model's world measured differently: 3,000 genes instead of 1,000 (other per-cell
+    // The default model's world measured differently: 4,000 genes instead of 2,000 (other per-cell
     // totals), then also a third of the depth. Each file is its own reference, so accuracy follows
     // the information in the file: unchanged with more genes, lower (not collapsed) at lower depth.
     let p = default_model();
@@ -148,11 +148,11 @@ fn another_gene_count_and_depth_are_measured_against_the_file_itself() {
         (hits as f64 / s.len() as f64, prepared.report.reference)
     };
     let full = simulate::WorldParams::default().control_depth;
-    let (standard, _) = accuracy(1000, full);
-    let (more_genes, reference) = accuracy(3000, full);
-    let (shallow, _) = accuracy(3000, full / 3.0);
+    let (standard, _) = accuracy(2000, full);
+    let (more_genes, reference) = accuracy(4000, full);
+    let (shallow, _) = accuracy(4000, full / 3.0);
     println!(
-        "[simulated] exact top-1 per cell: 1,000 genes {standard:.3}; 3,000 genes {more_genes:.3}; 3,000 genes at a third of the depth {shallow:.3}"
+        "[simulated] exact top-1 per cell: 2,000 genes {standard:.3}; 4,000 genes {more_genes:.3}; 4,000 genes at a third of the depth {shallow:.3}"
     );
     assert!(reference.contains("1200 cells"), "{reference}");
     assert!((more_genes - standard).abs() < 0.05, "{more_genes} vs {standard}");
@@ -168,7 +168,7 @@ fn the_additive_head_adds_to_the_network_on_fresh_cells() {
     let head = p.card.additive.as_ref().expect("the default model carries its additive head");
     assert_eq!(head.folds.iter().filter(|f| f.is_some()).count(), 105);
     assert!(head.weight > 0.0);
-    let config = SimConfig { seed: 0, cells: 1200, genes: 1000, cell_seed: Some(9), ..Default::default() };
+    let config = SimConfig { seed: 0, cells: 1200, genes: 2000, cell_seed: Some(9), ..Default::default() };
     let sim = simulate::simulate(&config, |_, _| {}).unwrap();
     let prepared = p.prepare(&sim.data).unwrap();
     let candidates = p.candidates();

@@ -191,6 +191,8 @@ struct Running {
     outside: usize,
     /// One per group of the grouping `grouping` (version).
     groups: Vec<sets::Combination>,
+    /// How the groups pool their cells (the model's).
+    pooling: sets::Pooling,
     grouping: u64,
     /// Counted cells whose group sums a helper still holds (`accept_groups`).
     held_cells: usize,
@@ -215,13 +217,14 @@ impl Running {
         self.n_counted == outputs.iter().filter(|o| o.is_some()).count()
     }
 
-    fn new(cells: usize, grouping: &Grouping, candidates: usize) -> Running {
+    fn new(cells: usize, grouping: &Grouping, candidates: usize, pooling: sets::Pooling) -> Running {
         Running {
             counted: vec![false; cells],
             n_counted: 0,
             tally: Tally::default(),
             outside: 0,
-            groups: vec![sets::Combination::new(candidates); grouping.groups.len()],
+            groups: vec![sets::Combination::new(candidates, pooling); grouping.groups.len()],
+            pooling,
             grouping: grouping.version,
             held_cells: 0,
             tally_valid: true,
@@ -266,10 +269,10 @@ impl Analysis {
             }
         };
         self.model = model;
-        let candidates = self.predictor.card.net.n_candidates;
+        let (candidates, pooling) = (self.predictor.card.net.n_candidates, self.pooling());
         if let (Some(f), Some((data, p))) = (&mut self.file, prepared) {
             (f.data, f.prepared) = (without_matrix(data), p);
-            f.clear_outputs(candidates);
+            f.clear_outputs(candidates, pooling);
         }
         Ok(())
     }
@@ -299,9 +302,9 @@ impl Analysis {
     /// The same model on another device (the page's CPU / WebGPU switch); outputs are dropped.
     pub fn set_device(&mut self, device: &Device) -> Result<(), AnalysisError> {
         self.predictor = self.model.predictor(device).map_err(AnalysisError::Model)?;
-        let candidates = self.predictor.card.net.n_candidates;
+        let (candidates, pooling) = (self.predictor.card.net.n_candidates, self.pooling());
         if let Some(f) = &mut self.file {
-            f.clear_outputs(candidates);
+            f.clear_outputs(candidates, pooling);
         }
         Ok(())
     }
@@ -357,14 +360,14 @@ impl Analysis {
             reference: ReferenceCells::default(),
             outputs: vec![None; n],
             tops: vec![None; n],
-            running: Running::new(0, &Grouping::default(), 0),
+            running: Running::new(0, &Grouping::default(), 0, sets::Pooling::responding([1.0; 3])),
             context_version: 0,
             grouping: Grouping::default(),
             group_scores: None,
         };
         let label_column = file.data.labels.as_ref().map(|l| l.name.clone());
         file.grouping = file.grouping_by(label_column.as_deref(), None, next_version())?;
-        file.clear_outputs(self.predictor.card.net.n_candidates);
+        file.clear_outputs(self.predictor.card.net.n_candidates, self.pooling());
         Ok(&self.file.insert(file).report)
     }
 
@@ -418,10 +421,10 @@ impl Analysis {
         if let (Some(b), Some(labels)) = (&cells.batches, &f.labels) {
             prepared.report.warnings.extend(batch_label_warning(b, labels));
         }
-        let candidates = self.predictor.card.net.n_candidates;
+        let (candidates, pooling) = (self.predictor.card.net.n_candidates, self.pooling());
         let f = self.open_file_mut()?;
         (f.prepared, f.reference) = (prepared, cells);
-        f.clear_outputs(candidates);
+        f.clear_outputs(candidates, pooling);
         Ok(&f.report)
     }
 
@@ -466,7 +469,7 @@ impl Analysis {
         f.group_scores = None;
         // Sums for the new groups start now; cells predicted before are not in them.
         let r = &mut f.running;
-        r.groups = vec![sets::Combination::new(candidates); f.grouping.groups.len()];
+        r.groups = vec![sets::Combination::new(candidates, r.pooling); f.grouping.groups.len()];
         r.grouping = f.grouping.version;
         r.groups_valid = r.n_counted == 0;
         r.held_cells = 0;
@@ -577,7 +580,7 @@ impl Analysis {
                 }
                 let group = job.groups.get(k).copied().unwrap_or(NO_GROUP);
                 for group in std::iter::once(0).chain((group != NO_GROUP).then_some(group)) {
-                    groups.entry(group).or_insert_with(|| sets::Combination::new(c)).add_logs(&log_p);
+                    groups.entry(group).or_insert_with(|| sets::Combination::new(c, self.pooling())).add_logs(&log_p);
                 }
             }
             part.groups = groups.into_iter().collect();
@@ -796,12 +799,8 @@ impl Analysis {
             .collect();
         let r = &f.running;
         let summed = r.groups_valid && r.held_cells == 0 && r.grouping == f.grouping.version && r.covers(&f.outputs);
-        let scores = if summed {
-            let prior = self.answer_prior();
-            r.groups.iter().map(|g| g.finish(prior)).collect()
-        } else {
-            self.score_groups(&predicted)?
-        };
+        let scores =
+            if summed { r.groups.iter().map(|g| g.finish()).collect() } else { self.score_groups(&predicted)? };
         self.open_file_mut()?.group_scores = Some(predicted.into_iter().zip(scores).collect());
         self.pseudobulk_result(top)
     }
@@ -811,10 +810,9 @@ impl Analysis {
         self.pseudobulk(top)
     }
 
-    /// The prior that combines cells into groups: the model's training answer sizes.
-    fn answer_prior(&self) -> [f64; 3] {
-        let card = &self.predictor.card;
-        sets::answer_prior(card.answer_sizes.unwrap_or([1.0 / 3.0; 3]), card.net.n_candidates)
+    /// How cells combine into groups: the model's pooling (`Predictor::pooling`).
+    fn pooling(&self) -> sets::Pooling {
+        self.predictor.pooling()
     }
 
     /// Answer distributions of arbitrary groups of predicted cells (e.g. 10-cell pseudobulks),
@@ -827,7 +825,7 @@ impl Analysis {
         for (k, members) in groups.iter().enumerate() {
             members.iter().for_each(|&i| groups_of.entry(i).or_default().push(k));
         }
-        let mut combined = vec![sets::Combination::new(c); groups.len()];
+        let mut combined = vec![sets::Combination::new(c, self.pooling()); groups.len()];
         if let Some((&i, _)) = groups_of.iter().find(|(i, _)| !matches!(f.outputs.get(**i), Some(Some(_)))) {
             return Err(match f.outputs.get(i) {
                 Some(_) => AnalysisError::NotPredicted(i),
@@ -837,8 +835,7 @@ impl Analysis {
         self.for_each_scored(groups_of.keys().copied(), |i, cell| {
             groups_of[&i].iter().for_each(|&k| combined[k].add(&cell));
         });
-        let prior = self.answer_prior();
-        Ok(combined.iter().map(|g| g.finish(prior)).collect())
+        Ok(combined.iter().map(|g| g.finish()).collect())
     }
 
     /// The last computed pseudobulk of the current grouping (empty groups if none yet).
@@ -904,10 +901,10 @@ impl Analysis {
 }
 
 impl OpenFile {
-    fn clear_outputs(&mut self, candidates: usize) {
+    fn clear_outputs(&mut self, candidates: usize, pooling: sets::Pooling) {
         self.outputs.iter_mut().for_each(|o| *o = None);
         self.tops.iter_mut().for_each(|t| *t = None);
-        self.running = Running::new(self.outputs.len(), &self.grouping, candidates);
+        self.running = Running::new(self.outputs.len(), &self.grouping, candidates, pooling);
         self.context_version = next_version();
         self.group_scores = None;
         self.report.genes = self.prepared.report.clone();

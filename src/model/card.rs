@@ -113,6 +113,11 @@ pub struct ModelCard {
     /// say. None (older models): 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub posterior_temperature: Option<f64>,
+    /// Share of a perturbed condition's cells that look like control cells (guides that did
+    /// nothing), fitted on held-out training cells: pooling a group's cells allows for them
+    /// (`sets::Pooling`), so one failed cell cannot veto its group's answer. None (older models): 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guide_failure: Option<f64>,
     pub weights: WeightsInfo,
     pub command: String,
     pub seed: u64,

@@ -276,54 +276,81 @@ pub fn answer_prior(sizes: [f64; 3], n: usize) -> [f64; 3] {
     [sizes[0], sizes[1] / n.max(1) as f64, sizes[2] / pairs]
 }
 
-/// A group's answer distribution from its cells' posteriors, taken as independent given the answer:
-/// log P(S | cells) = Σ log P(S | cell) − (n − 1) log P(S), normalised. `prior` from `answer_prior`.
-pub fn combine(cells: &[&SetScores], prior: [f64; 3]) -> SetScores {
-    let mut group = Combination::new(cells.first().map_or(0, |s| s.singles.len()));
+/// How a group's cells are pooled into one answer: the prior of each answer (`answer_prior`) and
+/// the share of a perturbed condition's cells whose guides did nothing and that look like control
+/// cells (`guide_failure`, fitted on held-out training cells; 0: every cell responded).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pooling {
+    pub prior: [f64; 3],
+    pub guide_failure: f64,
+}
+
+impl Pooling {
+    /// Every cell responded: the group's posterior is Σ log P(S | cell) − (n − 1) log P(S).
+    pub fn responding(prior: [f64; 3]) -> Pooling {
+        Pooling { prior, guide_failure: 0.0 }
+    }
+}
+
+/// A group's answer distribution from its cells' posteriors, taken as independent given the
+/// answer, each cell of a perturbed answer S being with probability f a control-like failure:
+/// P(cell | S) ∝ (1 − f)·P(S | cell)/P(S) + f·P(control | cell)/P(control). With f = 0,
+/// log P(S | cells) = Σ log P(S | cell) − (n − 1) log P(S), normalised.
+pub fn combine(cells: &[&SetScores], pooling: Pooling) -> SetScores {
+    let mut group = Combination::new(cells.first().map_or(0, |s| s.singles.len()), pooling);
     cells.iter().for_each(|s| group.add(s));
-    group.finish(prior)
+    group.finish()
 }
 
 /// Probabilities are floored here when combined, so that no single cell can veto an answer.
 const MIN_PROBABILITY: f64 = 1e-300;
 
-/// `combine` one cell at a time: only the running sums of log P(answer | cell) are kept (one row of
-/// control, singles and pairs), never the cells' own tables.
+/// `combine` one cell at a time: only the running sums of each answer's log likelihood ratio are
+/// kept (one row of control, singles and pairs), never the cells' own tables.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Combination {
-    /// Σ log P over the cells added: control, then singles, then pairs in `pair_index` order.
+    /// Σ log (P(cell | S) / P(cell)) over the cells added: control, then singles, then pairs in
+    /// `pair_index` order.
     #[serde(with = "crate::analysis::jobs::raw")]
     log_sum: Vec<f64>,
     n_candidates: usize,
     cells: usize,
+    pooling: Pooling,
 }
 
 impl Combination {
-    pub fn new(n_candidates: usize) -> Self {
+    pub fn new(n_candidates: usize, pooling: Pooling) -> Self {
         let answers = 1 + n_candidates + pair_count(n_candidates);
-        Combination { log_sum: vec![0.0; answers], n_candidates, cells: 0 }
+        Combination { log_sum: vec![0.0; answers], n_candidates, cells: 0, pooling }
     }
 
     pub fn add(&mut self, cell: &SetScores) {
         let probabilities = std::iter::once(&cell.control).chain(&cell.singles).chain(&cell.pairs);
-        for (sum, &p) in self.log_sum.iter_mut().zip(probabilities) {
-            *sum += p.max(MIN_PROBABILITY).ln();
-        }
-        self.cells += 1;
+        let log_p: Vec<f64> = probabilities.map(|&p| p.max(MIN_PROBABILITY).ln()).collect();
+        self.add_logs(&log_p);
     }
 
     /// The same from the cell's log probabilities in answer order (`from_parts_with_logs`).
     pub fn add_logs(&mut self, log_p: &[f64]) {
         let floor = MIN_PROBABILITY.ln();
-        self.log_sum.iter_mut().zip(log_p).for_each(|(sum, &l)| *sum += l.max(floor));
+        let c = self.n_candidates;
+        let log_prior = self.pooling.prior.map(|p| p.max(MIN_PROBABILITY).ln());
+        let f = self.pooling.guide_failure;
+        // A failure's term, ln f + the cell's control likelihood ratio; a response's, ln(1 − f) + its own.
+        let failure = log_p.first().map_or(0.0, |&l| f.ln() + l.max(floor) - log_prior[0]);
+        let responds = (1.0 - f).ln();
+        for (k, (sum, &l)) in self.log_sum.iter_mut().zip(log_p).enumerate() {
+            let own = l.max(floor) - log_prior[answer_size(k, c)];
+            *sum += if k == 0 || f <= 0.0 { own } else { log_add(responds + own, failure) };
+        }
         self.cells += 1;
     }
 
     /// Adds the cells of another combination of the same candidates (a chunk scored elsewhere).
     pub fn merge(&mut self, other: &Combination) -> Result<(), String> {
-        if other.log_sum.len() != self.log_sum.len() {
+        if other.log_sum.len() != self.log_sum.len() || other.pooling != self.pooling {
             return Err(format!(
-                "a group of {} answers cannot join one of {}",
+                "a group of {} answers cannot join one of {} (or their pooling differs)",
                 other.log_sum.len(),
                 self.log_sum.len()
             ));
@@ -334,21 +361,28 @@ impl Combination {
     }
 
     /// The normalised distribution (with no cells: control, the empty group's placeholder).
-    pub fn finish(&self, prior: [f64; 3]) -> SetScores {
+    pub fn finish(&self) -> SetScores {
         let c = self.n_candidates;
         if self.cells == 0 {
             return SetScores { control: 1.0, singles: vec![0.0; c], pairs: vec![0.0; self.log_sum.len() - 1 - c] };
         }
-        let extra = self.cells as f64 - 1.0;
+        let prior = self.pooling.prior;
         let totals: Vec<f64> = self
             .log_sum
             .iter()
             .enumerate()
-            .map(|(k, &v)| v - extra * prior[answer_size(k, c)].max(1e-300).ln())
+            .map(|(k, &v)| v + prior[answer_size(k, c)].max(MIN_PROBABILITY).ln())
             .collect();
         // Every total is finite (log probabilities are floored at 1e-300 when added).
         SetScores::from_log_values(&totals, c).unwrap_or_else(|| SetScores::uniform(c))
     }
+}
+
+/// ln(e^a + e^b), without the exponentials where one term is negligible (most answers of most
+/// cells: pooling a 5,566-answer row per cell stays cheap).
+fn log_add(a: f64, b: f64) -> f64 {
+    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
+    if hi - lo > 37.0 { hi } else { hi + (lo - hi).exp().ln_1p() }
 }
 
 #[cfg(test)]
@@ -396,10 +430,11 @@ mod tests {
         }
         // The log probabilities it returns add into a pseudobulk exactly as the probabilities do.
         let (scores, logs) = SetScores::from_parts_with_logs(&gene, &count, Some((&singles, &pairs)), 1.3);
-        let (mut by_p, mut by_log) = (Combination::new(5), Combination::new(5));
+        let pooling = Pooling { prior: [0.2, 0.4, 0.4], guide_failure: 0.1 };
+        let (mut by_p, mut by_log) = (Combination::new(5, pooling), Combination::new(5, pooling));
         by_p.add(&scores);
         by_log.add_logs(&logs);
-        let (a, b) = (by_p.finish([0.2, 0.4, 0.4]), by_log.finish([0.2, 0.4, 0.4]));
+        let (a, b) = (by_p.finish(), by_log.finish());
         assert!(
             a.pairs.iter().zip(&b.pairs).all(|(x, y)| (x - y).abs() < 1e-12) && (a.control - b.control).abs() < 1e-12
         );
@@ -458,7 +493,7 @@ mod tests {
     fn combining_cells_sharpens_towards_their_common_answer() {
         // Three cells, each mildly for gene 1; with a flat prior their product is clearly for gene 1.
         let cell = SetScores::from_logits(&[0.0, 1.0, 0.0], &[0.0, 1.0, -1.0]);
-        let prior = answer_prior([1.0 / 3.0; 3], 3);
+        let prior = Pooling::responding(answer_prior([1.0 / 3.0; 3], 3));
         let one = combine(&[&cell], prior);
         assert!((one.singles[1] - cell.singles[1]).abs() < 1e-12, "one cell is its own pseudobulk");
         let three = combine(&[&cell, &cell, &cell], prior);
@@ -472,6 +507,38 @@ mod tests {
         );
         let total = three.control + three.singles.iter().sum::<f64>() + three.pairs.iter().sum::<f64>();
         assert!((total - 1.0).abs() < 1e-9);
+    }
+
+    /// Nine cells for single 1 and one control-like cell (a guide that did nothing): pooled as if
+    /// every cell responded, the one cell vetoes gene 1; with guide failure in the pooling, the
+    /// group is gene 1's. A control group stays control, and one clear cell keeps its answer.
+    #[test]
+    fn a_failed_guide_cannot_veto_its_group() {
+        let prior = answer_prior([0.1, 0.6, 0.3], 3);
+        let responder = SetScores::from_logits(&[-12.0, 12.0, -12.0], &[-6.0, 12.0, -6.0]);
+        // The head's evidence can be far stronger than the network's bounded logits.
+        let failed =
+            SetScores::from_logits(&[0.0; 3], &[12.0, -12.0, -12.0]).with_evidence(&[0.0, -400.0, 0.0], &[0.0; 3]);
+        let mut group: Vec<&SetScores> = vec![&responder; 9];
+        group.push(&failed);
+        let best = |s: &SetScores| top_answer(s);
+        let strict = combine(&group, Pooling::responding(prior));
+        assert_ne!(best(&strict), Some(Answer::Single(1)), "{strict:?}");
+        let mixed = combine(&group, Pooling { prior, guide_failure: 0.15 });
+        assert_eq!(best(&mixed), Some(Answer::Single(1)));
+        assert!(mixed.singles[1] > 0.99, "{mixed:?}");
+        let controls = combine(&[&failed, &failed], Pooling { prior, guide_failure: 0.15 });
+        assert_eq!(best(&controls), None, "control");
+        let one = combine(&[&responder], Pooling { prior, guide_failure: 0.3 });
+        assert!(one.singles[1] > 0.99 && best(&one) == best(&responder), "{one:?}");
+        let mut a = Combination::new(3, Pooling { prior, guide_failure: 0.15 });
+        assert!(a.merge(&Combination::new(3, Pooling::responding(prior))).is_err());
+    }
+
+    /// The most probable answer; None: control.
+    fn top_answer(s: &SetScores) -> Option<Answer> {
+        let gene = s.gene_answers().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        (gene.1 > s.control).then_some(gene.0)
     }
 
     #[test]
@@ -506,10 +573,10 @@ mod tests {
         assert!((ratio - (1.0f64 - 0.5 + gene[7] as f64).exp() / z).abs() < 1e-9 * ratio);
         assert_eq!(s.probability(&[3, 9]), 0.0);
         assert_eq!((SetScores::uniform(n).pairs.len(), pair_count(MAX_PAIR_CANDIDATES + 1)), (0, 0));
-        let mut group = Combination::new(n);
+        let mut group = Combination::new(n, Pooling { prior: answer_prior([0.1, 0.9, 0.0], n), guide_failure: 0.1 });
         group.add_logs(&logs);
         group.add(&s);
-        let both = group.finish(answer_prior([0.1, 0.9, 0.0], n));
+        let both = group.finish();
         assert_eq!(both.pairs.len(), 0);
         let top = (0..n).max_by(|&a, &b| s.singles[a].total_cmp(&s.singles[b])).unwrap();
         assert!(both.singles[top] > s.singles[top], "two cells agreeing sharpen the group's top answer");

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-const METHODS: [&str; 10] = [
+const METHODS: [&str; 11] = [
     "mamba-perturb",
     "attention-no-position",
     "mlp",
     "network-only",
     "additive-head-only",
+    "pooling-without-failure",
     "logistic-regression",
     "additive-inverse",
     "nearest-centroid",

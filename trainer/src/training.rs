@@ -498,35 +498,57 @@ fn best_temperature(nll: impl Fn(f64) -> f64) -> f64 {
     ((lo + hi) / 2.0).exp()
 }
 
-/// The additive head's weight on the validation conditions: the weight that ranks their cells
-/// best (exact top-1 over a log grid from 0.01 to 2, ties to the lower NLL). The network's `scores`
-/// and the head's unweighted `evidence` per validation cell. The evidence sums over genes as if
+/// The additive head's weight on held-out training cells: the weight that ranks them best
+/// (weighted exact top-1 over a log grid from 0.01 to 2, ties to the lower weighted NLL). The
+/// network's `scores`, the head's unweighted `evidence` and each cell's `weight` (`size_weights`:
+/// the validation pairs and the calibration cells of control and singles, so that the choice
+/// serves a screen's whole mix and not its unseen pairs alone). The evidence sums over genes as if
 /// they were independent, so at full weight it is overconfident; a weight fitted on NLL alone mutes
-/// it at a loss of accuracy. (No temperature after it: the validation cells are all pairs, and a
-/// temperature fitted on them moves mass from control to the thousands of pairs.)
-pub fn head_weight(scores: &[SetScores], evidence: &[Evidence], targets: &[Vec<usize>]) -> HeadFit {
+/// it at a loss of accuracy.
+pub fn head_weight(scores: &[SetScores], evidence: &[Evidence], targets: &[Vec<usize>], weights: &[f64]) -> HeadFit {
     if scores.is_empty() || evidence.len() != scores.len() {
-        return HeadFit { weight: 1.0, hits: 0, nll: f64::NAN };
+        return HeadFit { weight: 1.0, accuracy: 0.0, nll: f64::NAN };
     }
     let combined = |w: f64| -> Vec<SetScores> {
         let times = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| (x as f64 * w) as f32).collect() };
         scores.iter().zip(evidence).map(|(s, e)| s.with_evidence(&times(&e.singles), &times(&e.pairs))).collect()
     };
     let nll = |c: &[SetScores]| -> f64 {
-        c.iter().zip(targets).map(|(s, t)| -s.probability(t).max(1e-300).ln()).sum::<f64>() / c.len() as f64
+        c.iter().zip(targets).zip(weights).map(|((s, t), w)| -w * s.probability(t).max(1e-300).ln()).sum::<f64>()
     };
-    let hits =
-        |c: &[SetScores]| c.iter().zip(targets).filter(|(s, t)| mamba_perturb::metrics::rank_of(s, t) == 0).count();
-    let mut best = HeadFit { weight: 1.0, hits: 0, nll: f64::INFINITY };
+    let accuracy = |c: &[SetScores]| -> f64 {
+        c.iter()
+            .zip(targets)
+            .zip(weights)
+            .filter(|((s, t), _)| mamba_perturb::metrics::rank_of(s, t) == 0)
+            .map(|(_, w)| w)
+            .sum()
+    };
+    let mut best = HeadFit { weight: 1.0, accuracy: -1.0, nll: f64::INFINITY };
     for k in 0..=12 {
         let w = 0.01f64 * (200f64).powf(k as f64 / 12.0);
         let c = combined(w);
-        let (h, l) = (hits(&c), nll(&c));
-        if h > best.hits || (h == best.hits && l < best.nll) {
-            best = HeadFit { weight: w, hits: h, nll: l };
+        let (a, l) = (accuracy(&c), nll(&c));
+        if best.better_than(a, l) {
+            best = HeadFit { weight: w, accuracy: a, nll: l };
         }
     }
     best
+}
+
+/// Per held-out cell, its weight when the answer sizes are to count as in `sizes` (the training
+/// cells' shares): each size's share spread evenly over its cells; sizes without cells drop out.
+pub fn size_weights(targets: &[&[usize]], sizes: [f64; 3]) -> Vec<f64> {
+    let mut count = [0usize; 3];
+    targets.iter().for_each(|t| count[t.len().min(2)] += 1);
+    let total: f64 = (0..3).filter(|&k| count[k] > 0).map(|k| sizes[k]).sum();
+    targets
+        .iter()
+        .map(|t| {
+            let k = t.len().min(2);
+            sizes[k] / total / count[k] as f64
+        })
+        .collect()
 }
 
 /// Splits off a tenth of the control and single cells of `rows` (every tenth of each condition's
@@ -595,12 +617,54 @@ pub fn posterior_temperature(cells: &[(&SetScores, &[usize])], sizes: [f64; 3]) 
     Some(TemperatureFit { temperature, cells: used.len(), nll_before: nll(1.0), nll_after: nll(temperature) })
 }
 
-/// What `head_weight` chose and how the validation cells fared with it.
+/// The share f of perturbed cells that look like control cells, as pooling sees them
+/// (`sets::Pooling`): the f maximising Σ log((1 − f)·P(S|x)/P(S) + f·P(control|x)/P(control))
+/// over held-out perturbed cells (`cells`: each one's posterior and true answer), searched by golden
+/// section over [0, 0.5]. None without perturbed cells.
+pub fn guide_failure(cells: &[(&SetScores, &[usize])], prior: [f64; 3]) -> Option<f64> {
+    let log = |p: f64| p.max(1e-300).ln();
+    // Per perturbed cell: ln of how much likelier control makes it than its own answer.
+    let ratios: Vec<f64> = cells
+        .iter()
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(s, t)| (log(s.control) - log(prior[0])) - (log(s.probability(t)) - log(prior[t.len().min(2)])))
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    let fit = |f: f64| -> f64 {
+        let (keep, fail) = ((1.0 - f).ln(), f.ln());
+        ratios
+            .iter()
+            .map(|&r| {
+                let (a, b) = (keep, fail + r);
+                a.max(b) + (-(a - b).abs()).exp().ln_1p()
+            })
+            .sum()
+    };
+    let (mut lo, mut hi) = (0.0f64, 0.5f64);
+    let phi = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..40 {
+        let (a, b) = (hi - phi * (hi - lo), lo + phi * (hi - lo));
+        if fit(a) > fit(b) { hi = b } else { lo = a }
+    }
+    Some((lo + hi) / 2.0)
+}
+
+/// What `head_weight` chose and how the held-out cells fared with it.
 pub struct HeadFit {
     pub weight: f64,
-    /// Validation cells whose exact answer ranks first, and their mean NLL.
-    pub hits: usize,
+    /// The held-out cells' weighted share whose exact answer ranks first, and their weighted NLL.
+    pub accuracy: f64,
     pub nll: f64,
+}
+
+impl HeadFit {
+    /// Whether (accuracy, nll) would be a better choice than this one: more accurate, or as
+    /// accurate (to float rounding) with a lower NLL.
+    pub fn better_than(&self, accuracy: f64, nll: f64) -> bool {
+        accuracy > self.accuracy + 1e-12 || ((accuracy - self.accuracy).abs() <= 1e-12 && nll < self.nll)
+    }
 }
 
 /// The training cells of each single and of control, for synthetic pairs.
@@ -673,6 +737,38 @@ mod tests {
         assert_eq!(count(&|t| t.is_empty()), 20);
         assert_eq!(count(&|t| t == [0]), 6);
         assert_eq!(count(&|t| t.len() == 2), 0);
+    }
+
+    #[test]
+    fn the_guide_failure_share_is_recovered_from_cells_that_look_like_control() {
+        // Cells of single 1 (of four candidates): 300 look like it, 60 look like control (a failure
+        // share of 1/6), and control cells (which say nothing about failure).
+        let n = 4;
+        let cell = |looks_like_control: bool| {
+            let mut s = SetScores::uniform(n);
+            let rest = 1e-4;
+            s.control = rest;
+            s.singles.iter_mut().for_each(|p| *p = rest);
+            s.pairs.iter_mut().for_each(|p| *p = rest);
+            if looks_like_control {
+                s.control = 0.99
+            } else {
+                s.singles[1] = 0.99
+            }
+            s
+        };
+        let (responding, failed) = (cell(false), cell(true));
+        let mut cells: Vec<(&SetScores, &[usize])> = Vec::new();
+        cells.extend(std::iter::repeat_n((&responding, &[1usize][..]), 300));
+        cells.extend(std::iter::repeat_n((&failed, &[1usize][..]), 60));
+        cells.extend(std::iter::repeat_n((&failed, &[][..]), 100));
+        let prior = mamba_perturb::model::sets::answer_prior([0.2, 0.5, 0.3], n);
+        let f = guide_failure(&cells, prior).unwrap();
+        assert!((f - 1.0 / 6.0).abs() < 0.01, "{f}");
+        // Every cell responding: no failure share.
+        let f = guide_failure(&cells[..300], prior).unwrap();
+        assert!(f < 0.001, "{f}");
+        assert!(guide_failure(&cells[360..], prior).is_none());
     }
 
     #[test]

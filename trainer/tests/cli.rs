@@ -254,12 +254,19 @@ fn bench_writes_roles_partial_panels_calibration_posterior_pseudobulk_and_ceilin
         let expected = match row["method"].as_str().unwrap() {
             "mamba-perturb" => "model",
             "oracle" | "oracle-additive" | "oracle-design" => "ceiling",
-            "attention-no-position" | "mlp" | "network-only" | "additive-head-only" => "ablation",
+            "attention-no-position" | "mlp" | "network-only" | "additive-head-only" | "pooling-without-failure" => {
+                "ablation"
+            }
             _ => "baseline",
         };
         assert_eq!(role, expected);
         assert_eq!(row["values"].as_array().unwrap().len(), 2, "one value per seed: {row}");
     }
+    // The model's own cells pooled as if every cell responded: the same cells, another pooling.
+    let cells = |m: &str| find(m, "full", "cell", "exact_pair_top1").map(|x| x["values"].clone());
+    assert!(cells("pooling-without-failure").is_some(), "the model fitted a guide-failure share");
+    assert_eq!(cells("pooling-without-failure"), cells("mamba-perturb"));
+    assert!(find("pooling-without-failure", "full", "pseudobulk-posterior", "exact_pair_top1").is_some());
     // Bayes ceilings: on every row the model has (every split, panel and level), and above every
     // method, seed by seed, on exact top-1 per cell and pooled over a condition's cells. No slack:
     // on these files the oracle leads the best method by > 0.3 at cell level (measured), far beyond

@@ -74,12 +74,18 @@ const ABLATION_NO_POSITION: &str = "attention-no-position";
 const ABLATION_MLP: &str = "mlp";
 const ABLATION_NETWORK_ONLY: &str = "network-only";
 const ABLATION_HEAD_ONLY: &str = "additive-head-only";
+/// The model's own cell posteriors, pooled as if every cell responded (no guide-failure share).
+const ABLATION_RESPONDING_POOLING: &str = "pooling-without-failure";
 
 /// What each row of the table is: the product, a baseline, an ablation, or a ceiling.
 fn role(method: &str) -> &'static str {
     match method {
         "mamba-perturb" => "model",
-        ABLATION_NO_POSITION | ABLATION_MLP | ABLATION_NETWORK_ONLY | ABLATION_HEAD_ONLY => "ablation",
+        ABLATION_NO_POSITION
+        | ABLATION_MLP
+        | ABLATION_NETWORK_ONLY
+        | ABLATION_HEAD_ONLY
+        | ABLATION_RESPONDING_POOLING => "ablation",
         "oracle" | "oracle-additive" | "oracle-design" => "ceiling",
         _ => "baseline",
     }
@@ -280,14 +286,19 @@ pub fn run(args: Args) -> Result<(), CliError> {
                         // The network runs once: the model is its scores times the head's evidence.
                         let evidence = predictor.evidence(&level.x, head_terms.as_ref());
                         let network = predictor.network_scores(&level.x, reference, 256).map_err(output)?;
-                        let mut methods: Vec<(&str, Vec<SetScores>)> = vec![
-                            ("mamba-perturb", predictor.combine(network.clone(), &evidence)),
+                        let model = predictor.combine(network.clone(), &evidence);
+                        let mut methods: Vec<(&str, Vec<SetScores>)> = Vec::new();
+                        if predictor.pooling().guide_failure > 0.0 {
+                            methods.push((ABLATION_RESPONDING_POOLING, model.clone()));
+                        }
+                        methods.extend([
+                            ("mamba-perturb", model),
                             ("target-upregulation", baselines::upregulation(&view, &z)),
                             ("logistic-regression", score_linear(&lr, &level.x, reference)),
                             ("nearest-centroid", baselines::nearest_centroid(&view, &z)),
                             ("additive-inverse", baselines::additive_inverse(&view, &z)),
                             ("prior-only", baselines::prior_only(&view, level.truths.len())),
-                        ];
+                        ]);
                         // The product's two parts alone: the network without the head, the head
                         // without the network (every answer equally likely before its evidence).
                         if !evidence.is_empty() {
@@ -311,7 +322,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
                             let (classes, conditions) = (&class_of, &tested.conditions);
                             if level.name == "cell" {
                                 // Pseudobulk from the cells' posteriors, for every method.
-                                let (bulk, truths, conds) = posterior_pseudobulk(&scores, level, prior);
+                                // The model pools with its fitted guide failure; other methods as if every cell responded.
+                                let pooling = match (method, &no_position) {
+                                    ("mamba-perturb", _) => predictor.pooling(),
+                                    (ABLATION_NO_POSITION, Some(p)) => p.pooling(),
+                                    _ => sets::Pooling::responding(prior),
+                                };
+                                let (bulk, truths, conds) = posterior_pseudobulk(&scores, level, pooling);
                                 let name = "pseudobulk-posterior";
                                 record(&mut values, key, name, &bulk, &truths, &conds, classes, conditions);
                             }
@@ -565,13 +582,13 @@ fn answer_collapse(scores: &[SetScores], truths: &[Vec<usize>]) -> f64 {
 fn posterior_pseudobulk(
     cells: &[SetScores],
     level: &Level,
-    prior: [f64; 3],
+    pooling: sets::Pooling,
 ) -> (Vec<SetScores>, Vec<Vec<usize>>, Vec<usize>) {
     let mut by_cond: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     level.conditions.iter().enumerate().for_each(|(i, &c)| by_cond.entry(c).or_default().push(i));
     let (mut out, mut truths, mut conds) = (Vec::new(), Vec::new(), Vec::new());
     for (cond, members) in by_cond {
-        out.push(sets::combine(&members.iter().map(|&i| &cells[i]).collect::<Vec<_>>(), prior));
+        out.push(sets::combine(&members.iter().map(|&i| &cells[i]).collect::<Vec<_>>(), pooling));
         truths.push(level.truths[members[0]].clone());
         conds.push(cond);
     }

@@ -212,6 +212,7 @@ fn write_untrained_model(
         answer_sizes: Some([0.1, 0.9, 0.0]),
         additive: head,
         posterior_temperature: None,
+        guide_failure: None,
         weights: WeightsInfo { file: String::new(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
         command: std::env::args().collect::<Vec<_>>().join(" "),
         seed: 0,

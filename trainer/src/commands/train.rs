@@ -261,6 +261,7 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
         answer_sizes: Some(sizes),
         additive: None,
         posterior_temperature: None,
+        guide_failure: None,
         weights: WeightsInfo { file: model_folder::WEIGHTS_FILE.into(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
         command: String::new(),
         seed: args.seed,
@@ -282,27 +283,29 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
         versions: serde_json::json!({ "mamba_perturb": env!("CARGO_PKG_VERSION"), "burn": "0.22.1" }),
     };
     // The additive head from all training conditions, validation ones included; its shrinkage and
-    // weight chosen on the validation conditions, through the predictor the faces use (the network's
-    // scores computed once): the shrinkage whose best weight ranks most validation cells first.
+    // weight chosen on held-out training cells of every size (validation pairs, calibration control
+    // and singles, weighted to the training size shares), through the predictor the faces use (the
+    // network's scores computed once): the shrinkage whose best weight ranks most of them first.
     let mut predictor = Predictor::from_parts(card, net.clone(), &plain);
+    let (x_calibration, t_calibration) = p.calibration;
+    let x_held: Vec<f32> = x_valid.iter().chain(&x_calibration).copied().collect();
+    let t_held: Vec<Vec<usize>> = t_valid.iter().chain(&t_calibration).cloned().collect();
+    let held_weights = training::size_weights(&t_held.iter().map(Vec::as_slice).collect::<Vec<_>>(), sizes);
     if with_head {
         let reference = predictor.training_reference();
-        let scores =
-            predictor.network_scores(&x_valid, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?;
+        let scores = predictor.network_scores(&x_held, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?;
         let mut best: Option<(training::HeadFit, AdditiveHead)> = None;
         for k in HEAD_PSEUDO_CELLS {
             let Some(head) = AdditiveHead::from_sums(&p.head_sums, predictor.card.candidates.len(), k) else { break };
             let head = head.with_own_rise(&own);
             predictor.card.additive = Some(head.clone());
-            let evidence = predictor.evidence(&x_valid, predictor.head_terms(&reference).as_ref());
-            let fit = training::head_weight(&scores, &evidence, &t_valid);
+            let evidence = predictor.evidence(&x_held, predictor.head_terms(&reference).as_ref());
+            let fit = training::head_weight(&scores, &evidence, &t_held, &held_weights);
             eprintln!(
-                "{label}: additive head, {k} pseudo-cells: weight {:.3}, validation exact top-1 {:.3}, NLL {:.3}",
-                fit.weight,
-                fit.hits as f64 / t_valid.len().max(1) as f64,
-                fit.nll
+                "{label}: additive head, {k} pseudo-cells: weight {:.3}, held-out exact top-1 {:.3} (weighted to the size shares), NLL {:.3}",
+                fit.weight, fit.accuracy, fit.nll
             );
-            if best.as_ref().is_none_or(|(b, _)| fit.hits > b.hits || (fit.hits == b.hits && fit.nll < b.nll)) {
+            if best.as_ref().is_none_or(|(b, _)| b.better_than(fit.accuracy, fit.nll)) {
                 best = Some((fit, head));
             }
         }
@@ -310,7 +313,7 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
             head.weight = fit.weight as f32;
             predictor.card.metrics["additive_head"] = serde_json::json!({
                 "pseudo_cells": head.pseudo_cells, "weight": fit.weight,
-                "validation_exact_top1": fit.hits as f64 / t_valid.len().max(1) as f64, "validation_nll": fit.nll,
+                "held_out_exact_top1": fit.accuracy, "held_out_nll": fit.nll, "held_out_cells": t_held.len(),
             });
             head
         });
@@ -318,7 +321,6 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
     // The posterior's temperature on held-out training cells of every size, weighted to the
     // training cells' size shares: validation pairs stand in for unseen pairs, calibration
     // cells for control and the singles.
-    let (x_calibration, t_calibration) = p.calibration;
     let reference = predictor.training_reference();
     let held_out = [
         predictor.score_rows(&x_valid, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?,
@@ -337,6 +339,19 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
             "temperature": fit.temperature, "cells": fit.cells, "calibration_cells": t_calibration.len(),
             "weighted_nll_before": fit.nll_before, "weighted_nll_after": fit.nll_after,
         });
+    }
+    // Pooling's guide-failure share, from the same held-out cells at the posterior's temperature.
+    let held_out = [
+        predictor.score_rows(&x_valid, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?,
+        predictor.score_rows(&x_calibration, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?,
+    ];
+    let cells: Vec<(&SetScores, &[usize])> =
+        held_out.iter().zip(truths).flat_map(|(s, t)| s.iter().zip(t.iter().map(Vec::as_slice))).collect();
+    if let Some(f) = training::guide_failure(&cells, predictor.pooling().prior) {
+        let perturbed = cells.iter().filter(|(_, t)| !t.is_empty()).count();
+        eprintln!("{label}: guide failure {f:.3} in pooling, from {perturbed} held-out perturbed cells");
+        predictor.card.guide_failure = Some(f);
+        predictor.card.metrics["guide_failure"] = serde_json::json!({ "share": f, "cells": perturbed });
     }
     let card = predictor.card;
     Ok(Trained { card, net, panel, fitted_history: fitted.history })
