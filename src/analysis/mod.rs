@@ -561,6 +561,7 @@ impl Analysis {
         // Blocks in parallel natively (one thread per worker in the page), merged in order: at
         // least one block per thread, at most `SCORE_BLOCK` cells each.
         let block = job.rows.div_ceil(crate::parallel::threads()).clamp(32, SCORE_BLOCK);
+        let pooling = self.pooling();
         let blocks = crate::parallel::map(job.rows.div_ceil(block), |b| {
             let rows = b * block..((b + 1) * block).min(job.rows);
             let evidence = self.predictor.evidence(&job.input[rows.start * g..rows.end * g], head);
@@ -579,8 +580,9 @@ impl Analysis {
                     }
                 }
                 let group = job.groups.get(k).copied().unwrap_or(NO_GROUP);
+                let terms = pooling.cell_terms(&log_p, c);
                 for group in std::iter::once(0).chain((group != NO_GROUP).then_some(group)) {
-                    groups.entry(group).or_insert_with(|| sets::Combination::new(c, self.pooling())).add_logs(&log_p);
+                    groups.entry(group).or_insert_with(|| sets::Combination::new(c, pooling)).add_terms(&terms);
                 }
             }
             part.groups = groups.into_iter().collect();

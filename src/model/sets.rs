@@ -290,6 +290,25 @@ impl Pooling {
     pub fn responding(prior: [f64; 3]) -> Pooling {
         Pooling { prior, guide_failure: 0.0 }
     }
+
+    /// One cell's log likelihood ratio for every answer (`log_p`: its log posteriors in answer
+    /// order, `n` candidates), what a group adds up.
+    pub fn cell_terms(&self, log_p: &[f64], n: usize) -> Vec<f64> {
+        let floor = MIN_PROBABILITY.ln();
+        let log_prior = self.prior.map(|p| p.max(MIN_PROBABILITY).ln());
+        let f = self.guide_failure;
+        // A failure's term, ln f + the cell's control likelihood ratio; a response's, ln(1 − f) + its own.
+        let failure = log_p.first().map_or(0.0, |&l| f.ln() + l.max(floor) - log_prior[0]);
+        let responds = (1.0 - f).ln();
+        log_p
+            .iter()
+            .enumerate()
+            .map(|(k, &l)| {
+                let own = l.max(floor) - log_prior[answer_size(k, n)];
+                if k == 0 || f <= 0.0 { own } else { log_add(responds + own, failure) }
+            })
+            .collect()
+    }
 }
 
 /// A group's answer distribution from its cells' posteriors, taken as independent given the
@@ -332,17 +351,12 @@ impl Combination {
 
     /// The same from the cell's log probabilities in answer order (`from_parts_with_logs`).
     pub fn add_logs(&mut self, log_p: &[f64]) {
-        let floor = MIN_PROBABILITY.ln();
-        let c = self.n_candidates;
-        let log_prior = self.pooling.prior.map(|p| p.max(MIN_PROBABILITY).ln());
-        let f = self.pooling.guide_failure;
-        // A failure's term, ln f + the cell's control likelihood ratio; a response's, ln(1 − f) + its own.
-        let failure = log_p.first().map_or(0.0, |&l| f.ln() + l.max(floor) - log_prior[0]);
-        let responds = (1.0 - f).ln();
-        for (k, (sum, &l)) in self.log_sum.iter_mut().zip(log_p).enumerate() {
-            let own = l.max(floor) - log_prior[answer_size(k, c)];
-            *sum += if k == 0 || f <= 0.0 { own } else { log_add(responds + own, failure) };
-        }
+        self.add_terms(&self.pooling.cell_terms(log_p, self.n_candidates));
+    }
+
+    /// Adds one cell's `Pooling::cell_terms` (computed once for every group the cell is in).
+    pub fn add_terms(&mut self, terms: &[f64]) {
+        self.log_sum.iter_mut().zip(terms).for_each(|(sum, t)| *sum += t);
         self.cells += 1;
     }
 
