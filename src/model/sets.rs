@@ -394,7 +394,7 @@ impl Combination {
 
 /// ln(e^a + e^b), without the exponentials where one term is negligible (most answers of most
 /// cells: pooling a 5,566-answer row per cell stays cheap).
-fn log_add(a: f64, b: f64) -> f64 {
+pub fn log_add(a: f64, b: f64) -> f64 {
     let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
     if hi - lo > 37.0 { hi } else { hi + (lo - hi).exp().ln_1p() }
 }

@@ -6,8 +6,8 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use mamba_perturb::model::additive::Evidence;
-use mamba_perturb::model::sets::SetScores;
 use mamba_perturb::model::sets::set_nll;
+use mamba_perturb::model::sets::{self, SetScores};
 use mamba_perturb::model::{GenomeFeatures, PerturbNet};
 
 use crate::compute::Compute;
@@ -489,13 +489,17 @@ pub fn temperature<M: SetModel>(net: &M, features: &GenomeFeatures, valid: &Spli
 /// The temperature in [0.25, 8] that minimises `nll`, by golden-section search on its log (both
 /// temperature fits: the network's and the posterior's).
 fn best_temperature(nll: impl Fn(f64) -> f64) -> f64 {
-    let (mut lo, mut hi) = (0.25f64.ln(), 8f64.ln());
+    golden_minimum(0.25f64.ln(), 8f64.ln(), 30, |x| nll(x.exp())).exp()
+}
+
+/// Where `f` is least on [lo, hi], by golden-section search (`steps` narrowings; `f` unimodal there).
+fn golden_minimum(mut lo: f64, mut hi: f64, steps: usize, f: impl Fn(f64) -> f64) -> f64 {
     let phi = (5f64.sqrt() - 1.0) / 2.0;
-    for _ in 0..30 {
+    for _ in 0..steps {
         let (a, b) = (hi - phi * (hi - lo), lo + phi * (hi - lo));
-        if nll(a.exp()) < nll(b.exp()) { hi = b } else { lo = a }
+        if f(a) < f(b) { hi = b } else { lo = a }
     }
-    ((lo + hi) / 2.0).exp()
+    (lo + hi) / 2.0
 }
 
 /// The additive head's weight on held-out training cells: the weight that ranks them best
@@ -588,22 +592,21 @@ pub fn posterior_temperature(cells: &[(&SetScores, &[usize])], sizes: [f64; 3]) 
         return None;
     }
     // Per used cell: its weight, the log probability of its truth, and every answer's log probability.
-    let mut used: Vec<(f64, f64, Vec<f32>)> = Vec::new();
-    let total: f64 = (0..3).filter(|&k| !by_size[k].is_empty()).map(|k| sizes[k]).sum();
-    for (k, members) in by_size.iter().enumerate() {
-        let step = members.len().div_ceil(2000).max(1);
-        let kept: Vec<usize> = members.iter().copied().step_by(step).collect();
-        for &i in &kept {
+    let kept: Vec<usize> = by_size
+        .iter()
+        .flat_map(|members| members.iter().copied().step_by(members.len().div_ceil(2000).max(1)))
+        .collect();
+    let weights = size_weights(&kept.iter().map(|&i| cells[i].1).collect::<Vec<_>>(), sizes);
+    let log = |p: f64| if p > 0.0 { p.ln() } else { -745.0 };
+    let used: Vec<(f64, f64, Vec<f32>)> = kept
+        .iter()
+        .zip(weights)
+        .map(|(&i, w)| {
             let (s, truth) = cells[i];
-            let log = |p: f64| if p > 0.0 { p.ln() } else { -745.0 };
             let all = std::iter::once(s.control).chain(s.singles.iter().copied()).chain(s.pairs.iter().copied());
-            used.push((
-                sizes[k] / total / kept.len() as f64,
-                log(s.probability(truth)),
-                all.map(|p| log(p) as f32).collect(),
-            ));
-        }
-    }
+            (w, log(s.probability(truth)), all.map(|p| log(p) as f32).collect())
+        })
+        .collect();
     let nll = |t: f64| -> f64 {
         used.iter()
             .map(|(w, truth, all)| {
@@ -632,23 +635,9 @@ pub fn guide_failure(cells: &[(&SetScores, &[usize])], prior: [f64; 3]) -> Optio
     if ratios.is_empty() {
         return None;
     }
-    let fit = |f: f64| -> f64 {
-        let (keep, fail) = ((1.0 - f).ln(), f.ln());
-        ratios
-            .iter()
-            .map(|&r| {
-                let (a, b) = (keep, fail + r);
-                a.max(b) + (-(a - b).abs()).exp().ln_1p()
-            })
-            .sum()
-    };
-    let (mut lo, mut hi) = (0.0f64, 0.5f64);
-    let phi = (5f64.sqrt() - 1.0) / 2.0;
-    for _ in 0..40 {
-        let (a, b) = (hi - phi * (hi - lo), lo + phi * (hi - lo));
-        if fit(a) > fit(b) { hi = b } else { lo = a }
-    }
-    Some((lo + hi) / 2.0)
+    // The mixture's log likelihood, up to each cell's own-answer term (which f does not change).
+    let fit = |f: f64| -> f64 { ratios.iter().map(|&r| sets::log_add((1.0 - f).ln(), f.ln() + r)).sum() };
+    Some(golden_minimum(0.0, 0.5, 40, |f| -fit(f)))
 }
 
 /// What `head_weight` chose and how the held-out cells fared with it.

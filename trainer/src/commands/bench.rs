@@ -452,7 +452,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         },
         "pseudobulk_levels": {"pseudobulk": "mean normalised profile of all test cells of a condition, through the method",
                               "pseudobulk10": "the same for random groups of 10 cells",
-                              "pseudobulk-posterior": "log P(S | cells) = sum of log P(S | cell) - (n - 1) log P(S), with P(S) uniform within each answer size and P(size) from the training cells",
+                              "pseudobulk-posterior": "log P(S | cells) = sum of log P(S | cell) - (n - 1) log P(S), with P(S) uniform within each answer size and P(size) from the training cells; the model's rows take each cell of a perturbed S as a failed, control-like cell with its fitted probability f (card guide_failure; row pooling-without-failure: the same cells with f = 0)",
                               "oracle": "oracle rows pool a group's cells by their likelihoods at every pseudobulk level (log P(k | cells) = sum of log P(x_i | k) + log prior, the exact Bayes combination), not through a mean profile; their pseudobulk and pseudobulk-posterior are therefore the same posterior"},
         "seeds": seeds,
         "reliability": reliability.iter().map(|((method, split, targets), bins)| json!({"method": method, "split": split,
@@ -464,8 +464,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         "results": results,
     });
     std::fs::create_dir_all(&args.out).map_err(io_at(&args.out))?;
-    let json_text = serde_json::to_string_pretty(&report).map_err(output)?;
-    std::fs::write(args.out.join("benchmark.json"), json_text).map_err(io_at(&args.out))?;
+    std::fs::write(args.out.join("benchmark.json"), json_rows_per_line(&report).map_err(output)?)
+        .map_err(io_at(&args.out))?;
     let md = write_report(&report, &args.out)?;
     println!("{md}");
     eprintln!(
@@ -478,6 +478,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
 /// Writes the human-readable faces of a results JSON into `dir` (benchmark.md, benchmark.svg,
 /// reliability.svg) and returns the Markdown.
+/// The report as indented JSON, except that each result row takes one line: thousands of rows
+/// indented key by key made the file several megabytes.
+fn json_rows_per_line(report: &serde_json::Value) -> serde_json::Result<String> {
+    let mut head = report.clone();
+    let rows = head["results"].take();
+    head["results"] = json!([]);
+    let text = serde_json::to_string_pretty(&head)?;
+    let lines = rows.as_array().map_or(Ok(Vec::new()), |r| r.iter().map(serde_json::to_string).collect())?;
+    Ok(text.replacen("\"results\": []", &format!("\"results\": [\n    {}\n  ]", lines.join(",\n    ")), 1))
+}
+
 fn write_report(report: &serde_json::Value, dir: &std::path::Path) -> Result<String, CliError> {
     let md = crate::report::markdown(report);
     std::fs::write(dir.join("benchmark.md"), &md).map_err(io_at(dir))?;
@@ -538,7 +549,9 @@ fn record(
     let mut classes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, &cond) in conditions.iter().enumerate() {
         classes.entry("all".into()).or_default().push(i);
-        if let Some(k) = class_of.get(&all_conditions[cond].to_string()).filter(|_| panel == "full") {
+        // The interaction-class breakdown: full panel, single cells (its table's level).
+        if let Some(k) = class_of.get(&all_conditions[cond].to_string()).filter(|_| panel == "full" && level == "cell")
+        {
             classes.entry(k.clone()).or_default().push(i);
         }
     }

@@ -318,17 +318,14 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
             head
         });
     }
-    // The posterior's temperature on held-out training cells of every size, weighted to the
-    // training cells' size shares: validation pairs stand in for unseen pairs, calibration
-    // cells for control and the singles.
+    // The posterior's temperature on the same held-out cells, weighted to the training cells' size
+    // shares (validation pairs stand in for unseen pairs, calibration cells for control and the
+    // singles); then pooling's guide-failure share from them at that temperature. One network pass.
     let reference = predictor.training_reference();
-    let held_out = [
-        predictor.score_rows(&x_valid, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?,
-        predictor.score_rows(&x_calibration, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?,
-    ];
-    let truths = [t_valid.as_slice(), t_calibration.as_slice()];
-    let cells: Vec<(&SetScores, &[usize])> =
-        held_out.iter().zip(truths).flat_map(|(s, t)| s.iter().zip(t.iter().map(Vec::as_slice))).collect();
+    let scored = predictor.score_rows(&x_held, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?;
+    let truths = || t_held.iter().map(Vec::as_slice);
+    let cells: Vec<(&SetScores, &[usize])> = scored.iter().zip(truths()).collect();
+    let mut tempered = None;
     if let Some(fit) = training::posterior_temperature(&cells, sizes) {
         eprintln!(
             "{label}: posterior temperature {:.3} on {} held-out cells (weighted NLL {:.3} -> {:.3})",
@@ -339,16 +336,11 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
             "temperature": fit.temperature, "cells": fit.cells, "calibration_cells": t_calibration.len(),
             "weighted_nll_before": fit.nll_before, "weighted_nll_after": fit.nll_after,
         });
+        tempered = Some(scored.iter().map(|s| s.tempered(fit.temperature)).collect::<Vec<_>>());
     }
-    // Pooling's guide-failure share, from the same held-out cells at the posterior's temperature.
-    let held_out = [
-        predictor.score_rows(&x_valid, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?,
-        predictor.score_rows(&x_calibration, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?,
-    ];
-    let cells: Vec<(&SetScores, &[usize])> =
-        held_out.iter().zip(truths).flat_map(|(s, t)| s.iter().zip(t.iter().map(Vec::as_slice))).collect();
+    let cells: Vec<(&SetScores, &[usize])> = tempered.as_ref().unwrap_or(&scored).iter().zip(truths()).collect();
     if let Some(f) = training::guide_failure(&cells, predictor.pooling().prior) {
-        let perturbed = cells.iter().filter(|(_, t)| !t.is_empty()).count();
+        let perturbed = t_held.iter().filter(|t| !t.is_empty()).count();
         eprintln!("{label}: guide failure {f:.3} in pooling, from {perturbed} held-out perturbed cells");
         predictor.card.guide_failure = Some(f);
         predictor.card.metrics["guide_failure"] = serde_json::json!({ "share": f, "cells": perturbed });
