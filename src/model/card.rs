@@ -100,8 +100,9 @@ pub struct ModelCard {
     /// What inputs are measured against: each file's own cells, or (older models) the training cells.
     #[serde(default)]
     pub reference: crate::reference::ReferenceKind,
-    /// P(0, 1 or 2 genes perturbed) among the training cells: the prior that combines cells'
-    /// posteriors into a pseudobulk's. None (older models): equal sizes.
+    /// P(0, 1 or 2 genes perturbed) among the training file's labelled cells (the screen's design;
+    /// older models: among the cells trained on): the prior that combines cells' posteriors into a
+    /// pseudobulk's. None (older models): equal sizes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer_sizes: Option<[f64; 3]>,
     /// The additive head fitted on the training cells (`additive.rs`); None (older models): the

@@ -73,8 +73,7 @@ pub fn prepare(
     if train_rows.is_empty() {
         return Err(CliError::Data { file: data.name.clone(), problem: "no training cells after the split".into() });
     }
-    let mut sizes = [0f64; 3];
-    train_rows.iter().for_each(|&i| sizes[target(i).len().min(2)] += 1.0 / train_rows.len() as f64);
+    let sizes = crate::commands::train::design_sizes((0..n).map(target));
     let train_targets: Vec<Vec<usize>> = train_rows.iter().map(|&i| target(i).to_vec()).collect();
     let (train_rows, calibration_rows) = training::calibration_cells(&train_rows, &train_targets, args.seed);
     let valid_rows = splits::rows_of(&data.condition, &split.valid);

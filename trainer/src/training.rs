@@ -582,7 +582,7 @@ pub struct TemperatureFit {
 }
 
 /// The temperature T minimising the held-out cells' NLL when each posterior's log is divided by T,
-/// each cell weighted so that the answer sizes count as in `sizes` (the training cells' shares):
+/// each cell weighted so that the answer sizes count as in `sizes` (the design's shares):
 /// golden-section search over [0.25, 8]. At most 2,000 cells per size are used. None without
 /// cells of at least two sizes.
 pub fn posterior_temperature(cells: &[(&SetScores, &[usize])], sizes: [f64; 3]) -> Option<TemperatureFit> {

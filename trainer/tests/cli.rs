@@ -293,8 +293,11 @@ fn bench_writes_roles_partial_panels_calibration_posterior_pseudobulk_and_ceilin
         }
         let oracle = values(rows.iter().find(|x| x["method"] == "oracle" && same_row(x, model)).unwrap());
         for other in rows.iter().filter(|x| x["role"] != "ceiling" && same_row(x, model)) {
+            // The oracle is best in expectation; on this small file's few hundred test cells a
+            // method can out-guess it by a cell or two (measured: one cell of 246, 0.179 against
+            // 0.175), while leakage shows as far more (the prototype's: +0.6).
             for (o, v) in oracle.iter().zip(values(other)) {
-                assert!(*o >= v, "{} beats the oracle: {v} > {o} on {model}", other["method"]);
+                assert!(*o + 0.01 >= v, "{} beats the oracle: {v} > {o} on {model}", other["method"]);
                 compared += 1;
             }
         }
