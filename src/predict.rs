@@ -315,8 +315,8 @@ impl Predictor {
         with_evidence.map(|((g, c), e)| SetScores::from_parts_with_logs(g, c, e, t)).collect()
     }
 
-    /// How this model pools cells into a group's answer: its training answer sizes as the prior
-    /// (equal sizes for older cards) and its fitted guide-failure share.
+    /// How this model pools cells into a group's answer: its answer sizes (the design's, card
+    /// `answer_sizes`; equal sizes for older cards) as the prior and its fitted guide-failure share.
     pub fn pooling(&self) -> sets::Pooling {
         let card = &self.card;
         let prior = sets::answer_prior(card.answer_sizes.unwrap_or([1.0 / 3.0; 3]), card.net.n_candidates);

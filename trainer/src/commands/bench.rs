@@ -452,7 +452,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         },
         "pseudobulk_levels": {"pseudobulk": "mean normalised profile of all test cells of a condition, through the method",
                               "pseudobulk10": "the same for random groups of 10 cells",
-                              "pseudobulk-posterior": "log P(S | cells) = sum of log P(S | cell) - (n - 1) log P(S), with P(S) uniform within each answer size and P(size) from the training cells; the model's rows take each cell of a perturbed S as a failed, control-like cell with its fitted probability f (card guide_failure; row pooling-without-failure: the same cells with f = 0)",
+                              "pseudobulk-posterior": "log P(S | cells) = sum of log P(S | cell) - (n - 1) log P(S), with P(S) uniform within each answer size and P(size) from the design (every labelled cell of the training file, card answer_sizes); the model's rows take each cell of a perturbed S as a failed, control-like cell with its fitted probability f (card guide_failure; row pooling-without-failure: the same cells with f = 0)",
                               "oracle": "oracle rows pool a group's cells by their likelihoods at every pseudobulk level (log P(k | cells) = sum of log P(x_i | k) + log prior, the exact Bayes combination), not through a mean profile; their pseudobulk and pseudobulk-posterior are therefore the same posterior"},
         "seeds": seeds,
         "reliability": reliability.iter().map(|((method, split, targets), bins)| json!({"method": method, "split": split,
