@@ -7,24 +7,18 @@
 //   CARGO_PROFILE_WEB_STRIP=false cargo build --profile web --target wasm32-unknown-unknown -p mamba-perturb
 //   wasm-bindgen --target web --no-typescript --keep-debug --out-dir /tmp/pkg <target>/wasm32-unknown-unknown/web/mamba_perturb.wasm
 // Run:  node benches/page_profile.mjs [--pkg DIR] [--cells N] [--top K]   (default: www/pkg, 10,000 cells)
-import { execFileSync } from "node:child_process";
-import { readFileSync, openSync, readSync, fstatSync, existsSync, mkdirSync } from "node:fs";
+import { readFileSync, openSync, readSync, fstatSync } from "node:fs";
 import { Session as Inspector } from "node:inspector/promises";
-import os from "node:os";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
+import { root, cache, simulate, nativeCellsPerSecond } from "./bench_files.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const arg = (name, fallback) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : fallback; };
 const pkg = path.resolve(arg("--pkg", path.join(root, "www/pkg")));
 const cells = Number(arg("--cells", "10000"));
 const top = Number(arg("--top", "25"));
-const bin = path.join(process.env.CARGO_TARGET_DIR || path.join(root, "target"), "release", "mamba-perturb");
-const cache = path.join(os.tmpdir(), "mamba-page-bench");
-mkdirSync(cache, { recursive: true });
-// The default model's world (seed 0, 2,000 genes), cells it never saw (as page_speed.mjs).
-const file = path.join(cache, `cells_${cells}_g2000.h5ad`);
-if (!existsSync(file)) execFileSync(bin, ["simulate", "--out", file, "--cells", String(cells), "--genes", "2000", "--seed", "0", "--cell-seed", "3"], { stdio: "ignore" });
+// The default model's world (seed 0, 2,000 genes), cells it never saw.
+const file = simulate(path.join(cache, `cells_${cells}_g2000_seed3.h5ad`), ["--cells", String(cells), "--genes", "2000", "--seed", "0", "--cell-seed", "3"]);
 
 const { initSync, Session } = await import(pathToFileURL(path.join(pkg, "mamba_perturb.js")).href);
 initSync({ module: readFileSync(path.join(pkg, "mamba_perturb_bg.wasm")) });
@@ -48,12 +42,10 @@ for (let start = 0; start < cells; start += 500) await session.predict_cells(sta
 const seconds = (performance.now() - t0) / 1000;
 const { profile } = await profiler.post("Profiler.stop");
 
-const t1 = process.hrtime.bigint();
-execFileSync(bin, ["predict", "--model", model, file, "-o", path.join(cache, "profile_out.json")], { stdio: "ignore", env: { ...process.env, RAYON_NUM_THREADS: "1" } });
-const native = Number(process.hrtime.bigint() - t1) / 1e9;
+const native = nativeCellsPerSecond(file, cells, 1);
 console.log(`SIMULATED ${cells} cells × 2,000 genes, default model, one thread (open + predict):`);
 console.log(`  page's wasm in Node ${process.version}: ${(cells / seconds).toFixed(0)} cells/s (under the profiler)`);
-console.log(`  native CLI (whole process):     ${(cells / native).toFixed(0)} cells/s; ratio ${(native / seconds).toFixed(2)}`);
+console.log(`  native CLI (whole process):     ${native.toFixed(0)} cells/s; ratio ${(cells / seconds / native).toFixed(2)}`);
 
 // Self time per function (samples × their intervals).
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));

@@ -10,27 +10,22 @@
 // 4. time to the model and to the first predictions per backend, CPU and WebGPU. Without a GPU,
 //    WebGPU runs on Chromium's software adapter (SwiftShader), which the automatic choice refuses.
 // Run after scripts/build-web.sh:  node benches/page_speed.mjs [--no-webgpu] [--webgpu-10k] [--big-cells N] [--no-big]
-import { spawn, execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync, existsSync, readdirSync, mkdirSync, statSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync, readdirSync, statSync } from "node:fs";
 import os from "node:os";
 import { gzipSync } from "node:zlib";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { rendererPeakMiB } from "./renderer_memory.mjs";
-import { fileURLToPath } from "node:url";
+import { root, cache, simulate, nativeCellsPerSecond } from "./bench_files.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(path.join(root, "tests/browser/package.json"));
 const { chromium } = require("playwright-core");
 const www = path.join(root, "www");
-const bin = path.join(process.env.CARGO_TARGET_DIR || path.join(root, "target"), "release", "mamba-perturb");
 const arg = (name, fallback) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : fallback; };
 const skipGpu = process.argv.includes("--no-webgpu");
 const bigCells = Number(arg("--big-cells", "170000"));
 const cores = os.cpus().length;
-const cache = path.join(os.tmpdir(), "mamba-page-bench");
-mkdirSync(cache, { recursive: true });
-const simulate = (out, extra) => { if (!existsSync(out)) execFileSync(bin, ["simulate", "--out", out, ...extra], { stdio: "ignore" }); return out; };
 // The default model's world (seed 0, 2,000 genes), cells it never saw.
 const sizes = [1000, 10000, 100000].map((n, k) => [n, simulate(path.join(cache, `cells_${n}_g2000.h5ad`), ["--cells", String(n), "--genes", "2000", "--seed", "0", "--cell-seed", String(2 + k)])]);
 const card = JSON.parse(readFileSync(path.join(www, "models/default/card.json"), "utf8"));
@@ -73,13 +68,6 @@ async function openPage(query) {
   return page;
 }
 
-/** The native CLI on the same file and model: cells/s of the whole process (read, predict, write). */
-function nativeCellsPerSecond(file, n, threads) {
-  const t0 = process.hrtime.bigint();
-  execFileSync(bin, ["predict", "--model", path.join(root, "models/default"), file, "-o", path.join(cache, "out.json")],
-    { stdio: "ignore", env: { ...process.env, RAYON_NUM_THREADS: String(threads) } });
-  return n / (Number(process.hrtime.bigint() - t0) / 1e9);
-}
 
 const figures = {};
 try {
