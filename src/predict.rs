@@ -303,16 +303,21 @@ impl Predictor {
     /// `logits` and `evidence` return them; no evidence: the network's alone): the one place both
     /// are combined.
     pub fn scores(&self, gene: &[f32], count: &[f32], evidence: &[Evidence]) -> Vec<SetScores> {
-        self.scores_with_logs(gene, count, evidence).into_iter().map(|(s, _)| s).collect()
+        self.scores_with_logs(gene, count, evidence).map(|(s, _)| s).collect()
     }
 
     /// The same, each with its answers' log probabilities (what pseudobulks add up).
-    pub fn scores_with_logs(&self, gene: &[f32], count: &[f32], evidence: &[Evidence]) -> Vec<(SetScores, Vec<f64>)> {
+    pub fn scores_with_logs<'a>(
+        &self,
+        gene: &'a [f32],
+        count: &'a [f32],
+        evidence: &'a [Evidence],
+    ) -> impl Iterator<Item = (SetScores, Vec<f64>)> + 'a {
         let t = self.card.posterior_temperature.unwrap_or(1.0);
         let evidence = evidence.iter().map(|e| Some((e.singles.as_slice(), e.pairs.as_slice())));
         let rows = gene.chunks(self.card.net.n_candidates).zip(count.chunks(3));
         let with_evidence = rows.zip(evidence.chain(std::iter::repeat(None)));
-        with_evidence.map(|((g, c), e)| SetScores::from_parts_with_logs(g, c, e, t)).collect()
+        with_evidence.map(move |((g, c), e)| SetScores::from_parts_with_logs(g, c, e, t))
     }
 
     /// How this model pools cells into a group's answer: its answer sizes (the design's, card

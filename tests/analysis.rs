@@ -461,3 +461,71 @@ fn jobs_run_by_a_helper_give_what_one_pass_gives() {
     assert!(pooled.accept(chunk).unwrap().is_empty());
     assert!(pooled.cell_predictions(0..800, 5).is_empty(), "a new reference drops every output");
 }
+
+/// The page's cell table: the predicted cells only, searched by name, label or a top answer's gene,
+/// ordered stably (ties in the file's order, descending too), cut at the limit; a linked cell is
+/// found by name or 1-based number once predicted. Checked against the cells' own predictions.
+#[test]
+fn the_cell_table_searches_orders_and_finds_predicted_cells() {
+    use mamba_perturb::analysis::{CellOrder, CellQuery, CellTable};
+    let (bytes, _) = gears_file();
+    let mut a = Analysis::new(default_model(), &Device::flex()).unwrap();
+    a.open("cells.h5ad", FileSource::bytes(bytes), &ReadOptions::default()).unwrap();
+    a.predict_cells(0, 300, 5).unwrap();
+    let cells = a.cell_predictions(0..800, 5);
+    assert_eq!(cells.len(), 300, "only predicted cells");
+    let table = |q: CellQuery| -> CellTable {
+        match a.view(&ViewRequest::Cells(q)).unwrap() {
+            View::Cells(t) => t,
+            _ => unreachable!(),
+        }
+    };
+    let all = table(CellQuery { limit: 10_000, top: 5, ..Default::default() });
+    assert_eq!((all.matched, all.predicted, all.rows.len()), (300, 300, 300));
+    for (row, cell) in all.rows.iter().zip(&cells) {
+        assert_eq!((row.index, &row.cell, &row.label), (cell.index, &cell.cell, &cell.label));
+        assert_eq!(row.top.len(), 5);
+        assert_eq!(row.top[0].perturbation, cell.top[0].perturbation);
+    }
+
+    // Search by a gene some cells' top answers name (any case); every cell that names it, nothing else.
+    let gene = cells[0].top[0].perturbation.split('+').next().unwrap().to_string();
+    let names = |c: &mamba_perturb::analysis::CellPrediction| {
+        c.top.iter().any(|t| t.perturbation.split('+').any(|g| g == gene))
+            || c.label.as_deref().is_some_and(|l| l.contains(&gene))
+            || c.cell.to_uppercase().contains(&gene)
+    };
+    let hits = table(CellQuery { search: gene.to_lowercase(), limit: 10_000, top: 5, ..Default::default() });
+    let expected: Vec<usize> = cells.iter().filter(|c| names(c)).map(|c| c.index).collect();
+    assert!(!expected.is_empty() && expected.len() < 300, "{gene}: {} cells", expected.len());
+    assert_eq!(hits.rows.iter().map(|r| r.index).collect::<Vec<_>>(), expected);
+    assert_eq!(hits.matched, expected.len());
+
+    // Ordered by top probability, descending, cut at 20: the 20 most confident, ties in file order.
+    let top20 =
+        table(CellQuery { order: CellOrder::Probability, descending: true, limit: 20, top: 5, ..Default::default() });
+    let mut by_hand: Vec<&mamba_perturb::analysis::CellPrediction> = cells.iter().collect();
+    by_hand.sort_by(|x, y| y.top[0].probability.total_cmp(&x.top[0].probability));
+    assert_eq!(top20.rows.len(), 20);
+    assert_eq!(top20.matched, 300);
+    let got: Vec<usize> = top20.rows.iter().map(|r| r.index).collect();
+    assert_eq!(got, by_hand[..20].iter().map(|c| c.index).collect::<Vec<_>>());
+    // By label, descending: labels non-increasing, equal labels in the file's order.
+    let by_label =
+        table(CellQuery { order: CellOrder::Label, descending: true, limit: 300, top: 5, ..Default::default() });
+    for w in by_label.rows.windows(2) {
+        assert!(w[0].label >= w[1].label);
+        if w[0].label == w[1].label {
+            assert!(w[0].index < w[1].index, "ties keep the file's order");
+        }
+    }
+
+    // A linked cell: by name or 1-based number, only once predicted.
+    let named = table(CellQuery { find: Some(cells[7].cell.clone()), top: 5, ..Default::default() });
+    assert_eq!(named.found.map(|c| c.index), Some(7));
+    assert!(named.rows.is_empty(), "limit 0: no rows");
+    let numbered = table(CellQuery { find: Some("8".into()), top: 5, ..Default::default() });
+    assert_eq!(numbered.found.map(|c| c.index), Some(7));
+    let later = table(CellQuery { find: Some("501".into()), top: 5, ..Default::default() });
+    assert!(later.found.is_none(), "cell 501 is not predicted yet");
+}

@@ -21,8 +21,10 @@ use crate::model_folder::ModelFiles;
 use crate::predict::{MatchReport, PredictError, Predictor, Prepared, Ranked, answer_name, top_codes, top_k};
 use crate::reference::{Batches, Reference, ReferenceCells};
 
+mod cell_table;
 pub mod jobs;
 mod views;
+pub use cell_table::{CellOrder, CellQuery, CellTable};
 pub use jobs::{CellJob, HeldGroups, Helper, JobContext, ScoredChunk};
 use jobs::{NO_GROUP, decode_truth, encode_truth};
 pub use views::{Attention, Confusion, GeneWeight, LabelCheck, Selection, View, ViewRequest, Why};
@@ -559,10 +561,12 @@ impl Analysis {
             groups_held: false,
         };
         // Blocks in parallel natively (one thread per worker in the page), merged in order: at
-        // least one block per thread, at most `SCORE_BLOCK` cells each.
+        // least one block per thread, at most `SCORE_BLOCK` cells each. A wave of one block per
+        // thread at a time, merged before the next, so that a job holds one wave's group sums (a
+        // block's are ~10 MB for a file with 238 groups) rather than every block's at once.
         let block = job.rows.div_ceil(crate::parallel::threads()).clamp(32, SCORE_BLOCK);
         let pooling = self.pooling();
-        let blocks = crate::parallel::map(job.rows.div_ceil(block), |b| {
+        let score_block = |b: usize| {
             let rows = b * block..((b + 1) * block).min(job.rows);
             let evidence = self.predictor.evidence(&job.input[rows.start * g..rows.end * g], head);
             let (gene, count) = (&gene[rows.start * c..rows.end * c], &count[rows.start * 3..rows.end * 3]);
@@ -587,18 +591,21 @@ impl Analysis {
             }
             part.groups = groups.into_iter().collect();
             part
-        });
+        };
         let mut chunk = empty();
-        chunk.outputs = output_rows((gene, count), c).into_iter().flat_map(|r| r.into_vec()).collect();
-        for part in blocks {
-            chunk.top_codes.extend(part.top_codes);
-            chunk.top_probabilities.extend(part.top_probabilities);
-            if let (Some(all), Some(t)) = (&mut chunk.tally, &part.tally) {
-                all.merge(t);
+        let (blocks, wave) = (job.rows.div_ceil(block), crate::parallel::threads().max(1));
+        for first in (0..blocks).step_by(wave) {
+            for part in crate::parallel::map(wave.min(blocks - first), |b| score_block(first + b)) {
+                chunk.top_codes.extend(part.top_codes);
+                chunk.top_probabilities.extend(part.top_probabilities);
+                if let (Some(all), Some(t)) = (&mut chunk.tally, &part.tally) {
+                    all.merge(t);
+                }
+                chunk.outside += part.outside;
+                jobs::add_group_sums(&mut chunk.groups, part.groups);
             }
-            chunk.outside += part.outside;
-            jobs::add_group_sums(&mut chunk.groups, part.groups);
         }
+        chunk.outputs = output_rows((gene, count), c).into_iter().flat_map(|r| r.into_vec()).collect();
         chunk
     }
 
@@ -755,7 +762,7 @@ impl Analysis {
                 count.extend_from_slice(&row[c..]);
             }
             let evidence = self.predictor.evidence(&x, f.prepared.head.as_ref());
-            let scores = self.predictor.scores(&gene, &count, &evidence);
+            let scores = self.predictor.scores_with_logs(&gene, &count, &evidence).map(|(s, _)| s);
             block.iter().zip(scores).for_each(|(&(i, _), s)| visit(i, s));
         }
     }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::cell_table::{CellQuery, CellTable};
 use super::{Analysis, AnalysisError, CellAccuracy, OpenFile, Pending};
 use crate::export::csv_field;
 use crate::labels::Perturbation;
@@ -54,6 +55,8 @@ pub enum ViewRequest {
     Why {
         cell: usize,
     },
+    /// The table of predicted cells (`Analysis::cell_table`).
+    Cells(CellQuery),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -64,6 +67,7 @@ pub enum View {
     Confusion(Confusion),
     LabelCheck(LabelCheck),
     Why(Why),
+    Cells(CellTable),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -274,6 +278,7 @@ impl Analysis {
             ViewRequest::Confusion { answers } => View::Confusion(self.confusion(*answers)?),
             ViewRequest::LabelCheck => View::LabelCheck(self.label_check()?),
             ViewRequest::Why { cell } => View::Why(self.why(*cell, plan.genes, &weights)?),
+            ViewRequest::Cells(query) => View::Cells(self.cell_table(query)?),
         })
     }
 
@@ -610,6 +615,16 @@ impl View {
                             elsewhere.join("; "),
                         ],
                     );
+                }
+            }
+            View::Cells(t) => {
+                let k = t.rows.iter().map(|r| r.top.len()).max().unwrap_or(0);
+                let answers = (1..=k).flat_map(|r| [format!("answer_{r}"), format!("probability_{r}")]);
+                line(&mut out, ["number", "cell", "label"].map(String::from).into_iter().chain(answers).collect());
+                for r in &t.rows {
+                    let top = r.top.iter().flat_map(|a| [a.perturbation.clone(), format!("{:.6}", a.probability)]);
+                    let fields = [(r.index + 1).to_string(), r.cell.clone(), r.label.clone().unwrap_or_default()];
+                    line(&mut out, fields.into_iter().chain(top).collect());
                 }
             }
         }

@@ -342,8 +342,8 @@ test("a pool of helper workers gives the answers, accuracy and pseudobulks one w
     await page.setInputFiles("#file", path.join(www, "sample/sample.h5ad"));
     await page.waitForSelector("body[data-predicted='1000']", { timeout: 120_000 });
     await page.waitForFunction(() => window.__mambaPerturb.bulk().length > 200, null, { timeout: 60_000 });
-    const result = await page.evaluate(() => ({
-      cells: window.__mambaPerturb.cells(), bulk: window.__mambaPerturb.bulk(),
+    const result = await page.evaluate(async () => ({
+      cells: await window.__mambaPerturb.cells(), bulk: window.__mambaPerturb.bulk(),
       workers: Number(document.body.dataset.workers), accuracy: document.getElementById("accuracy").textContent,
     }));
     await page.close();
@@ -395,7 +395,7 @@ test("good file, bad file, good file: nothing of an earlier file stays on the pa
   await page.waitForSelector("#error:not([hidden])", { timeout: 30_000 });
   assert.equal((await page.textContent("#report")).trim(), "", "the good file's report is gone");
   assert.ok(await page.locator("#results").isHidden() && await page.locator("#genome").isHidden());
-  assert.equal(await page.evaluate(() => window.__mambaPerturb.cells().length), 0);
+  assert.equal(await page.evaluate(async () => (await window.__mambaPerturb.cells()).length), 0);
   await page.setInputFiles("#file", path.join(www, "sample/sample.h5ad"));
   await page.waitForSelector("body[data-predicted='1000']", { timeout: 120_000 });
   assert.ok(await page.locator("#error").isHidden());
@@ -424,6 +424,17 @@ test("views: confusion and label check agree with the CLI; a cell's why and a gr
   const why = JSON.parse(cli("view", "--model", model, file, "why", "--cell", "0", "--format", "json"));
   const rows = await page.$$eval("#why tbody tr", (trs) => trs.map((tr) => tr.cells[0].textContent));
   assert.deepEqual(rows, why.evidence.map((e) => e.gene));
+  // The cell table is the core's: searched and ordered as `view cells` lists them.
+  const first = JSON.parse(cli("view", "--model", model, file, "cells", "--limit", "1", "--format", "json")).rows[0];
+  const gene = first.top.find((t) => t.perturbation !== "control").perturbation.split("+")[0];
+  const listed = JSON.parse(cli("view", "--model", model, file, "cells", "--search", gene, "--order", "cell", "--descending", "--format", "json"));
+  assert.ok(listed.matched > 0 && listed.matched < 1000, `${listed.matched} cells name ${gene}`);
+  await page.fill("#search", gene);
+  await page.click("#cells th[data-sort='cell']");
+  await page.click("#cells th[data-sort='cell']"); // again: descending
+  await page.waitForFunction((names) => [...document.querySelectorAll("#cells tbody tr td:nth-child(2)")].map((td) => td.textContent).join() === names.join(),
+    listed.rows.map((r) => r.cell), { timeout: 30_000 });
+  assert.equal(await page.textContent("#more"), `${listed.matched} cells`);
   // A pseudobulk group: its attention is the mean over its cells, and the page says so.
   await page.waitForFunction(() => window.__mambaPerturb.bulk().length > 200, null, { timeout: 60_000 });
   await page.click("#bulk tbody tr:nth-child(3)");

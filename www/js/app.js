@@ -3,22 +3,34 @@
 // (predictions, accuracy, warnings, exports) comes from the Rust core; this file only routes.
 import { $, clearError, download, esc, percent, showError, showProgress } from "./dom.js";
 import { on, send, startRun } from "./worker-client.js";
-import { renderBulk, renderCellAccuracy, renderCells, sortBy } from "./tables.js";
+import { cellQuery, renderBulk, renderCellAccuracy, renderCells, sortBy } from "./tables.js";
 import { drawGenome, hideGenome } from "./genome-view.js";
 import { linkTo, linked } from "./share-link.js";
 import { fetchBytes } from "./model-source.js";
 import { exposeState, mark, unmark } from "./test-hooks.js";
 import { hideLabels, hideWhy, showConfusion, showLabelCheck, showTopGenes, showWhy } from "./views.js";
-import { CONFUSION_ANSWERS } from "./protocol.js";
+import { CELL_TOP, CONFUSION_ANSWERS } from "./protocol.js";
 
+const noCells = () => ({ rows: [], matched: 0, predicted: 0, found: null });
 const state = {
-  model: null, report: null, cells: [], bulk: [], bulkAccuracy: null,
+  model: null, report: null, table: noCells(), bulk: [], bulkAccuracy: null,
   selected: { cell: null, group: null, gene: null },
+  selectedRow: null, // the selected cell's answers (it may be outside the rows shown)
+  tableShown: false, // whether this run's first rows are shown
   dataUrl: null,    // where the open file came from, when it can be linked to
   started: 0,
   link: { cell: linked.cell, gene: linked.gene }, // the view a shared link opens, used once
 };
-exposeState(state);
+// All predicted cells, from the core (what the browser tests compare with the CLI's).
+const allCellsWaiting = [];
+function allCells() {
+  if (!state.report) return Promise.resolve([]);
+  return new Promise((resolve) => {
+    allCellsWaiting.push(resolve);
+    send({ type: "view", request: { view: "cells", search: "", order: "index", descending: false, limit: 1e9, top: CELL_TOP, tag: "all" }, csv: false });
+  });
+}
+exposeState(state, { cells: allCells });
 
 // ---------- model and backend ----------
 function showModel(info) {
@@ -51,8 +63,8 @@ $("model-files").onchange = (e) => { clearError(); send({ type: "load-model", fi
 /** A new file: everything shown about the previous one goes before reading starts. */
 function openFile(file, url = null) {
   clearError();
-  Object.assign(state, { report: null, cells: [], bulk: [], bulkAccuracy: null, dataUrl: url, started: performance.now() });
-  state.selected = { cell: null, group: null, gene: null };
+  Object.assign(state, { report: null, table: noCells(), bulk: [], bulkAccuracy: null, dataUrl: url, started: performance.now() });
+  Object.assign(state, { selected: { cell: null, group: null, gene: null }, selectedRow: null });
   $("report").textContent = "";
   $("control-label").value = ""; // a new file is measured against all its cells until asked otherwise
   $("batch-column").value = "";
@@ -87,8 +99,8 @@ function showReport(r) {
   predict();
 }
 function predict() {
-  Object.assign(state, { cells: [], bulk: [], bulkAccuracy: null, started: performance.now() });
-  state.selected = { cell: null, group: null, gene: null };
+  Object.assign(state, { table: noCells(), bulk: [], bulkAccuracy: null, started: performance.now(), tableShown: false });
+  Object.assign(state, { selected: { cell: null, group: null, gene: null }, selectedRow: null });
   unmark("predicted");
   renderCells(state); renderBulk(state); renderCellAccuracy(null);
   mark("run", startRun());
@@ -115,23 +127,33 @@ $("cancel").onclick = () => send({ type: "cancel" });
 
 // ---------- predictions ----------
 function onCells(m) {
-  state.cells.push(...m.rows);
   const workers = m.workers > 1 ? `, ${m.workers} workers` : "";
   showProgress(`predicting: ${m.done} of ${m.total} cells (${(m.done / (m.ms / 1000)).toFixed(0)} cells/s, ${backendName(m.backend)}${workers})`, m.done, m.total);
+  if (!state.tableShown) { state.tableShown = true; refreshTable(); } // the first cells, shown at once
+  if (state.link.cell !== null) findLinkedCell(false);
+}
+const refreshTable = () => send({ type: "view", request: cellQuery(), csv: false });
+// A shared link's cell, selected once predicted; `last`: the run is over, so a cell not found is not in the file.
+const findLinkedCell = (last) => send({ type: "view", request: cellQuery({ limit: 0, find: state.link.cell, tag: last ? "find-last" : "find" }), csv: false });
+function onCellTable(t, request) {
   const link = state.link;
-  const linkedRow = link.cell !== null && m.rows.find((c) => c.cell === link.cell || String(c.index + 1) === link.cell);
-  if (state.cells.length === m.rows.length) { // first batch: show it at once
-    mark("firstRowsMs", performance.now() - state.started);
-    renderCells(state);
-    if (!linkedRow && state.selected.cell === null && state.cells.length) selectCell(0);
+  if (request.tag === "all") { allCellsWaiting.shift()?.(t.rows); return; }
+  if (request.tag === "find" || request.tag === "find-last") {
+    if (link.cell === null) return;
+    if (t.found) { link.cell = null; selectRow(t.found, link.gene); link.gene = null; }
+    else if (request.tag === "find-last") { showError(`The link asks for cell '${link.cell}', which this file does not have.`); link.cell = null; }
+    return;
   }
-  if (linkedRow) { link.cell = null; selectCell(linkedRow.index, link.gene); link.gene = null; }
+  state.table = t;
+  if (!document.body.dataset.firstRowsMs && t.rows.length) mark("firstRowsMs", performance.now() - state.started);
+  renderCells(state);
+  if (link.cell === null && state.selected.cell === null && state.selected.group === null && t.rows.length) selectRow(t.rows[0]);
 }
 function onPredicted(m) {
   $("progress").hidden = true;
   mark("predicted", m.done); mark("backendUsed", m.backend); mark("workers", m.workers); mark("jobMs", m.jobMs ?? ""); mark("allCellsMs", performance.now() - state.started);
-  if (!m.cancelled && state.link.cell !== null) { showError(`The link asks for cell '${state.link.cell}', which this file does not have.`); state.link.cell = null; }
-  renderCells(state);
+  if (state.link.cell !== null) findLinkedCell(!m.cancelled);
+  refreshTable();
   renderCellAccuracy(m.accuracy);
   send({ type: "group-by", column: $("group-by").value || null });
   if (state.report.summary.label_column) {
@@ -144,13 +166,17 @@ function onPseudobulk(m) {
   state.bulk = m.groups; state.bulkAccuracy = m.accuracy;
   renderBulk(state);
 }
-$("cells").tBodies[0].onclick = (e) => { const tr = e.target.closest("tr"); if (tr) selectCell(Number(tr.dataset.i)); };
-$("cells").tHead.onclick = (e) => sortBy(e.target.dataset.sort, state);
-$("search").oninput = () => renderCells(state);
+$("cells").tBodies[0].onclick = (e) => {
+  const tr = e.target.closest("tr");
+  const row = tr && state.table.rows.find((c) => c.index === Number(tr.dataset.i));
+  if (row) selectRow(row);
+};
+$("cells").tHead.onclick = (e) => { if (sortBy(e.target.dataset.sort)) refreshTable(); };
+$("search").oninput = () => refreshTable();
 $("bulk").tBodies[0].onclick = (e) => {
   const tr = e.target.closest("tr"); if (!tr) return;
   const b = state.bulk[Number(tr.dataset.g)];
-  state.selected = { cell: null, group: b.group, gene: firstGene(b.top[0]) };
+  Object.assign(state, { selected: { cell: null, group: b.group, gene: firstGene(b.top[0]) }, selectedRow: null });
   hideWhy();
   requestAttention();
 };
@@ -163,19 +189,17 @@ $("confusion-csv").onclick = () => exportView({ view: "confusion", answers: CONF
 $("label-check-csv").onclick = () => exportView({ view: "label-check" });
 $("why-csv").onclick = () => exportView({ view: "why", cell: state.selected.cell });
 $("top-genes-csv").onclick = () => { const { cell, group, gene } = state.selected; exportView({ view: "attention", cell, group: cell === null ? group : null, gene }); };
-const VIEWS = { confusion: showConfusion, "label-check": showLabelCheck, why: (w) => w.index === state.selected.cell && showWhy(w) };
-on("view", (m) => VIEWS[m.request.view](m.result));
+const VIEWS = { confusion: showConfusion, "label-check": showLabelCheck, why: (w) => w.index === state.selected.cell && showWhy(w), cells: onCellTable };
+on("view", (m) => VIEWS[m.request.view](m.result, m.request));
 
 // ---------- attention along the genome ----------
 const firstGene = (t) => (t && t.perturbation !== "control" ? t.perturbation.split("+")[0] : "control");
-const selectionRow = () => (state.selected.cell !== null
-  ? state.cells.find((c) => c.index === state.selected.cell) : state.bulk.find((b) => b.group === state.selected.group));
-function selectCell(i, gene = null) {
-  const c = state.cells.find((x) => x.index === i); if (!c) return;
-  state.selected = { cell: i, group: null, gene: gene || firstGene(c.top[0]) };
+const selectionRow = () => (state.selected.cell !== null ? state.selectedRow : state.bulk.find((b) => b.group === state.selected.group));
+function selectRow(c, gene = null) {
+  Object.assign(state, { selected: { cell: c.index, group: null, gene: gene || firstGene(c.top[0]) }, selectedRow: c });
   renderCells(state);
   requestAttention();
-  requestWhy(i);
+  requestWhy(c.index);
 }
 const requestWhy = (cell) => send({ type: "view", request: { view: "why", cell }, csv: false });
 function requestAttention() {
@@ -198,7 +222,7 @@ function onAttention(a) {
   const s = state.selected;
   if (a.gene !== s.gene || (a.cell ?? null) !== s.cell) return; // only the latest request's answer is drawn
   const best = selectionRow()?.top[0];
-  const title = a.cell != null ? `cell ${state.cells.find((c) => c.index === a.cell)?.cell}` : `group ${a.group} (mean over ${a.cells_used} cells)`;
+  const title = a.cell != null ? `cell ${state.selectedRow?.cell}` : `group ${a.group} (mean over ${a.cells_used} cells)`;
   const marked = [...new Set([a.gene, ...(best ? best.perturbation.split("+") : [])])].filter((g) => g !== "control");
   drawGenome({ attention: a, title, model: state.model, marked });
   showTopGenes(a);
@@ -206,7 +230,7 @@ function onAttention(a) {
   $("share").textContent = "Copy link to this view";
 }
 $("share").onclick = async () => {
-  const href = linkTo({ dataUrl: state.dataUrl, cell: state.cells.find((x) => x.index === state.selected.cell)?.cell, gene: state.selected.gene });
+  const href = linkTo({ dataUrl: state.dataUrl, cell: state.selected.cell !== null ? state.selectedRow?.cell : null, gene: state.selected.gene });
   $("share-link").value = href;
   $("share-link").hidden = false;
   try { await navigator.clipboard.writeText(href); $("share").textContent = "Link copied"; } catch { $("share-link").select(); }

@@ -26,8 +26,9 @@ export const CONFUSION_ANSWERS = 15;
  * @typedef {{type: "attention", cell: number | null, group: string | null, gene: string}} AttentionRequest
  * @typedef {{type: "export", format: "csv" | "json"}} ExportRequest
  * @typedef {{view: "attention", cell: number | null, group: string | null, gene: string} | {view: "cell-accuracy"}
- *   | {view: "confusion", answers: number} | {view: "label-check"} | {view: "why", cell: number}} ViewName
- *   The core's `ViewRequest` (src/analysis/views.rs).
+ *   | {view: "confusion", answers: number} | {view: "label-check"} | {view: "why", cell: number}
+ *   | {view: "cells", search: string, order: "index" | "cell" | "probability" | "label", descending: boolean, limit: number, top: number, find?: string | null, tag?: string}} ViewName
+ *   The core's `ViewRequest` (src/analysis/views.rs; `cells`: src/analysis/cell_table.rs). `tag`: the page's own, returned as sent.
  * @typedef {{type: "view", request: ViewName, csv: boolean}} ViewRequest  csv: the view's CSV export instead.
  * @typedef {BackendRequest | LoadModelRequest | OpenRequest | ReferenceRequest | PredictRequest | CancelRequest | GroupByRequest | AttentionRequest | ExportRequest | ViewRequest} Request
  */
@@ -45,15 +46,16 @@ export const CONFUSION_ANSWERS = 15;
  * @typedef {{type: "model", info: object}} ModelReply  The card's overview (name, description, kind, panel, candidates, ...).
  * @typedef {{type: "progress", stage: string}} ProgressReply
  * @typedef {{type: "report", report: InputReport | null}} ReportReply  null: no file is open.
- * @typedef {{type: "cells", run: number, rows: CellPrediction[], done: number, total: number, ms: number, backend: string, workers: number}} CellsReply
- *   workers: the workers computing (the CPU pool's helpers, or 1).
+ * @typedef {{type: "cells", run: number, done: number, total: number, ms: number, backend: string, workers: number}} CellsReply
+ *   Progress only (the cells themselves: the `cells` view). workers: the workers computing (the CPU pool's helpers, or 1).
+ * @typedef {{rows: CellPrediction[], matched: number, predicted: number, found: CellPrediction | null}} CellTable  The `cells` view.
  * @typedef {{type: "predicted", run: number, done: number, total: number, cancelled: boolean, ms: number, backend: string, workers: number, jobMs: number | null, accuracy: CellAccuracy | null}} PredictedReply
  *   jobMs: time the helpers spent running jobs (null without the pool).
  * @typedef {{type: "pseudobulk", column: string | null, groups: GroupPrediction[], accuracy: Scores | null}} PseudobulkReply
  * @typedef {{gene: string, chrom: string | null, start: number | null, weight: number}} GeneWeight
  * @typedef {{type: "attention", gene: string, weights: number[], cell: number | null, group: string | null, cells_used: number, group_cells: number, top_genes: GeneWeight[]}} AttentionReply
  *   A group's attention is the mean over (up to 500 of) its cells.
- * @typedef {{type: "view", request: ViewName, result: object}} ViewReply  result: Confusion, LabelCheck or Why (src/analysis/views.rs).
+ * @typedef {{type: "view", request: ViewName, result: object}} ViewReply  result: Confusion, LabelCheck, Why or CellTable (src/analysis/views.rs).
  * @typedef {{type: "export", format: string, name?: string, text: string}} ExportReply
  * @typedef {{type: "error", message: string}} ErrorReply
  * @typedef {BackendReply | ModelReply | ProgressReply | ReportReply | CellsReply | PredictedReply | PseudobulkReply | AttentionReply | ViewReply | ExportReply | ErrorReply} Reply

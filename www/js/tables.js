@@ -1,32 +1,36 @@
-// The results tables: per-cell answers (sort, filter by gene) and pseudobulk groups, with the
-// accuracy against the file's labels as the core computed it.
+// The results tables: per-cell answers (searched and sorted by the core) and pseudobulk groups,
+// with the accuracy against the file's labels as the core computed it.
 import { $, esc, percent } from "./dom.js";
+import { CELL_TOP } from "./protocol.js";
 
 const SHOWN = 500;
-let sortKey = "index", sortDir = 1;
+let order = "index", descending = false;
 
 const answer = (t, label) => (t
   ? `<span class="${label && t.perturbation === label ? "hit" : ""}">${esc(t.perturbation)}</span> <span class="p">${percent(t.probability)}</span>`
   : "");
 
-export function renderCells(state) {
-  const q = $("search").value.trim().toUpperCase();
-  const matches = (c) => !q || c.cell.toUpperCase().includes(q) || (c.label || "").toUpperCase().includes(q)
-    || c.top.some((t) => t.perturbation.toUpperCase().split("+").includes(q));
-  const key = { index: (c) => c.index, cell: (c) => c.cell, p: (c) => c.top[0]?.probability ?? 0, label: (c) => c.label || "" }[sortKey];
-  const rows = state.cells.filter(matches).sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * sortDir);
-  $("cells").tBodies[0].innerHTML = rows.slice(0, SHOWN).map((c) => `<tr data-i="${c.index}" class="${state.selected.cell === c.index ? "sel" : ""}">
-    <td>${c.index + 1}</td><td>${esc(c.cell)}</td><td>${answer(c.top[0], c.label)}</td><td>${answer(c.top[1], c.label)}</td>
-    <td>${answer(c.top[2], c.label)}</td><td>${esc(c.label ?? "")}</td></tr>`).join("");
-  $("more").textContent = rows.length > SHOWN ? `showing ${SHOWN} of ${rows.length} cells (filter to narrow)` : `${rows.length} cells`;
+/** The core's `cells` view (src/analysis/cell_table.rs) for the table as the person set it up: the
+ * search box and the sorted column; `extra` adds to it (a cell to find, a tag). */
+export function cellQuery(extra = {}) {
+  return { view: "cells", search: $("search").value.trim(), order, descending, limit: SHOWN, top: CELL_TOP, ...extra };
 }
 
-/** Clicking a column header sorts by it (again: reverses). */
-export function sortBy(key, state) {
-  if (!key) return;
-  sortDir = sortKey === key ? -sortDir : 1;
-  sortKey = key;
-  renderCells(state);
+/** @param {{table: import("./protocol.js").CellTable, selected: {cell: number | null}}} state */
+export function renderCells(state) {
+  const t = state.table;
+  $("cells").tBodies[0].innerHTML = t.rows.map((c) => `<tr data-i="${c.index}" class="${state.selected.cell === c.index ? "sel" : ""}">
+    <td>${c.index + 1}</td><td>${esc(c.cell)}</td><td>${answer(c.top[0], c.label)}</td><td>${answer(c.top[1], c.label)}</td>
+    <td>${answer(c.top[2], c.label)}</td><td>${esc(c.label ?? "")}</td></tr>`).join("");
+  $("more").textContent = t.matched > t.rows.length ? `showing ${t.rows.length} of ${t.matched} cells (filter to narrow)` : `${t.matched} cells`;
+}
+
+/** Clicking a column header sorts by it (again: reverses). Returns whether the order changed. */
+export function sortBy(key) {
+  if (!key) return false;
+  descending = order === key ? !descending : false;
+  order = key;
+  return true;
 }
 
 export function renderBulk(state) {

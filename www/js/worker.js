@@ -84,9 +84,10 @@ async function predict(run) {
   const t0 = performance.now();
   let pool = backend === "cpu" ? helpers : [];
   let done = 0;
-  const report = (rows, size) => {
+  // Counts only: the page reads the predicted cells back through the core's `cells` view.
+  const report = (size) => {
     done += size;
-    reply({ type: "cells", run, rows, done, total, ms: performance.now() - t0, backend, workers: pool.length || 1 });
+    reply({ type: "cells", run, done, total, ms: performance.now() - t0, backend, workers: pool.length || 1 });
   };
   const left = []; // [start, size] of cells still to predict here (the pool's failed jobs)
   if (pool.length) {
@@ -106,7 +107,8 @@ async function predict(run) {
         try {
           const job = await call(() => session.cell_job(start, size, CELL_TOP, true));
           const chunk = await helper.run(job);
-          report(await call(() => session.accept(chunk)), size);
+          await call(() => session.accept(chunk));
+          report(size);
         } catch (err) {
           failure = failure || err;
           left.push([start, size]);
@@ -129,7 +131,8 @@ async function predict(run) {
   for (const [from, count] of left) {
     for (let start = from, size = Math.min(FIRST_BATCH, BATCH); start < from + count && activeRun === run; start += size, size = BATCH) {
       const n = Math.min(size, from + count - start);
-      report(await call(() => session.predict_cells(start, n, CELL_TOP)), n);
+      await call(() => session.predict_cells(start, n, CELL_TOP));
+      report(n);
       await pause();
     }
   }

@@ -1,9 +1,9 @@
-//! `view --model DIR FILE confusion|label-check|why|attention`: the page's explaining views as
-//! numbers (CSV, or JSON), computed by the same core code as the page draws them.
+//! `view --model DIR FILE confusion|label-check|why|attention|cells`: the page's explaining views
+//! and its cell table as numbers (CSV, or JSON), computed by the same core code as the page shows.
 
 use std::path::PathBuf;
 
-use mamba_perturb::analysis::ViewRequest;
+use mamba_perturb::analysis::{CellQuery, ViewRequest};
 
 use crate::error::{CliError, flag, output};
 
@@ -14,7 +14,8 @@ pub struct Args {
     pub model: PathBuf,
     /// Cells: .h5ad, .csv, .tsv or .csv.gz (confusion and label-check need a label column).
     pub file: PathBuf,
-    /// confusion, label-check, why (one cell) or attention (a cell, or a group of --group-by).
+    /// confusion, label-check, why (one cell), attention (a cell, or a group of --group-by) or
+    /// cells (the page's table: --search, --order, --descending, --limit).
     pub view: String,
     /// The cell (0-based row) for `why` and `attention`.
     #[arg(long)]
@@ -30,6 +31,20 @@ pub struct Args {
     /// Rows and columns of the confusion table (the most frequent labels).
     #[arg(long, default_value_t = 20)]
     pub answers: usize,
+    /// `cells`: cells whose name or label contains this, or whose top answers name this gene.
+    #[arg(long, default_value = "")]
+    pub search: String,
+    /// `cells`: index, cell, probability (of the top answer) or label.
+    #[arg(long, default_value = "index")]
+    pub order: String,
+    #[arg(long)]
+    pub descending: bool,
+    /// `cells`: rows at most.
+    #[arg(long, default_value_t = 500)]
+    pub limit: usize,
+    /// `cells`: answers per cell.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
     /// csv or json.
     #[arg(long, default_value = "csv")]
     pub format: String,
@@ -45,13 +60,21 @@ pub fn run(args: Args) -> Result<(), CliError> {
         "label-check" => ViewRequest::LabelCheck,
         "why" => ViewRequest::Why { cell: args.cell.ok_or_else(|| flag("cell", "`why` needs a cell"))? },
         "attention" => ViewRequest::Attention { cell: args.cell, group: args.group.clone(), gene: args.gene.clone() },
-        other => return Err(flag("view", format!("{other}: use confusion, label-check, why or attention"))),
+        "cells" => ViewRequest::Cells(CellQuery {
+            search: args.search.clone(),
+            order: args.order.parse().map_err(|e| flag("order", e))?,
+            descending: args.descending,
+            limit: args.limit,
+            top: args.top,
+            find: None,
+        }),
+        other => return Err(flag("view", format!("{other}: use confusion, label-check, why, attention or cells"))),
     };
     if args.format != "csv" && args.format != "json" {
         return Err(flag("format", format!("{}: use csv or json", args.format)));
     }
     let mut analysis = super::predict::open(&args.model, &args.file, &args.read, &args.reference)?;
-    analysis.predict_all_cells(256, 0, |_, _| {})?;
+    analysis.predict_all_cells(256, args.top, |_, _| {})?;
     let column = args.group_by.clone().or_else(|| analysis.report().ok()?.summary.label_column.clone());
     analysis.set_group_column(column.as_deref())?;
     let view = analysis.view(&request)?;
