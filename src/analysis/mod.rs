@@ -610,13 +610,14 @@ impl Analysis {
     }
 
     /// Takes a job's results back: keeps each cell's outputs and top answers and adds its share of
-    /// the accuracy and of the pseudobulks. Returns the cells' predictions. Results made under an
-    /// older reference are dropped (an empty list); results that do not fit the file are refused.
-    pub fn accept(&mut self, chunk: ScoredChunk) -> Result<Vec<CellPrediction>, AnalysisError> {
+    /// the accuracy and of the pseudobulks. Returns the cells taken (`cell_predictions` gives their
+    /// answers; the page reads them through the `cells` view instead). Results made under an
+    /// older reference are dropped (an empty range); results that do not fit the file are refused.
+    pub fn accept(&mut self, chunk: ScoredChunk) -> Result<std::ops::Range<usize>, AnalysisError> {
         let c = self.predictor.card.net.n_candidates;
         let f = self.open_file_mut()?;
         if chunk.context != f.context_version {
-            return Ok(Vec::new());
+            return Ok(0..0);
         }
         let n = f.outputs.len();
         let width = c + 3;
@@ -660,7 +661,7 @@ impl Analysis {
             }
         }
         f.group_scores = None;
-        Ok(self.cell_predictions(range, chunk.top))
+        Ok(range)
     }
 
     /// Takes the group sums a helper held (`HeldGroups`) into the pseudobulks; sums of another
@@ -687,15 +688,17 @@ impl Analysis {
         let job = self.cell_job(start, count, top, false)?;
         let f = self.open_file()?;
         let chunk = self.run_job(&f.prepared.reference, f.prepared.head.as_ref(), &job)?;
-        self.accept(chunk)
+        let cells = self.accept(chunk)?;
+        Ok(self.cell_predictions(cells, top))
     }
 
+    /// The same for the browser, returning the cells predicted (their answers: the `cells` view).
     pub async fn predict_cells_async(
         &mut self,
         start: usize,
         count: usize,
         top: usize,
-    ) -> Result<Vec<CellPrediction>, AnalysisError> {
+    ) -> Result<std::ops::Range<usize>, AnalysisError> {
         let job = self.cell_job(start, count, top, false)?;
         let f = self.open_file()?;
         let chunk = self.run_job_async(&f.prepared.reference, f.prepared.head.as_ref(), &job).await?;

@@ -573,12 +573,8 @@ fn read_dense(
                 _ => m.push_dense_row(values),
             }
         }
-        if start == 0 && count < n_obs {
-            // Room for the rest at the first window's density (as `CsrRows::read`).
-            let more = ((n_obs - count) as f64 * m.nnz() as f64 / count as f64 * 1.05) as usize + 1024;
-            m.indices.reserve_exact(more);
-            m.data.reserve_exact(more);
-            m.indptr.reserve_exact(n_obs - count);
+        if start == 0 {
+            m.reserve_at_rate(count as u64, (n_obs - count) as u64, n_obs - count);
         }
         start += count;
     }
@@ -839,15 +835,8 @@ impl CsrRows {
                 }
                 m.push_sparse_row(&cols, &vals);
             }
-            if row == start && stop < end {
-                // Room for the rest at the first window's kept share (5 % spare), so the kept values
-                // are not grown by doubling: its spare room and the copy at each growth lifted the
-                // page's memory for a large file by a few hundred MB (measured).
-                let (read, kept, rest) = (indptr[stop] - first, m.nnz() as u64, indptr[end] - indptr[stop]);
-                let more = (rest as f64 * kept as f64 / read.max(1) as f64 * 1.05) as usize + 1024;
-                m.indices.reserve_exact(more);
-                m.data.reserve_exact(more);
-                m.indptr.reserve_exact(end - stop);
+            if row == start {
+                m.reserve_at_rate(indptr[stop] - first, indptr[end] - indptr[stop], end - stop);
             }
             row = stop;
         }
