@@ -640,6 +640,24 @@ pub fn guide_failure(cells: &[(&SetScores, &[usize])], prior: [f64; 3]) -> Optio
     Some(golden_minimum(0.0, 0.5, 40, |f| -fit(f)))
 }
 
+/// Exact top-1 among cells of each answer size (control, one gene, two) and how many there were.
+pub struct BySize {
+    pub top1: [f64; 3],
+    pub cells: [usize; 3],
+}
+
+/// `BySize` of cells with their true answers (a size without cells: NaN).
+pub fn top1_by_size(cells: &[(&SetScores, &[usize])]) -> BySize {
+    let (mut hits, mut counts) = ([0usize; 3], [0usize; 3]);
+    for (s, t) in cells {
+        let k = t.len().min(2);
+        counts[k] += 1;
+        hits[k] += usize::from(mamba_perturb::metrics::rank_of(s, t) == 0);
+    }
+    let top1 = std::array::from_fn(|k| if counts[k] == 0 { f64::NAN } else { hits[k] as f64 / counts[k] as f64 });
+    BySize { top1, cells: counts }
+}
+
 /// What `head_weight` chose and how the held-out cells fared with it.
 pub struct HeadFit {
     pub weight: f64,

@@ -345,6 +345,16 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
         predictor.card.guide_failure = Some(f);
         predictor.card.metrics["guide_failure"] = serde_json::json!({ "share": f, "cells": perturbed });
     }
+    // Held-out exact top-1 per answer size: what the head's and temperature's choices trade
+    // between the sizes (a pairs-only test set sees only one side of it).
+    let by_size = training::top1_by_size(&cells);
+    eprintln!(
+        "{label}: held-out exact top-1 by answer size: control {:.3}, singles {:.3}, pairs {:.3} ({:?} cells)",
+        by_size.top1[0], by_size.top1[1], by_size.top1[2], by_size.cells
+    );
+    predictor.card.metrics["held_out_top1_by_size"] = serde_json::json!({
+        "control": by_size.top1[0], "singles": by_size.top1[1], "pairs": by_size.top1[2], "cells": by_size.cells,
+    });
     let card = predictor.card;
     Ok(Trained { card, net, panel, fitted_history: fitted.history })
 }
@@ -468,6 +478,18 @@ mod tests {
         let trained_on = data.targets(&splits::rows_of(&data.condition, &split.train));
         assert!(pairs(&trained_on) < sizes[2] - 0.05, "{} vs {}", pairs(&trained_on), sizes[2]);
         assert!((sizes.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        // The card reports held-out accuracy per answer size, over the cells of each size held out.
+        let by_size = &trained.card.metrics["held_out_top1_by_size"];
+        // (a size with no held-out cell has no figure rather than a made-up one).
+        let held = data.targets(&splits::rows_of(&data.condition, &split.valid));
+        let cells: Vec<u64> = (0..3).map(|k| by_size["cells"][k].as_u64().unwrap()).collect();
+        assert!(cells[2] as usize == held.len() && cells[0] > 0, "{by_size}");
+        for (k, size) in ["control", "singles", "pairs"].into_iter().enumerate() {
+            match cells[k] {
+                0 => assert!(by_size[size].is_null(), "{by_size}"),
+                _ => assert!((0.0..=1.0).contains(&by_size[size].as_f64().unwrap()), "{by_size}"),
+            }
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 }
