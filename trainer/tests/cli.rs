@@ -308,6 +308,24 @@ fn bench_writes_roles_partial_panels_calibration_posterior_pseudobulk_and_ceilin
     assert!(mean("oracle-additive") <= mean("oracle"), "{} > {}", mean("oracle-additive"), mean("oracle"));
     // Knowing which pairs the design holds can only help.
     assert!(mean("oracle") <= mean("oracle-design"), "{} > {}", mean("oracle"), mean("oracle-design"));
+    // The held-out mix (every answer size the training kept out), for the model and the ceilings,
+    // per seed of the held-out split and not for transfer: the same cells for every method.
+    let mix = r["held_out_mix"]["rows"].as_array().unwrap();
+    for seed in [0, 1] {
+        let of = |method: &str| {
+            mix.iter()
+                .find(|m| m["seed"] == seed && m["method"] == method && m["split"] == "heldout-pairs")
+                .unwrap_or_else(|| panic!("no held-out mix row for {method}, seed {seed}"))
+        };
+        let cells = &of("mamba-perturb")["top1"]["cells"];
+        assert!(cells[0].as_u64().unwrap() > 0 && cells[2].as_u64().unwrap() > 0, "{cells}");
+        for method in ["mamba-perturb", "oracle", "oracle-additive", "oracle-design"] {
+            let top1 = &of(method)["top1"];
+            assert_eq!(&top1["cells"], cells, "{method}");
+            assert!((0.0..=1.0).contains(&top1["mix"].as_f64().unwrap()), "{method}: {top1}");
+        }
+    }
+    assert!(mix.iter().all(|m| m["split"] != "transfer"));
     // The model's two parts are measured alone in the same run.
     for part in ["network-only", "additive-head-only"] {
         assert!(find(part, "full", "cell", "exact_pair_top1").is_some(), "{part}");
