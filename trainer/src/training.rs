@@ -646,6 +646,18 @@ pub struct BySize {
     pub cells: [usize; 3],
 }
 
+impl BySize {
+    /// As the card and the bench write it: top-1 per size (null for a size without cells), the
+    /// cells, and `mix`: the sizes weighted to the design's shares `sizes`, over those with cells.
+    pub fn to_json(&self, sizes: [f64; 3]) -> serde_json::Value {
+        let has = |k: usize| self.cells[k] > 0;
+        let weight: f64 = (0..3).filter(|&k| has(k)).map(|k| sizes[k]).sum();
+        let mix = (0..3).filter(|&k| has(k)).map(|k| sizes[k] * self.top1[k]).sum::<f64>() / weight;
+        let value = |k: usize| if has(k) { serde_json::json!(self.top1[k]) } else { serde_json::Value::Null };
+        serde_json::json!({"control": value(0), "singles": value(1), "pairs": value(2), "mix": mix, "cells": self.cells})
+    }
+}
+
 /// `BySize` of cells with their true answers (a size without cells: NaN).
 pub fn top1_by_size(cells: &[(&SetScores, &[usize])]) -> BySize {
     let (mut hits, mut counts) = ([0usize; 3], [0usize; 3]);

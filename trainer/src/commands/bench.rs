@@ -223,28 +223,26 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 let (mut run_oracle_seconds, mut run_oracle_genes) = (0.0, Vec::new());
                 if !transfer {
                     // The held-out mix: cells of every answer size the training kept out (validation
-                    // pairs, calibration control and singles), for the model and the ceilings, by
-                    // size. A test set of pairs alone cannot show a trade between sizes.
-                    let train_rows = splits::rows_of(&data.condition, &split.train);
-                    let (_, mut rows) = training::calibration_cells(&train_rows, &data.targets(&train_rows), seed);
+                    // pairs, calibration control and singles), by size. A test set of pairs alone
+                    // cannot show a trade between sizes. The model's figure is on its card (training
+                    // scored these cells); the ceilings score the same cells here.
+                    let (_, mut rows) = super::train::training_and_calibration_rows(&data, &split, seed);
                     rows.extend(splits::rows_of(&data.condition, &split.valid));
-                    let truths = data.targets(&rows);
-                    let x = data.dense(&rows, &panel);
-                    let mut scored =
-                        vec![("mamba-perturb", predictor.score_rows(&x, &reference, 256).map_err(output)?)];
+                    let mut mix = vec![("mamba-perturb", predictor.card.metrics["held_out_top1_by_size"].clone())];
                     if let Ok(c) = data_ceiling.as_ref() {
                         let t = std::time::Instant::now();
                         let lik = c.likelihoods(&data, &rows, &panel)?;
                         run_oracle_seconds += t.elapsed().as_secs_f64();
-                        let members: Vec<Vec<usize>> = (0..rows.len()).map(|i| vec![i]).collect();
+                        let (truths, members) =
+                            (data.targets(&rows), (0..rows.len()).map(|i| vec![i]).collect::<Vec<_>>());
                         for (name, variant, prior) in ceiling::CEILINGS {
-                            scored.push((name, c.scores(&lik, &members, variant, prior)));
+                            let scores = c.scores(&lik, &members, variant, prior);
+                            let cells: Vec<(&SetScores, &[usize])> =
+                                scores.iter().zip(&truths).map(|(s, t)| (s, t.as_slice())).collect();
+                            mix.push((name, training::top1_by_size(&cells).to_json(sizes)));
                         }
                     }
-                    for (method, scores) in scored {
-                        let cells: Vec<(&SetScores, &[usize])> =
-                            scores.iter().zip(&truths).map(|(s, t)| (s, t.as_slice())).collect();
-                        let row = mix_row(training::top1_by_size(&cells), sizes);
+                    for (method, row) in mix {
                         eprintln!("{label}: held-out mix, {method}: {row}");
                         held_out_mix.push(
                             json!({"seed": seed, "split": split_name, "targets": vis, "method": method, "top1": row}),
@@ -778,14 +776,4 @@ fn score_linear<M: SetModel>(
         out.extend(set_scores(&gene_logits, &count_logits, *c));
     }
     out
-}
-
-/// A held-out mix row: exact top-1 per answer size (null for a size without cells) and `mix`, the
-/// sizes weighted to the design's shares `sizes` (over the sizes that have cells).
-fn mix_row(by: training::BySize, sizes: [f64; 3]) -> serde_json::Value {
-    let has = |k: usize| by.cells[k] > 0;
-    let weight: f64 = (0..3).filter(|&k| has(k)).map(|k| sizes[k]).sum();
-    let mix = (0..3).filter(|&k| has(k)).map(|k| sizes[k] * by.top1[k]).sum::<f64>() / weight;
-    let value = |k: usize| if has(k) { json!(by.top1[k]) } else { serde_json::Value::Null };
-    json!({"control": value(0), "singles": value(1), "pairs": value(2), "mix": mix, "cells": by.cells})
 }

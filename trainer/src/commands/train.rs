@@ -89,18 +89,14 @@ pub fn train_on(
     args: &TrainConfig,
     label: &str,
 ) -> Result<Trained, CliError> {
-    let train_rows = splits::rows_of(&data.condition, &split.train);
+    let all_train_rows = splits::rows_of(&data.condition, &split.train);
     let valid_rows = splits::rows_of(&data.condition, &split.valid);
-    if train_rows.is_empty() {
+    if all_train_rows.is_empty() {
         return Err(CliError::Data { file: data.name.clone(), problem: "no training cells after the split".into() });
     }
-    let panel = data.choose_panel(&train_rows, args.hvg, args.mask_targets);
-    let all_train_targets = data.targets(&train_rows);
+    let panel = data.choose_panel(&all_train_rows, args.hvg, args.mask_targets);
     let sizes = design_sizes(data.targets(&(0..data.labels.len()).collect::<Vec<_>>()).iter());
-    // Calibration cells: a tenth of the training control and single cells, kept out of training
-    // and of the head, so that the posterior's temperature is fitted on cells of every answer size
-    // (the validation conditions are all pairs).
-    let (train_rows, calibration_rows) = training::calibration_cells(&train_rows, &all_train_targets, args.seed);
+    let (train_rows, calibration_rows) = training_and_calibration_rows(data, split, args.seed);
     let x_train = data.dense(&train_rows, &panel);
     let x_valid = data.dense(&valid_rows, &panel);
     let (t_train, t_valid) = (data.targets(&train_rows), data.targets(&valid_rows));
@@ -140,6 +136,18 @@ pub fn train_on(
         simulated: data.data.simulated,
     };
     fit_prepared(prepared, args, label)
+}
+
+/// The rows the network trains on, and the calibration cells: a tenth of the training control
+/// and single cells, kept out of training and of the head, so that the posterior's temperature is
+/// fitted on cells of every answer size (the validation conditions are all pairs).
+pub fn training_and_calibration_rows(
+    data: &Labelled,
+    split: &splits::ConditionSplit,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let rows = splits::rows_of(&data.condition, &split.train);
+    training::calibration_cells(&rows, &data.targets(&rows), seed)
 }
 
 /// The card's description of the training data.
@@ -347,14 +355,9 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
     }
     // Held-out exact top-1 per answer size: what the head's and temperature's choices trade
     // between the sizes (a pairs-only test set sees only one side of it).
-    let by_size = training::top1_by_size(&cells);
-    eprintln!(
-        "{label}: held-out exact top-1 by answer size: control {:.3}, singles {:.3}, pairs {:.3} ({:?} cells)",
-        by_size.top1[0], by_size.top1[1], by_size.top1[2], by_size.cells
-    );
-    predictor.card.metrics["held_out_top1_by_size"] = serde_json::json!({
-        "control": by_size.top1[0], "singles": by_size.top1[1], "pairs": by_size.top1[2], "cells": by_size.cells,
-    });
+    let by_size = training::top1_by_size(&cells).to_json(sizes);
+    eprintln!("{label}: held-out exact top-1 by answer size: {by_size}");
+    predictor.card.metrics["held_out_top1_by_size"] = by_size;
     let card = predictor.card;
     Ok(Trained { card, net, panel, fitted_history: fitted.history })
 }
