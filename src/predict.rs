@@ -494,3 +494,35 @@ pub fn answer_name(code: usize, candidates: &[String]) -> String {
         pair.join("+")
     }
 }
+
+/// Where the page runs a model: Burn's CPU backend (WebAssembly) or WebGPU, by the names the page
+/// and its links use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Cpu,
+    WebGpu,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Backend::Cpu),
+            "webgpu" => Ok(Backend::WebGpu),
+            other => Err(format!("unknown backend '{other}' (use 'cpu' or 'webgpu')")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod backend_tests {
+    use super::Backend;
+
+    #[test]
+    fn backends_are_named_as_the_page_names_them() {
+        assert_eq!("cpu".parse(), Ok(Backend::Cpu));
+        assert_eq!("webgpu".parse(), Ok(Backend::WebGpu));
+        let err = "gpu".parse::<Backend>().unwrap_err();
+        assert!(err.contains("'gpu'") && err.contains("'cpu' or 'webgpu'"), "{err}");
+    }
+}

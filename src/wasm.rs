@@ -10,6 +10,7 @@ use crate::analysis::{Analysis, CellJob, HeldGroups, Helper, ScoredChunk};
 use crate::io::source::{FormatError, Source};
 use crate::io::{FileSource, ReadOptions, SharedSource};
 use crate::model_folder::{CARD_FILE, ModelFiles, WEIGHTS_FILE};
+use crate::predict::Backend;
 
 unsafe extern "C" {
     fn __wasm_call_ctors(); // synthesised by wasm-ld: the static constructors (`inventory`, GPU stack)
@@ -95,14 +96,16 @@ impl Session {
 
     /// "cpu" (WebAssembly) or "webgpu"; a failure says why and leaves the current backend.
     pub async fn use_backend(&mut self, name: &str) -> Result<(), JsError> {
-        if name == "webgpu" && self.gpu.is_none() {
-            let gpu = Device::wgpu_options().init_async().await;
-            self.gpu = Some(gpu.map_err(|e| js_err(format!("WebGPU could not start ({e}); staying on the CPU")))?);
-        }
-        self.device = match (name, &self.gpu) {
-            ("cpu", _) => Device::flex(),
-            ("webgpu", Some(gpu)) => gpu.clone(),
-            (other, _) => return Err(js_err(format!("unknown backend '{other}' (use 'cpu' or 'webgpu')"))),
+        self.device = match name.parse().map_err(js_err)? {
+            Backend::Cpu => Device::flex(),
+            Backend::WebGpu => match &self.gpu {
+                Some(gpu) => gpu.clone(),
+                None => {
+                    let gpu = Device::wgpu_options().init_async().await;
+                    let gpu = gpu.map_err(|e| js_err(format!("WebGPU could not start ({e}); staying on the CPU")))?;
+                    self.gpu.insert(gpu).clone()
+                }
+            },
         };
         self.analysis.as_mut().map_or(Ok(()), |a| a.set_device(&self.device)).map_err(js_err)
     }
