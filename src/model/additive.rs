@@ -3,7 +3,7 @@
 //! expected expression is control · (1 + Δ_A + Δ_B) (Δ = fold − 1: the additive rule of Norman et
 //! al.'s genetic-interaction model, with no interaction), and a cell's evidence for an answer is
 //! the quasi-Poisson log likelihood ratio of its normalised expression (CP10k) over control's,
-//! with each gene's pooled within-condition dispersion. The evidence multiplies the network's
+//! with each gene's dispersion among the control cells. The evidence multiplies the network's
 //! posterior (`SetScores::with_evidence`): the network brings what carries over (a target's own
 //! rise, learned patterns), the head the screen's measured single profiles, which the network
 //! alone was found to use poorly on unseen pairs (bench rows `network-only`, `additive-head-only`).
@@ -21,11 +21,12 @@ use crate::reference::Reference;
 const MIN_LEVEL: f64 = 1e-3;
 const FOLD_RANGE: (f64, f64) = (0.05, 200.0);
 const CONTROL_PSEUDO_CELLS: f64 = 10.0;
+const DISPERSION_PSEUDO_CELLS: f64 = 50.0;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AdditiveHead {
-    /// Per panel gene: mean CP10k of the training control cells, and var / mean pooled within
-    /// training conditions.
+    /// Per panel gene: mean CP10k of the training control cells, and var / mean over them (blended
+    /// with the figure pooled within training conditions when control cells are few).
     pub control: Vec<f32>,
     pub dispersion: Vec<f32>,
     /// Per candidate: each panel gene's fold in its training single; for a candidate without one
@@ -182,7 +183,20 @@ impl AdditiveHead {
                 cells[*a] = s.cells;
             }
         }
-        let dispersion = (0..g).map(|j| (var[j] / level[j].max(MIN_LEVEL)).max(MIN_LEVEL) as f32).collect();
+        // Each gene's noise, var / mean, from the control cells. Pooled over every condition it
+        // also counted the spread between a perturbed condition's responders and its failed-guide
+        // cells, which muted the genes perturbations move most (at Norman scale the pooled figure
+        // was 1.6 times control's on average). Blended with the pooled one by
+        // `DISPERSION_PSEUDO_CELLS` for screens with few control cells.
+        let dispersion = (0..g)
+            .map(|j| {
+                let m = control_sum.sum[j] / n0;
+                let own = (control_sum.squares[j] / n0 - m * m).max(0.0) / control[j].max(MIN_LEVEL);
+                let pooled = var[j] / level[j].max(MIN_LEVEL);
+                let k = DISPERSION_PSEUDO_CELLS;
+                ((n0 * own + k * pooled) / (n0 + k)).max(MIN_LEVEL) as f32
+            })
+            .collect();
         let control = control.iter().map(|&v| v as f32).collect();
         Some(AdditiveHead { control, dispersion, folds, cells, pseudo_cells, weight: 1.0, log_folds: OnceLock::new() })
     }
@@ -414,6 +428,30 @@ mod tests {
             }
         }
         assert!(h.evidence_rows(&[], &terms).is_empty());
+    }
+
+    /// A condition of responders and failed-guide cells is spread wide; a gene's noise is what it
+    /// does among control cells (blended with the pooled figure by 50 pseudo-cells).
+    #[test]
+    fn dispersion_is_the_control_cells_not_the_perturbed_mixture() {
+        let mut x = Vec::new();
+        let mut targets = Vec::new();
+        for i in 0..600 {
+            x.push(((4 + 2 * (i % 2)) as f32).ln_1p());
+            targets.push(vec![]);
+        }
+        for i in 0..300 {
+            x.push((if i % 2 == 0 { 50f32 } else { 5.0 }).ln_1p());
+            targets.push(vec![0]);
+        }
+        let h = AdditiveHead::fit(&x, 1, &targets, 1, 0.0).unwrap();
+        // Control: mean 5, variance 1, over its level (5 with 10 pseudo-cells at the mean of all).
+        let level = (600.0 * 5.0 + 10.0 * (3000.0 + 300.0 * 27.5) / 900.0) / 610.0;
+        let own = 1.0 / level;
+        let pooled = (600.0 + 300.0 * 22.5f64.powi(2)) / (3000.0 + 300.0 * 27.5);
+        let expected = (600.0 * own + 50.0 * pooled) / 650.0;
+        assert!((h.dispersion[0] as f64 - expected).abs() < 1e-3, "{} vs {expected}", h.dispersion[0]);
+        assert!((h.dispersion[0] as f64) < pooled / 5.0);
     }
 
     #[test]
