@@ -293,11 +293,13 @@ fn bench_writes_roles_partial_panels_calibration_posterior_pseudobulk_and_ceilin
         }
         let oracle = values(rows.iter().find(|x| x["method"] == "oracle" && same_row(x, model)).unwrap());
         for other in rows.iter().filter(|x| x["role"] != "ceiling" && same_row(x, model)) {
-            // The oracle is best in expectation; on this small file's few hundred test cells a
-            // method can out-guess it by a cell or two (measured: one cell of 246, 0.179 against
-            // 0.175), while leakage shows as far more (the prototype's: +0.6).
+            // The oracle is best in expectation over the screen's mix of answer sizes. The test
+            // cells here are all pairs, so a method that leans toward pairs (at the cost of single
+            // and control cells, which `held_out_mix` shows) can out-guess it by a few of this
+            // small file's few hundred cells (measured: 78 of 170 against 76, 0.459 against 0.447,
+            // a quarter of the panel), while leakage shows as far more (the prototype's: +0.6).
             for (o, v) in oracle.iter().zip(values(other)) {
-                assert!(*o + 0.01 >= v, "{} beats the oracle: {v} > {o} on {model}", other["method"]);
+                assert!(*o + 0.03 >= v, "{} beats the oracle: {v} > {o} on {model}", other["method"]);
                 compared += 1;
             }
         }
@@ -367,4 +369,7 @@ fn bench_writes_roles_partial_panels_calibration_posterior_pseudobulk_and_ceilin
     assert!(md.contains("*oracle* (ceiling)") && md.contains("*oracle-additive* (ceiling)"));
     // The position ablation as a paired per-seed difference (two seeds: mean ± sd).
     assert!(md.contains("Paired differences") && md.contains("| attention-no-position | visible |"), "{md}");
+    // The held-out mix table: the model and the ceilings over both seeds.
+    assert!(md.contains("### Held-out mix") && md.contains("| mamba-perturb | heldout-pairs | visible | 2 |"), "{md}");
+    assert!(md.contains("| *oracle-additive* (ceiling) | heldout-pairs | visible | 2 |"), "{md}");
 }
