@@ -152,7 +152,8 @@ impl AdditiveHead {
         sums.groups.values().for_each(|s| all.add(s));
         let average = mean_of(&all);
         let n0 = control_sum.cells as f64;
-        let control: Vec<f64> = mean_of(control_sum)
+        let control_mean = mean_of(control_sum);
+        let control: Vec<f64> = control_mean
             .iter()
             .zip(&average)
             .map(|(c, a)| (n0 * c + CONTROL_PSEUDO_CELLS * a) / (n0 + CONTROL_PSEUDO_CELLS))
@@ -190,7 +191,7 @@ impl AdditiveHead {
         // `DISPERSION_PSEUDO_CELLS` for screens with few control cells.
         let dispersion = (0..g)
             .map(|j| {
-                let m = control_sum.sum[j] / n0;
+                let m = control_mean[j];
                 let own = (control_sum.squares[j] / n0 - m * m).max(0.0) / control[j].max(MIN_LEVEL);
                 let pooled = var[j] / level[j].max(MIN_LEVEL);
                 let k = DISPERSION_PSEUDO_CELLS;
