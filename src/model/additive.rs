@@ -35,7 +35,11 @@ pub struct AdditiveHead {
     pub folds: Vec<Option<Vec<f32>>>,
     /// Training cells behind each candidate's folds (0: none).
     pub cells: Vec<usize>,
-    /// Control-like cells each single's mean was shrunk with (chosen on held-out training conditions).
+    /// How each single's means were shrunk toward control's (chosen on held-out training
+    /// conditions); cards from before it was recorded have only `pseudo_cells`.
+    #[serde(default)]
+    pub shrinkage: Option<Shrinkage>,
+    /// Control-like cells each single's mean was shrunk with (0 unless `Shrinkage::PseudoCells`).
     #[serde(default)]
     pub pseudo_cells: f64,
     /// Multiplies the evidence: fitted on held-out training conditions (`train`), since a
@@ -60,6 +64,29 @@ pub struct HeadTerms {
 pub struct Evidence {
     pub singles: Vec<f32>,
     pub pairs: Vec<f32>,
+}
+
+/// How each single's measured means are shrunk toward control's before they compose answers.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Shrinkage {
+    /// By this many control-like cells, the same for every gene.
+    PseudoCells(f64),
+    /// Gene by gene, by how far each single's change stands out of its noise among every
+    /// candidate's (`shrinkage::adaptive_shrink`): most singles leave most genes alone.
+    Adaptive,
+    /// Shared response programs read from every single that shows them, then the rest gene by
+    /// gene (`shrinkage::programs_and_own`).
+    Programs,
+}
+
+impl Shrinkage {
+    pub fn describe(&self) -> String {
+        match self {
+            Shrinkage::PseudoCells(k) => format!("{k} pseudo-cells"),
+            Shrinkage::Adaptive => "adaptive, gene by gene".into(),
+            Shrinkage::Programs => "shared programs, then gene by gene".into(),
+        }
+    }
 }
 
 fn unit_weight() -> f32 {
@@ -127,21 +154,21 @@ impl ConditionSums {
 impl AdditiveHead {
     /// Fits the head on training rows (`x`: log1p CP10k, row-major over `g` panel genes) with
     /// their targets (candidate indices; empty: control), each single's mean shrunk toward
-    /// control's by `pseudo_cells`. None without control cells.
+    /// control's (`shrinkage`). None without control cells.
     pub fn fit(
         x: &[f32],
         g: usize,
         targets: &[Vec<usize>],
         n_candidates: usize,
-        pseudo_cells: f64,
+        shrinkage: Shrinkage,
     ) -> Option<AdditiveHead> {
         let mut sums = ConditionSums::new(g);
         sums.add_rows(x, targets);
-        AdditiveHead::from_sums(&sums, n_candidates, pseudo_cells)
+        AdditiveHead::from_sums(&sums, n_candidates, shrinkage)
     }
 
     /// `fit` from the training rows' per-condition sums (what a streamed file accumulates).
-    pub fn from_sums(sums: &ConditionSums, n_candidates: usize, pseudo_cells: f64) -> Option<AdditiveHead> {
+    pub fn from_sums(sums: &ConditionSums, n_candidates: usize, shrinkage: Shrinkage) -> Option<AdditiveHead> {
         let g = sums.g;
         let mean_of = |s: &GroupSum| -> Vec<f64> { s.sum.iter().map(|v| v / s.cells.max(1) as f64).collect() };
         // Control's mean with `CONTROL_PSEUDO_CELLS` cells at the average training cell's level: a
@@ -159,29 +186,12 @@ impl AdditiveHead {
             .map(|(c, a)| (n0 * c + CONTROL_PSEUDO_CELLS * a) / (n0 + CONTROL_PSEUDO_CELLS))
             .collect();
         let (mut var, mut level) = (vec![0f64; g], vec![0f64; g]);
-        let mut folds = vec![None; n_candidates];
-        let mut cells = vec![0; n_candidates];
-        for (t, s) in &sums.groups {
+        for s in sums.groups.values() {
             let m = mean_of(s);
             for j in 0..g {
                 // Σ (y − m)² over the group's cells, from its sums.
                 var[j] += (s.squares[j] - s.cells as f64 * m[j] * m[j]).max(0.0);
                 level[j] += s.sum[j];
-            }
-            if let [a] = t.as_slice()
-                && *a < n_candidates
-            {
-                // Shrunk toward no change by `pseudo_cells` control-like cells: a fold from few
-                // counts is mostly noise, and noise summed over many genes reads as evidence.
-                let (k, nn) = (pseudo_cells, s.cells as f64);
-                let fold = (0..g)
-                    .map(|j| {
-                        let shrunk = (nn * m[j] + k * control[j]) / (nn + k);
-                        ((shrunk.max(MIN_LEVEL)) / control[j].max(MIN_LEVEL)).clamp(FOLD_RANGE.0, FOLD_RANGE.1) as f32
-                    })
-                    .collect();
-                folds[*a] = Some(fold);
-                cells[*a] = s.cells;
             }
         }
         // Each gene's noise, var / mean, from the control cells. Pooled over every condition it
@@ -189,17 +199,92 @@ impl AdditiveHead {
         // cells, which muted the genes perturbations move most (at Norman scale the pooled figure
         // was 1.6 times control's on average). Blended with the pooled one by
         // `DISPERSION_PSEUDO_CELLS` for screens with few control cells.
-        let dispersion = (0..g)
+        let control_var: Vec<f64> =
+            (0..g).map(|j| (control_sum.squares[j] / n0 - control_mean[j].powi(2)).max(0.0)).collect();
+        let dispersion: Vec<f64> = (0..g)
             .map(|j| {
-                let m = control_mean[j];
-                let own = (control_sum.squares[j] / n0 - m * m).max(0.0) / control[j].max(MIN_LEVEL);
+                let own = control_var[j] / control[j].max(MIN_LEVEL);
                 let pooled = var[j] / level[j].max(MIN_LEVEL);
                 let k = DISPERSION_PSEUDO_CELLS;
-                ((n0 * own + k * pooled) / (n0 + k)).max(MIN_LEVEL) as f32
+                ((n0 * own + k * pooled) / (n0 + k)).max(MIN_LEVEL)
             })
             .collect();
+        // Each single's mean per gene, shrunk toward control's (`Shrinkage`).
+        let singles: Vec<(usize, &GroupSum)> = sums
+            .groups
+            .iter()
+            .filter_map(|(t, s)| match t.as_slice() {
+                [a] if *a < n_candidates => Some((*a, s)),
+                _ => None,
+            })
+            .collect();
+        let mut means: Vec<Vec<f64>> = singles.iter().map(|(_, s)| mean_of(s)).collect();
+        match shrinkage {
+            // A fold from few counts is mostly noise, and noise summed over many genes reads as
+            // evidence: every gene of a single is pulled toward control by `k` control-like cells.
+            Shrinkage::PseudoCells(k) => {
+                for ((_, s), m) in singles.iter().zip(&mut means) {
+                    let nn = s.cells as f64;
+                    m.iter_mut().zip(&control).for_each(|(m, c)| *m = (nn * *m + k * c) / (nn + k));
+                }
+            }
+            // Each single's change against the noise of its mean: its cells' spread (at least
+            // control's) over its cells, plus control's mean's own.
+            Shrinkage::Adaptive | Shrinkage::Programs => {
+                let n = singles.len();
+                let d: Vec<f64> = means.iter().flat_map(|m| m.iter().zip(&control).map(|(m, c)| m - c)).collect();
+                let v: Vec<f64> = singles
+                    .iter()
+                    .zip(&means)
+                    .flat_map(|((_, s), m)| {
+                        let (dispersion, control) = (&dispersion, &control);
+                        let nn = s.cells.max(1) as f64;
+                        (0..g).map(move |j| (s.squares[j] / nn - m[j] * m[j]).max(dispersion[j] * control[j]) / nn)
+                    })
+                    .enumerate()
+                    .map(|(k, v)| v + control_var[k % g.max(1)] / n0.max(1.0))
+                    .collect();
+                let shrunk = if shrinkage == Shrinkage::Programs {
+                    super::shrinkage::programs_and_own(&d, &v, n, g).0
+                } else {
+                    let mut out = d.clone();
+                    for j in 0..g {
+                        let column = |x: &[f64]| (0..n).map(|a| x[a * g + j]).collect::<Vec<f64>>();
+                        let s = super::shrinkage::adaptive_shrink(&column(&d), &column(&v));
+                        s.into_iter().enumerate().for_each(|(a, x)| out[a * g + j] = x);
+                    }
+                    out
+                };
+                for (a, m) in means.iter_mut().enumerate() {
+                    m.iter_mut().enumerate().for_each(|(j, m)| *m = control[j] + shrunk[a * g + j]);
+                }
+            }
+        }
+        let mut folds = vec![None; n_candidates];
+        let mut cells = vec![0; n_candidates];
+        for ((a, s), m) in singles.iter().zip(&means) {
+            let fold = (0..g)
+                .map(|j| ((m[j].max(MIN_LEVEL)) / control[j].max(MIN_LEVEL)).clamp(FOLD_RANGE.0, FOLD_RANGE.1) as f32)
+                .collect();
+            folds[*a] = Some(fold);
+            cells[*a] = s.cells;
+        }
+        let dispersion = dispersion.iter().map(|&v| v as f32).collect();
         let control = control.iter().map(|&v| v as f32).collect();
-        Some(AdditiveHead { control, dispersion, folds, cells, pseudo_cells, weight: 1.0, log_folds: OnceLock::new() })
+        let pseudo_cells = match shrinkage {
+            Shrinkage::PseudoCells(k) => k,
+            Shrinkage::Adaptive | Shrinkage::Programs => 0.0,
+        };
+        Some(AdditiveHead {
+            control,
+            dispersion,
+            folds,
+            cells,
+            shrinkage: Some(shrinkage),
+            pseudo_cells,
+            weight: 1.0,
+            log_folds: OnceLock::new(),
+        })
     }
 
     /// Gives each candidate without a training single (a gene the screen never showed alone) the
@@ -345,7 +430,7 @@ mod tests {
 
     fn head() -> AdditiveHead {
         let (x, targets) = data();
-        AdditiveHead::fit(&x, 3, &targets, 2, 0.0).unwrap()
+        AdditiveHead::fit(&x, 3, &targets, 2, Shrinkage::PseudoCells(0.0)).unwrap()
     }
 
     #[test]
@@ -382,7 +467,7 @@ mod tests {
         assert!(broken.check(3, 2).unwrap_err().contains("dispersion"));
         // Shrinkage: 60 pseudo-cells (as many as A's own) put A's mean halfway to control's.
         let (x, targets) = data();
-        let shrunk = AdditiveHead::fit(&x, 3, &targets, 2, 60.0).unwrap();
+        let shrunk = AdditiveHead::fit(&x, 3, &targets, 2, Shrinkage::PseudoCells(60.0)).unwrap();
         let halfway = (20.0 + c0) / 2.0 / c0;
         assert!((shrunk.folds[0].as_ref().unwrap()[0] as f64 - halfway).abs() < 0.01);
     }
@@ -393,7 +478,7 @@ mod tests {
     fn unseen_candidates_get_the_typical_own_gene_rise() {
         let (x, targets) = data();
         // Candidate 2 never appears; its own gene is gene 2. A's own gene is 0, B's is unmeasured.
-        let h = AdditiveHead::fit(&x, 3, &targets, 3, 0.0).unwrap();
+        let h = AdditiveHead::fit(&x, 3, &targets, 3, Shrinkage::PseudoCells(0.0)).unwrap();
         assert!(h.folds[2].is_none());
         let h = h.with_own_rise(&[Some(0), None, Some(2)]);
         let f = h.folds[2].as_ref().unwrap();
@@ -445,7 +530,7 @@ mod tests {
             x.push((if i % 2 == 0 { 50f32 } else { 5.0 }).ln_1p());
             targets.push(vec![0]);
         }
-        let h = AdditiveHead::fit(&x, 1, &targets, 1, 0.0).unwrap();
+        let h = AdditiveHead::fit(&x, 1, &targets, 1, Shrinkage::PseudoCells(0.0)).unwrap();
         // Control: mean 5, variance 1, over its level (5 with 10 pseudo-cells at the mean of all).
         let level = (600.0 * 5.0 + 10.0 * (3000.0 + 300.0 * 27.5) / 900.0) / 610.0;
         let own = 1.0 / level;
@@ -455,9 +540,39 @@ mod tests {
         assert!((h.dispersion[0] as f64) < pooled / 5.0);
     }
 
+    /// Eight candidates, each raising its own gene fivefold; genes 8 and 9 only carry noise. Read
+    /// as programs then gene by gene, the singles' noise on genes 8 and 9 falls toward no change
+    /// while each own rise stays as measured.
+    #[test]
+    fn denoising_calms_unmoved_genes_and_keeps_the_rises() {
+        let (g, n) = (10, 8);
+        let noise = |k: usize| ((k.wrapping_mul(2654435761) >> 7) % 1000) as f64 / 1000.0 - 0.5;
+        let (mut x, mut targets) = (Vec::new(), Vec::new());
+        let mut k = 0;
+        for answer in std::iter::repeat_n(None, 400).chain((0..n).flat_map(|a| std::iter::repeat_n(Some(a), 40))) {
+            for j in 0..g {
+                let rise = if answer == Some(j) { 5.0 } else { 1.0 };
+                x.push(((4.0 * rise * (1.0 + noise(k))) as f32).ln_1p());
+                k += 1;
+            }
+            targets.push(answer.map_or(vec![], |a| vec![a]));
+        }
+        let raw = AdditiveHead::fit(&x, g, &targets, n, Shrinkage::PseudoCells(0.0)).unwrap();
+        let denoised = AdditiveHead::fit(&x, g, &targets, n, Shrinkage::Programs).unwrap();
+        assert_eq!(denoised.shrinkage, Some(Shrinkage::Programs));
+        let off = |h: &AdditiveHead| -> f64 {
+            h.folds.iter().flatten().flat_map(|f| [f[8], f[9]]).map(|v| (v as f64 - 1.0).abs()).sum()
+        };
+        assert!(off(&denoised) < 0.3 * off(&raw), "{} vs {}", off(&denoised), off(&raw));
+        for a in 0..n {
+            let (r, d) = (raw.folds[a].as_ref().unwrap()[a], denoised.folds[a].as_ref().unwrap()[a]);
+            assert!((d / r - 1.0).abs() < 0.05 && r > 4.0, "{a}: {d} vs {r}");
+        }
+    }
+
     #[test]
     fn no_control_cells_no_head() {
         let x = vec![0.5f32; 6];
-        assert!(AdditiveHead::fit(&x, 3, &[vec![0], vec![1]], 2, 0.0).is_none());
+        assert!(AdditiveHead::fit(&x, 3, &[vec![0], vec![1]], 2, Shrinkage::PseudoCells(0.0)).is_none());
     }
 }

@@ -17,6 +17,7 @@ mod cpu_kernels;
 mod cpu_math;
 pub mod features;
 pub mod sets;
+pub mod shrinkage;
 
 use burn::module::Module;
 use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};

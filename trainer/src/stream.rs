@@ -367,7 +367,7 @@ mod tests {
     use super::*;
     use crate::dataset;
     use crate::splits::SplitKind;
-    use mamba_perturb::model::additive::AdditiveHead;
+    use mamba_perturb::model::additive::{AdditiveHead, Shrinkage};
 
     /// A streamed file gives training what the same file in memory gives: the same panel, reference,
     /// held-out cells and head, and over one epoch each training cell exactly once, in a shuffled
@@ -394,9 +394,14 @@ mod tests {
         assert_eq!((&streamed.mean, &streamed.sd), (&mean, &sd));
         let head_rows: Vec<usize> = train.iter().chain(&valid).copied().collect();
         let c = data.candidates.len();
-        let in_memory =
-            AdditiveHead::fit(&data.dense(&head_rows, &panel), panel.len(), &data.targets(&head_rows), c, 30.0);
-        let from_stream = AdditiveHead::from_sums(&streamed.head_sums, c, 30.0);
+        let in_memory = AdditiveHead::fit(
+            &data.dense(&head_rows, &panel),
+            panel.len(),
+            &data.targets(&head_rows),
+            c,
+            Shrinkage::Programs,
+        );
+        let from_stream = AdditiveHead::from_sums(&streamed.head_sums, c, Shrinkage::Programs);
         let (a, b) = (in_memory.unwrap(), from_stream.unwrap());
         assert_eq!((&a.folds, &a.cells), (&b.folds, &b.cells));
         assert!(a.dispersion.iter().zip(&b.dispersion).all(|(u, v)| (u - v).abs() <= 1e-5 * u.abs().max(1.0)));

@@ -140,7 +140,7 @@ fn write_untrained_model(
     out: &std::path::Path,
 ) -> Result<(), crate::error::CliError> {
     use mamba_perturb::genome::GeneTable;
-    use mamba_perturb::model::additive::AdditiveHead;
+    use mamba_perturb::model::additive::{AdditiveHead, Shrinkage};
     use mamba_perturb::model::card::{CARD_FORMAT, CardGene, ModelCard, TrainingData, WeightsInfo, own_genes};
     use mamba_perturb::reference::{ReferenceKind, centre_and_scale};
 
@@ -175,7 +175,8 @@ fn write_untrained_model(
         .map(|&i| data.labels[i].genes().iter().filter_map(|s| index.get(s.as_str()).copied()).collect())
         .collect();
     let own = own_genes(&panel_genes, &candidates);
-    let head = AdditiveHead::fit(&x, g, &targets, candidates.len(), 100.0).map(|h| h.with_own_rise(&own));
+    let head = AdditiveHead::fit(&x, g, &targets, candidates.len(), Shrinkage::PseudoCells(100.0))
+        .map(|h| h.with_own_rise(&own));
     let net_config = NetConfig {
         n_genes: g,
         n_candidates: candidates.len(),
