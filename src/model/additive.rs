@@ -71,11 +71,9 @@ pub struct Evidence {
 pub enum Shrinkage {
     /// By this many control-like cells, the same for every gene.
     PseudoCells(f64),
-    /// Gene by gene, by how far each single's change stands out of its noise among every
-    /// candidate's (`shrinkage::adaptive_shrink`): most singles leave most genes alone.
-    Adaptive,
     /// Shared response programs read from every single that shows them, then the rest gene by
-    /// gene (`shrinkage::programs_and_own`).
+    /// gene, by how far each change stands out of its noise among every candidate's
+    /// (`shrinkage::programs_and_own`): most singles leave most genes alone.
     Programs,
 }
 
@@ -83,7 +81,6 @@ impl Shrinkage {
     pub fn describe(&self) -> String {
         match self {
             Shrinkage::PseudoCells(k) => format!("{k} pseudo-cells"),
-            Shrinkage::Adaptive => "adaptive, gene by gene".into(),
             Shrinkage::Programs => "shared programs, then gene by gene".into(),
         }
     }
@@ -230,33 +227,23 @@ impl AdditiveHead {
             }
             // Each single's change against the noise of its mean: its cells' spread (at least
             // control's) over its cells, plus control's mean's own.
-            Shrinkage::Adaptive | Shrinkage::Programs => {
-                let n = singles.len();
+            Shrinkage::Programs => {
                 let d: Vec<f64> = means.iter().flat_map(|m| m.iter().zip(&control).map(|(m, c)| m - c)).collect();
                 let v: Vec<f64> = singles
                     .iter()
                     .zip(&means)
                     .flat_map(|((_, s), m)| {
-                        let (dispersion, control) = (&dispersion, &control);
+                        let (dispersion, control, control_var) = (&dispersion, &control, &control_var);
                         let nn = s.cells.max(1) as f64;
-                        (0..g).map(move |j| (s.squares[j] / nn - m[j] * m[j]).max(dispersion[j] * control[j]) / nn)
+                        (0..g).map(move |j| {
+                            let spread = (s.squares[j] / nn - m[j] * m[j]).max(dispersion[j] * control[j]);
+                            spread / nn + control_var[j] / n0.max(1.0)
+                        })
                     })
-                    .enumerate()
-                    .map(|(k, v)| v + control_var[k % g.max(1)] / n0.max(1.0))
                     .collect();
-                let shrunk = if shrinkage == Shrinkage::Programs {
-                    super::shrinkage::programs_and_own(&d, &v, n, g).0
-                } else {
-                    let mut out = d.clone();
-                    for j in 0..g {
-                        let column = |x: &[f64]| (0..n).map(|a| x[a * g + j]).collect::<Vec<f64>>();
-                        let s = super::shrinkage::adaptive_shrink(&column(&d), &column(&v));
-                        s.into_iter().enumerate().for_each(|(a, x)| out[a * g + j] = x);
-                    }
-                    out
-                };
-                for (a, m) in means.iter_mut().enumerate() {
-                    m.iter_mut().enumerate().for_each(|(j, m)| *m = control[j] + shrunk[a * g + j]);
+                let (shrunk, _) = super::shrinkage::programs_and_own(&d, &v, singles.len(), g);
+                for (m, change) in means.iter_mut().zip(shrunk.chunks_exact(g.max(1))) {
+                    m.iter_mut().zip(change).zip(&control).for_each(|((m, x), c)| *m = c + x);
                 }
             }
         }
@@ -273,7 +260,7 @@ impl AdditiveHead {
         let control = control.iter().map(|&v| v as f32).collect();
         let pseudo_cells = match shrinkage {
             Shrinkage::PseudoCells(k) => k,
-            Shrinkage::Adaptive | Shrinkage::Programs => 0.0,
+            Shrinkage::Programs => 0.0,
         };
         Some(AdditiveHead {
             control,
