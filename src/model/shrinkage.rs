@@ -1,10 +1,12 @@
-//! Empirical-Bayes adaptive shrinkage of one gene's effects across candidates (the "ash" prior of
-//! Stephens 2017, Biostatistics 18:275): each candidate's measured change d_i, with its sampling
-//! variance v_i, is taken as a true change θ_i plus noise, θ_i drawn from a mixture of a point
-//! mass at 0 and centred normals of a grid of widths, the mixture's weights fitted by maximum
-//! likelihood over the candidates. Each θ_i is then its posterior mean. Most candidates leave a
-//! given gene alone, so its small, noisy changes fall to about 0 while the changes that stand out
-//! of their noise stay: the noise of many unmoved genes no longer adds up as evidence.
+//! Denoising the singles' measured changes before they compose answers (`programs_and_own`): the
+//! programs perturbations share, read from every single that shows them, then what is left gene
+//! by gene with an empirical-Bayes adaptive shrinkage (`adaptive_shrink`, the "ash" prior of
+//! Stephens 2017, Biostatistics 18:275): each candidate's change d_i, with its sampling variance
+//! v_i, is a true change θ_i plus noise, θ_i drawn from a mixture of a point mass at 0 and centred
+//! normals of a grid of widths whose weights are fitted by maximum likelihood over the candidates;
+//! each θ_i is then its posterior mean. Most candidates leave a given gene alone, so its small,
+//! noisy changes fall to about 0 while the changes that stand out of their noise stay: the noise
+//! of many unmoved genes no longer adds up as evidence.
 
 /// Standardised changes are clipped at this share of (n g)^¼ noise sds before the shared programs
 /// are sought: one change alone rises above the noise edge only beyond (n g)^¼ (the BBP
