@@ -113,11 +113,8 @@ impl Session {
     /// Loads a model (an open file is matched to it again); returns its overview.
     pub fn load_model(&mut self, card_json: String, weights: Vec<u8>) -> Result<JsValue, JsError> {
         let files = ModelFiles { card_json, weights };
-        match &mut self.analysis {
-            Some(a) => a.set_model(files).map_err(js_err)?,
-            None => self.analysis = Some(Analysis::new(files, &self.device).map_err(js_err)?),
-        }
-        to_js(&self.analysis()?.predictor().card.overview())
+        let analysis = Analysis::load_into(&mut self.analysis, files, &self.device).map_err(js_err)?;
+        to_js(&analysis.predictor().card.overview())
     }
 
     fn analysis(&self) -> Result<&Analysis, JsError> {

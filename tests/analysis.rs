@@ -71,9 +71,16 @@ fn a_file_is_decoded_once_and_another_group_column_reads_only_that_column() {
     let opening = read.swap(0, Ordering::Relaxed);
     assert!(opening >= size / 2, "opening reads the matrix: {opening} of {size} bytes");
 
-    // Another model: the file is read again, since only the panel's genes were kept.
+    // Another model: the file is read again, since only the panel's genes were kept. The page's
+    // way (`load_into` a session that has an analysis) does the same and keeps the file open.
     a.set_model(default_model()).unwrap();
     assert!(read.swap(0, Ordering::Relaxed) > 0);
+    let mut session = Some(a);
+    let replaced = Analysis::load_into(&mut session, default_model(), &Device::flex()).unwrap();
+    assert!(read.swap(0, Ordering::Relaxed) > 0 && replaced.predictor().card.candidates.len() == 105);
+    let mut a = session.unwrap();
+    let mut empty = None;
+    assert!(Analysis::load_into(&mut empty, default_model(), &Device::flex()).is_ok() && empty.is_some());
 
     // Grouping by the label column uses the labels already read.
     a.set_group_column(Some("condition")).unwrap();

@@ -241,6 +241,22 @@ impl Analysis {
         Ok(Analysis { model, predictor, file: None })
     }
 
+    /// A model for a session that may not have an analysis yet (the page's): a new one, or the
+    /// model replaced in the one there (`set_model`, its open file kept).
+    pub fn load_into<'a>(
+        slot: &'a mut Option<Analysis>,
+        model: ModelFiles,
+        device: &Device,
+    ) -> Result<&'a mut Analysis, AnalysisError> {
+        match slot {
+            Some(a) => {
+                a.set_model(model)?;
+                Ok(a)
+            }
+            None => Ok(slot.insert(Analysis::new(model, device)?)),
+        }
+    }
+
     pub fn predictor(&self) -> &Predictor {
         &self.predictor
     }

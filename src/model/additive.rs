@@ -35,13 +35,10 @@ pub struct AdditiveHead {
     pub folds: Vec<Option<Vec<f32>>>,
     /// Training cells behind each candidate's folds (0: none).
     pub cells: Vec<usize>,
-    /// How each single's means were shrunk toward control's (chosen on held-out training
-    /// conditions); cards from before it was recorded have only `pseudo_cells`.
+    /// How each single's means were shrunk toward control's (None: a card from before it was
+    /// recorded; such cards name only a `pseudo_cells` count, which is not read).
     #[serde(default)]
     pub shrinkage: Option<Shrinkage>,
-    /// Control-like cells each single's mean was shrunk with (0 unless `Shrinkage::PseudoCells`).
-    #[serde(default)]
-    pub pseudo_cells: f64,
     /// Multiplies the evidence: fitted on held-out training conditions (`train`), since a
     /// quasi-likelihood over correlated genes is overconfident.
     #[serde(default = "unit_weight")]
@@ -258,17 +255,12 @@ impl AdditiveHead {
         }
         let dispersion = dispersion.iter().map(|&v| v as f32).collect();
         let control = control.iter().map(|&v| v as f32).collect();
-        let pseudo_cells = match shrinkage {
-            Shrinkage::PseudoCells(k) => k,
-            Shrinkage::Programs => 0.0,
-        };
         Some(AdditiveHead {
             control,
             dispersion,
             folds,
             cells,
             shrinkage: Some(shrinkage),
-            pseudo_cells,
             weight: 1.0,
             log_folds: OnceLock::new(),
         })
