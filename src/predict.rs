@@ -321,11 +321,52 @@ impl Predictor {
     }
 
     /// How this model pools cells into a group's answer: its answer sizes (the design's, card
-    /// `answer_sizes`; equal sizes for older cards) as the prior and its fitted guide-failure share.
+    /// `answer_sizes`; equal sizes for older cards) as the prior, its fitted guide-failure share and,
+    /// when its head records fold variances, its group model (card `group_model`).
     pub fn pooling(&self) -> sets::Pooling {
         let card = &self.card;
         let prior = sets::answer_prior(card.answer_sizes.unwrap_or([1.0 / 3.0; 3]), card.net.n_candidates);
-        sets::Pooling { prior, guide_failure: card.guide_failure.unwrap_or(0.0) }
+        let group = card.group_model.filter(|_| card.additive.as_ref().is_some_and(|h| h.pools_groups()));
+        sets::Pooling { prior, guide_failure: card.guide_failure.unwrap_or(0.0), group }
+    }
+
+    /// What a group adds up of one cell (`gene`, `count`: its network outputs; `product`: its
+    /// log posteriors in answer order): the network's own log probabilities when the head speaks
+    /// for the group as a whole (`sets::GroupModel`), else the cell's posterior.
+    pub fn pooled_logs(&self, gene: &[f32], count: &[f32], product: Vec<f64>) -> Vec<f64> {
+        match self.pooling().group {
+            Some(_) => SetScores::network_logs(gene, count),
+            None => product,
+        }
+    }
+
+    /// A group's answer distribution from its sums (`head`: the file's head terms).
+    pub fn finish_group(&self, group: &sets::Combination, head: Option<&HeadTerms>) -> SetScores {
+        group.finish_with_head(self.card.additive.as_ref().zip(head))
+    }
+
+    /// One group's sums (finished by `finish_group`) from its cells' network distributions
+    /// (`network`, as `network_scores` gives them), posteriors (`product`) and rows of `x` (log1p
+    /// CP10k over the panel), pooled by `pooling` (e.g. `Predictor::pooling`).
+    pub fn group_sums(
+        &self,
+        pooling: sets::Pooling,
+        members: &[usize],
+        network: &[SetScores],
+        product: &[SetScores],
+        x: &[f32],
+    ) -> sets::Combination {
+        let (c, g) = (self.card.net.n_candidates, self.card.net.n_genes);
+        let logs = |s: &SetScores| -> Vec<f64> {
+            let p = std::iter::once(&s.control).chain(&s.singles).chain(&s.pairs);
+            p.map(|&p| p.max(1e-300).ln()).collect()
+        };
+        let mut group = sets::Combination::new(c, pooling);
+        for &i in members {
+            let cell = if pooling.group.is_some() { &network[i] } else { &product[i] };
+            group.add_cell(&pooling.cell_terms(&logs(cell), c), &x[i * g..(i + 1) * g]);
+        }
+        group
     }
 
     /// The network's distributions times the head's evidence, at the card's posterior temperature.

@@ -389,11 +389,53 @@ fn reference_choices_that_cannot_hold_are_refused_and_change_nothing() {
 /// (results crossing a worker boundary as serialised data, arriving out of order), the file takes
 /// them back. Cells, accuracy and pseudobulks equal the CLI's single pass, and both equal what the
 /// stored outputs give when scored again from scratch. Stale or malformed results are not taken.
+/// The default model with its head speaking for groups (`sets::GroupModel`): each fold's variance
+/// as its single's cells give it (dispersion · fold / (cells · control level)), as `train` records.
+fn group_pooling_model() -> ModelFiles {
+    let mut files = default_model();
+    let mut card: serde_json::Value = serde_json::from_str(&files.card_json).unwrap();
+    let head = &mut card["additive"];
+    let (control, dispersion) = (head["control"].clone(), head["dispersion"].clone());
+    let level = |v: &serde_json::Value, j: usize| v[j].as_f64().unwrap();
+    let variance: Vec<serde_json::Value> = head["folds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(head["cells"].as_array().unwrap())
+        .map(|(fold, cells)| match fold.as_array() {
+            Some(f) => {
+                let n = cells.as_f64().unwrap().max(1.0);
+                let v = |j: usize| level(&dispersion, j) * level(fold, j) / (n * level(&control, j).max(1e-3));
+                serde_json::json!((0..f.len()).map(|j| v(j).min(100.0)).collect::<Vec<_>>())
+            }
+            None => serde_json::Value::Null,
+        })
+        .collect();
+    head["fold_variance"] = serde_json::json!(variance);
+    card["group_model"] = serde_json::json!({"network_weight": 0.3, "pair_error": 0.3});
+    files.card_json = card.to_string();
+    files
+}
+
 #[test]
 fn jobs_run_by_a_helper_give_what_one_pass_gives() {
+    jobs_agree_with_one_pass(default_model);
+}
+
+/// The same when groups are pooled by the head's likelihood of their mean levels: the cells'
+/// levels travel in the group sums from helper to page like their network terms.
+#[test]
+fn groups_pooled_by_the_heads_group_likelihood_agree_whichever_way_their_cells_came() {
+    let model = group_pooling_model();
+    let a = Analysis::new(model, &Device::flex()).unwrap();
+    assert!(a.predictor().pooling().group.is_some(), "the card's group model is in effect");
+    jobs_agree_with_one_pass(group_pooling_model);
+}
+
+fn jobs_agree_with_one_pass(model: fn() -> ModelFiles) {
     let (bytes, _) = gears_file();
     let open = || {
-        let mut a = Analysis::new(default_model(), &Device::flex()).unwrap();
+        let mut a = Analysis::new(model(), &Device::flex()).unwrap();
         a.open("cells.h5ad", FileSource::bytes(bytes.clone()), &ReadOptions::default()).unwrap();
         a.set_group_column(Some("condition")).unwrap();
         a
@@ -401,7 +443,7 @@ fn jobs_run_by_a_helper_give_what_one_pass_gives() {
     let mut direct = open();
     direct.predict_all_cells(100, 5, |_, _| {}).unwrap();
     let mut pooled = open();
-    let helper = Analysis::new(default_model(), &Device::flex()).unwrap();
+    let helper = Analysis::new(model(), &Device::flex()).unwrap();
     let context = pooled.job_context().unwrap();
     // Half the jobs leave their group sums with the helper, which hands them over at the end.
     let jobs: Vec<_> =

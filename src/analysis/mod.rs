@@ -588,6 +588,7 @@ impl Analysis {
             let (gene, count) = (&gene[rows.start * c..rows.end * c], &count[rows.start * 3..rows.end * 3]);
             let mut part = empty();
             let mut groups: std::collections::BTreeMap<u32, sets::Combination> = Default::default();
+            let first = rows.start;
             for (k, (s, log_p)) in rows.zip(self.predictor.scores_with_logs(gene, count, &evidence)) {
                 for (code, p) in top_codes(&s, job.top) {
                     part.top_codes.push(code as u32);
@@ -600,9 +601,12 @@ impl Analysis {
                     }
                 }
                 let group = job.groups.get(k).copied().unwrap_or(NO_GROUP);
-                let terms = pooling.cell_terms(&log_p, c);
+                let at = k - first;
+                let logs = self.predictor.pooled_logs(&gene[at * c..(at + 1) * c], &count[at * 3..(at + 1) * 3], log_p);
+                let terms = pooling.cell_terms(&logs, c);
+                let row = &job.input[k * g..(k + 1) * g];
                 for group in std::iter::once(0).chain((group != NO_GROUP).then_some(group)) {
-                    groups.entry(group).or_insert_with(|| sets::Combination::new(c, pooling)).add_terms(&terms);
+                    groups.entry(group).or_insert_with(|| sets::Combination::new(c, pooling)).add_cell(&terms, row);
                 }
             }
             part.groups = groups.into_iter().collect();
@@ -768,12 +772,22 @@ impl Analysis {
     /// distributions are built a block at a time (one matrix product for the head's evidence) and
     /// dropped after the visit: a cell's holds 5,566 answers, too many to keep for a large file.
     pub fn for_each_scored(&self, cells: impl IntoIterator<Item = usize>, mut visit: impl FnMut(usize, SetScores)) {
-        const BLOCK: usize = SCORE_BLOCK;
+        self.scored_blocks(cells, false, |i, s, _| visit(i, s));
+    }
+
+    /// Scores the predicted `cells` from their stored outputs, a block at a time (`pooled`: with
+    /// each cell's `pooled_logs`, else an empty vector).
+    fn scored_blocks(
+        &self,
+        cells: impl IntoIterator<Item = usize>,
+        pooled: bool,
+        mut visit: impl FnMut(usize, SetScores, Vec<f64>),
+    ) {
         let Some(f) = &self.file else { return };
         let (g, c) = (f.prepared.n_genes, self.predictor.card.net.n_candidates);
         let mut predicted = cells.into_iter().filter_map(|i| Some((i, f.outputs.get(i)?.as_deref()?))).peekable();
         while predicted.peek().is_some() {
-            let block: Vec<(usize, &[f32])> = predicted.by_ref().take(BLOCK).collect();
+            let block: Vec<(usize, &[f32])> = predicted.by_ref().take(SCORE_BLOCK).collect();
             let (mut x, mut gene, mut count) = (Vec::new(), Vec::new(), Vec::new());
             for &(i, row) in &block {
                 x.extend_from_slice(&f.prepared.values[i * g..(i + 1) * g]);
@@ -781,8 +795,11 @@ impl Analysis {
                 count.extend_from_slice(&row[c..]);
             }
             let evidence = self.predictor.evidence(&x, f.prepared.head.as_ref());
-            let scores = self.predictor.scores_with_logs(&gene, &count, &evidence).map(|(s, _)| s);
-            block.iter().zip(scores).for_each(|(&(i, _), s)| visit(i, s));
+            let scores = self.predictor.scores_with_logs(&gene, &count, &evidence);
+            for (&(i, row), (s, logs)) in block.iter().zip(scores) {
+                let logs = if pooled { self.predictor.pooled_logs(&row[..c], &row[c..], logs) } else { Vec::new() };
+                visit(i, s, logs);
+            }
         }
     }
 
@@ -827,8 +844,11 @@ impl Analysis {
             .collect();
         let r = &f.running;
         let summed = r.groups_valid && r.held_cells == 0 && r.grouping == f.grouping.version && r.covers(&f.outputs);
-        let scores =
-            if summed { r.groups.iter().map(|g| g.finish()).collect() } else { self.score_groups(&predicted)? };
+        let scores = if summed {
+            r.groups.iter().map(|g| self.predictor.finish_group(g, f.prepared.head.as_ref())).collect()
+        } else {
+            self.score_groups(&predicted)?
+        };
         self.open_file_mut()?.group_scores = Some(predicted.into_iter().zip(scores).collect());
         self.pseudobulk_result(top)
     }
@@ -860,10 +880,13 @@ impl Analysis {
                 None => AnalysisError::NoCell { index: i, cells: f.outputs.len() },
             });
         }
-        self.for_each_scored(groups_of.keys().copied(), |i, cell| {
-            groups_of[&i].iter().for_each(|&k| combined[k].add(&cell));
+        let (pooling, g) = (self.pooling(), f.prepared.n_genes);
+        self.scored_blocks(groups_of.keys().copied(), true, |i, _, logs| {
+            let terms = pooling.cell_terms(&logs, c);
+            let row = &f.prepared.values[i * g..(i + 1) * g];
+            groups_of[&i].iter().for_each(|&k| combined[k].add_cell(&terms, row));
         });
-        Ok(combined.iter().map(|g| g.finish()).collect())
+        Ok(combined.iter().map(|group| self.predictor.finish_group(group, f.prepared.head.as_ref())).collect())
     }
 
     /// The last computed pseudobulk of the current grouping (empty groups if none yet).

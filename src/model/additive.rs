@@ -22,6 +22,10 @@ const MIN_LEVEL: f64 = 1e-3;
 const FOLD_RANGE: (f64, f64) = (0.05, 200.0);
 const CONTROL_PSEUDO_CELLS: f64 = 10.0;
 const DISPERSION_PSEUDO_CELLS: f64 = 50.0;
+/// A fold's variance is capped here (a gene nearly absent from control has no usable fold), and a
+/// group mean's variance floored (CP10k²).
+const MAX_FOLD_VARIANCE: f64 = 100.0;
+const MIN_VARIANCE: f64 = 1e-9;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AdditiveHead {
@@ -35,6 +39,11 @@ pub struct AdditiveHead {
     pub folds: Vec<Option<Vec<f32>>>,
     /// Training cells behind each candidate's folds (0: none).
     pub cells: Vec<usize>,
+    /// Per candidate with folds: each fold's sampling variance (its single's cells' spread over
+    /// their number, and control's), what a group's likelihood needs (`group_evidence`). Empty
+    /// (older cards): none recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fold_variance: Vec<Option<Vec<f32>>>,
     /// How each single's means were shrunk toward control's (None: a card from before it was
     /// recorded; such cards name only a `pseudo_cells` count, which is not read).
     #[serde(default)]
@@ -54,6 +63,10 @@ pub struct AdditiveHead {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HeadTerms {
     expected: Vec<f64>,
+    /// Per panel gene: the file's level over the training cells' (`AdditiveHead::scale`), and
+    /// whether the file measures it.
+    scale: Vec<f64>,
+    measured: Vec<bool>,
 }
 
 /// A cell's evidence: log likelihood ratio over control of each single and each pair.
@@ -213,6 +226,20 @@ impl AdditiveHead {
             })
             .collect();
         let mut means: Vec<Vec<f64>> = singles.iter().map(|(_, s)| mean_of(s)).collect();
+        // Each single's change against the noise of its mean: its cells' spread (at least
+        // control's) over its cells, plus control's mean's own.
+        let v: Vec<f64> = singles
+            .iter()
+            .zip(&means)
+            .flat_map(|((_, s), m)| {
+                let (dispersion, control, control_var) = (&dispersion, &control, &control_var);
+                let nn = s.cells.max(1) as f64;
+                (0..g).map(move |j| {
+                    let spread = (s.squares[j] / nn - m[j] * m[j]).max(dispersion[j] * control[j]);
+                    spread / nn + control_var[j] / n0.max(1.0)
+                })
+            })
+            .collect();
         match shrinkage {
             // A fold from few counts is mostly noise, and noise summed over many genes reads as
             // evidence: every gene of a single is pulled toward control by `k` control-like cells.
@@ -222,22 +249,8 @@ impl AdditiveHead {
                     m.iter_mut().zip(&control).for_each(|(m, c)| *m = (nn * *m + k * c) / (nn + k));
                 }
             }
-            // Each single's change against the noise of its mean: its cells' spread (at least
-            // control's) over its cells, plus control's mean's own.
             Shrinkage::Programs => {
                 let d: Vec<f64> = means.iter().flat_map(|m| m.iter().zip(&control).map(|(m, c)| m - c)).collect();
-                let v: Vec<f64> = singles
-                    .iter()
-                    .zip(&means)
-                    .flat_map(|((_, s), m)| {
-                        let (dispersion, control, control_var) = (&dispersion, &control, &control_var);
-                        let nn = s.cells.max(1) as f64;
-                        (0..g).map(move |j| {
-                            let spread = (s.squares[j] / nn - m[j] * m[j]).max(dispersion[j] * control[j]);
-                            spread / nn + control_var[j] / n0.max(1.0)
-                        })
-                    })
-                    .collect();
                 let (shrunk, _) = super::shrinkage::programs_and_own(&d, &v, singles.len(), g);
                 for (m, change) in means.iter_mut().zip(shrunk.chunks_exact(g.max(1))) {
                     m.iter_mut().zip(change).zip(&control).for_each(|((m, x), c)| *m = c + x);
@@ -245,12 +258,15 @@ impl AdditiveHead {
             }
         }
         let mut folds = vec![None; n_candidates];
+        let mut fold_variance = vec![None; n_candidates];
         let mut cells = vec![0; n_candidates];
-        for ((a, s), m) in singles.iter().zip(&means) {
+        for (((a, s), m), v) in singles.iter().zip(&means).zip(v.chunks_exact(g.max(1))) {
             let fold = (0..g)
                 .map(|j| ((m[j].max(MIN_LEVEL)) / control[j].max(MIN_LEVEL)).clamp(FOLD_RANGE.0, FOLD_RANGE.1) as f32)
                 .collect();
+            let variance = (0..g).map(|j| (v[j] / control[j].max(MIN_LEVEL).powi(2)).min(MAX_FOLD_VARIANCE) as f32);
             folds[*a] = Some(fold);
+            fold_variance[*a] = Some(variance.collect());
             cells[*a] = s.cells;
         }
         let dispersion = dispersion.iter().map(|&v| v as f32).collect();
@@ -260,6 +276,7 @@ impl AdditiveHead {
             dispersion,
             folds,
             cells,
+            fold_variance,
             shrinkage: Some(shrinkage),
             weight: 1.0,
             log_folds: OnceLock::new(),
@@ -275,12 +292,20 @@ impl AdditiveHead {
         let mut rises: Vec<f32> = self.folds.iter().zip(own).filter_map(|(f, o)| Some(f.as_ref()?[(*o)?])).collect();
         rises.sort_by(|a, b| a.total_cmp(b));
         let Some(&typical) = rises.get(rises.len() / 2) else { return self };
+        // How far a new target's rise may stand from the typical one: the rises' spread.
+        let spread = rises.iter().map(|r| ((r - typical) as f64).powi(2)).sum::<f64>() / rises.len() as f64;
         let g = self.control.len();
-        for (fold, o) in self.folds.iter_mut().zip(own) {
-            if let (None, Some(j)) = (&fold, *o) {
+        let with_variance = self.fold_variance.len() == self.folds.len();
+        for (a, o) in own.iter().enumerate() {
+            if let (None, Some(j)) = (&self.folds[a], *o) {
                 let mut f = vec![1.0; g];
                 f[j] = typical;
-                *fold = Some(f);
+                self.folds[a] = Some(f);
+                if with_variance {
+                    let mut v = vec![0.0; g];
+                    v[j] = spread.min(MAX_FOLD_VARIANCE) as f32;
+                    self.fold_variance[a] = Some(v);
+                }
             }
         }
         self.log_folds = OnceLock::new();
@@ -332,7 +357,78 @@ impl AdditiveHead {
                 rise.map(|j| scale[j] * self.control[j] as f64 * (f[j] - 1.0) / self.dispersion[j] as f64).sum()
             })
             .collect();
-        HeadTerms { expected }
+        HeadTerms { expected, scale: scale.to_vec(), measured: measured.to_vec() }
+    }
+
+    /// Whether the head can speak for a group (`group_evidence`): it records its folds' variance.
+    pub fn pools_groups(&self) -> bool {
+        self.fold_variance.len() == self.folds.len()
+    }
+
+    /// A group's log likelihood ratio over control of every single and pair (singles, then pairs
+    /// in `pair_index` order), from its `cells` cells' summed levels (`level_sum`, CP10k per panel
+    /// gene): the mean of gene j is Gaussian around control·(1 + (1 − f)Δ_S), with the cells'
+    /// quasi-Poisson noise and the failed guides' spread over the cell count, plus the error of
+    /// the measured folds (once, not once per cell) and, for a pair, `pair_error`² (Δ_A² + Δ_B²)
+    /// for its genetic interaction. A candidate without folds gets 0.
+    pub fn group_evidence(
+        &self,
+        terms: &HeadTerms,
+        level_sum: &[f64],
+        cells: usize,
+        guide_failure: f64,
+        pair_error: f64,
+    ) -> Vec<f64> {
+        let (n, c) = (cells.max(1) as f64, self.candidates());
+        let f = guide_failure.clamp(0.0, 0.99);
+        let genes: Vec<usize> = (0..self.control.len().min(level_sum.len()))
+            .filter(|&j| terms.measured.get(j) == Some(&true) && terms.scale.get(j).is_some())
+            .collect();
+        let base: Vec<f64> = genes.iter().map(|&j| (terms.scale[j] * self.control[j] as f64).max(MIN_LEVEL)).collect();
+        let mean: Vec<f64> = genes.iter().map(|&j| level_sum[j] / n).collect();
+        let noise: Vec<f64> = genes.iter().map(|&j| self.dispersion[j] as f64).collect();
+        // ln N(mean; μ, V), without its constant.
+        let log_normal = |k: usize, delta: f64, fold_var: f64| -> f64 {
+            let (b, shift) = (base[k], base[k] * delta);
+            let mu = (b + (1.0 - f) * shift).max(MIN_LEVEL);
+            let v = (noise[k] * mu + f * (1.0 - f) * shift * shift) / n + (b * (1.0 - f)).powi(2) * fold_var;
+            let v = v.max(MIN_VARIANCE);
+            -0.5 * ((mean[k] - mu).powi(2) / v + v.ln())
+        };
+        let control: f64 = (0..genes.len()).map(|k| log_normal(k, 0.0, 0.0)).sum();
+        let column = |a: usize| -> Option<(Vec<f64>, Vec<f64>)> {
+            let (fold, var) = (self.folds[a].as_ref()?, self.fold_variance.get(a)?.as_ref()?);
+            Some((
+                genes.iter().map(|&j| fold[j] as f64 - 1.0).collect(),
+                genes.iter().map(|&j| var[j] as f64).collect(),
+            ))
+        };
+        let columns: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..c).map(column).collect();
+        let single = |a: usize| match &columns[a] {
+            Some((d, v)) => (0..genes.len()).map(|k| log_normal(k, d[k], v[k])).sum::<f64>() - control,
+            None => 0.0,
+        };
+        let mut out: Vec<f64> = (0..c).map(single).collect();
+        let floor = FOLD_RANGE.0 - 1.0;
+        let rho2 = pair_error * pair_error;
+        for a in (0..c).filter(|_| super::sets::pair_count(c) > 0) {
+            for b in a + 1..c {
+                let llr = match (&columns[a], &columns[b]) {
+                    (Some((da, va)), Some((db, vb))) => (0..genes.len())
+                        .map(|k| {
+                            let delta = (da[k] + db[k]).max(floor);
+                            log_normal(k, delta, va[k] + vb[k] + rho2 * (da[k] * da[k] + db[k] * db[k]))
+                        })
+                        .sum::<f64>(),
+                    (Some((d, v)), None) | (None, Some((d, v))) => {
+                        (0..genes.len()).map(|k| log_normal(k, d[k], v[k])).sum::<f64>()
+                    }
+                    (None, None) => control,
+                };
+                out.push(llr - control);
+            }
+        }
+        out
     }
 
     /// Log likelihood ratio over control of every single and pair for one cell (`row`: log1p
@@ -368,17 +464,20 @@ impl AdditiveHead {
             && self.dispersion.len() == genes
             && self.folds.len() == candidates
             && self.cells.len() == candidates
-            && self.folds.iter().flatten().all(|f| f.len() == genes);
+            && self.folds.iter().flatten().all(|f| f.len() == genes)
+            && (self.fold_variance.is_empty() || self.fold_variance.len() == candidates)
+            && self.fold_variance.iter().flatten().all(|v| v.len() == genes);
         // Control levels may be 0; dispersions and folds are divided by and taken logs of.
         let levels = self.control.iter().chain([&self.weight]).all(|v| v.is_finite() && *v >= 0.0);
         let positive =
-            self.dispersion.iter().chain(self.folds.iter().flatten().flatten()).all(|v| v.is_finite() && *v > 0.0);
+            self.dispersion.iter().chain(self.folds.iter().flatten().flatten()).all(|v| v.is_finite() && *v > 0.0)
+                && self.fold_variance.iter().flatten().flatten().all(|v| v.is_finite() && *v >= 0.0);
         match (ok, levels && positive) {
             (false, _) => {
                 Err(format!("additive head sizes do not match the panel ({genes} genes) and candidates ({candidates})"))
             }
             (_, false) => {
-                Err("additive head holds a non-finite value, a negative level or a dispersion or fold of 0 or less"
+                Err("additive head holds a non-finite value, a negative level or variance, or a dispersion or fold of 0 or less"
                     .into())
             }
             _ => Ok(()),
@@ -449,6 +548,55 @@ mod tests {
         let shrunk = AdditiveHead::fit(&x, 3, &targets, 2, Shrinkage::PseudoCells(60.0)).unwrap();
         let halfway = (20.0 + c0) / 2.0 / c0;
         assert!((shrunk.folds[0].as_ref().unwrap()[0] as f64 - halfway).abs() < 0.01);
+    }
+
+    /// A group is judged by its mean: a group of A's cells is A, of the pair's cells the pair, of
+    /// control's cells control. Each gene's mean is Gaussian with the cells' noise over their number
+    /// plus the fold's own error, counted once: however many cells, a miss of two sds of A's
+    /// measured fold costs A about 2 nats, where the cells' summed evidence grows with each cell.
+    #[test]
+    fn a_group_is_judged_by_its_mean_with_each_fold_error_counted_once() {
+        let h = head();
+        assert!(h.pools_groups() && h.check(3, 2).is_ok());
+        let terms = h.terms(&[1.0; 3], &[true; 3]);
+        let sum = |level: [f64; 3], n: usize| level.iter().map(|l| l * n as f64).collect::<Vec<_>>();
+        let best = |e: &[f64]| (0..e.len()).max_by(|&a, &b| e[a].total_cmp(&e[b])).unwrap();
+        // Answers: A, B, then the pair A+B.
+        let e = h.group_evidence(&terms, &sum([20.0, 8.0, 5.0], 50), 50, 0.0, 0.0);
+        assert!(best(&e) == 0 && e[0] > 10.0, "{e:?}");
+        let e = h.group_evidence(&terms, &sum([20.0, 4.0, 5.0], 50), 50, 0.0, 0.0);
+        assert!(best(&e) == 2 && e[2] > 10.0, "{e:?}");
+        let c = h.control.iter().map(|&v| v as f64).collect::<Vec<_>>();
+        let e = h.group_evidence(&terms, &sum([c[0], c[1], c[2]], 50), 50, 0.0, 0.0);
+        assert!(e.iter().all(|&v| v < 0.0), "{e:?}");
+        // By hand on gene 0 alone (genes 1 and 2 unmeasured): A against control.
+        let only0 = h.terms(&[1.0; 3], &[true, false, false]);
+        let (fold, var) = (h.folds[0].as_ref().unwrap()[0] as f64, h.fold_variance[0].as_ref().unwrap()[0] as f64);
+        let d = h.dispersion[0] as f64;
+        let log_normal = |y: f64, mu: f64, v: f64| -0.5 * ((y - mu).powi(2) / v + v.ln());
+        let miss = c[0] * (fold + 2.0 * var.sqrt());
+        for n in [10usize, 1000, 1_000_000] {
+            let nn = n as f64;
+            let e = h.group_evidence(&only0, &sum([miss, 8.0, 5.0], n), n, 0.0, 0.0);
+            let a = log_normal(miss, c[0] * fold, d * c[0] * fold / nn + c[0] * c[0] * var);
+            let expected = a - log_normal(miss, c[0], d * c[0] / nn);
+            assert!((e[0] - expected).abs() < 1e-6 * (1.0 + expected.abs()), "{n}: {} vs {expected}", e[0]);
+            // Against A's own measured level, the miss costs about 2 nats at any group size.
+            let at = h.group_evidence(&only0, &sum([c[0] * fold, 8.0, 5.0], n), n, 0.0, 0.0)[0];
+            let control_gap = log_normal(c[0] * fold, c[0], d * c[0] / nn) - log_normal(miss, c[0], d * c[0] / nn);
+            let cost = (at - e[0]) + control_gap;
+            assert!(cost > 0.0 && cost < 2.0 + 1e-6, "{n}: {cost}");
+        }
+        // A pair error widens a pair's spread: a pair whose gene 1 fell less than additivity says
+        // loses less.
+        let partial = sum([20.0, 6.0, 5.0], 200);
+        let strict = h.group_evidence(&terms, &partial, 200, 0.0, 0.0)[2];
+        let loose = h.group_evidence(&terms, &partial, 200, 0.0, 0.5)[2];
+        assert!(loose > strict, "{loose} vs {strict}");
+        // An older card without fold variances cannot speak for groups.
+        let mut old = h.clone();
+        old.fold_variance.clear();
+        assert!(!old.pools_groups() && old.check(3, 2).is_ok());
     }
 
     /// A candidate never seen alone gets the typical own-gene rise: a cell with its own gene up

@@ -119,6 +119,11 @@ pub struct ModelCard {
     /// (`sets::Pooling`), so one failed cell cannot veto its group's answer. None (older models): 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guide_failure: Option<f64>,
+    /// How a group's answer weighs the head's likelihood of its mean levels against its cells'
+    /// network posteriors (`sets::GroupModel`), fitted on held-out training groups. None (older
+    /// models, or where it did not rank those groups better): through the cells' posteriors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_model: Option<crate::model::sets::GroupModel>,
     pub weights: WeightsInfo,
     pub command: String,
     pub seed: u64,

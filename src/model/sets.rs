@@ -6,6 +6,8 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 
+use super::additive::{AdditiveHead, HeadTerms};
+
 /// Gene logits are bounded to ±LOGIT_BOUND so pair sums stay well inside f32 range.
 pub const LOGIT_BOUND: f32 = 12.0;
 
@@ -157,6 +159,29 @@ impl SetScores {
         evidence: Option<(&[f32], &[f32])>,
         t: f64,
     ) -> (SetScores, Vec<f64>) {
+        let mut values = SetScores::log_values(gene_logits, count_logits, evidence, t);
+        let n = gene_logits.len();
+        match SetScores::normalise(&values, n) {
+            Some((scores, log_z)) => {
+                values.iter_mut().for_each(|v| *v -= log_z);
+                (scores, values)
+            }
+            None => {
+                let uniform = SetScores::uniform(n);
+                let log_p = uniform.control.ln();
+                (uniform, vec![log_p; values.len()])
+            }
+        }
+    }
+
+    /// The network's own log probabilities in answer order (`from_parts_with_logs` with no
+    /// evidence at temperature 1), with no pass to normalise them: without evidence they are.
+    pub fn network_logs(gene_logits: &[f32], count_logits: &[f32]) -> Vec<f64> {
+        SetScores::log_values(gene_logits, count_logits, None, 1.0)
+    }
+
+    /// Each answer's log P_net(S) + e_S, over t, in answer order (not normalised).
+    fn log_values(gene_logits: &[f32], count_logits: &[f32], evidence: Option<(&[f32], &[f32])>, t: f64) -> Vec<f64> {
         let l: Vec<f64> = gene_logits.iter().map(|&x| x as f64).collect();
         let n = l.len();
         let c: Vec<f64> = count_logits.iter().map(|&x| x as f64).collect();
@@ -176,17 +201,7 @@ impl SetScores {
             let first = values.len() - (1 + n); // pair_index(a, a + 1, n)
             values.extend((a + 1..n).map(|b| (pair + l[a] + l[b] + extra(e2, first + b - a - 1)) / t));
         }
-        match SetScores::normalise(&values, n) {
-            Some((scores, log_z)) => {
-                values.iter_mut().for_each(|v| *v -= log_z);
-                (scores, values)
-            }
-            None => {
-                let uniform = SetScores::uniform(n);
-                let log_p = uniform.control.ln();
-                (uniform, vec![log_p; values.len()])
-            }
-        }
+        values
     }
 }
 
@@ -283,12 +298,35 @@ pub fn answer_prior(sizes: [f64; 3], n: usize) -> [f64; 3] {
 pub struct Pooling {
     pub prior: [f64; 3],
     pub guide_failure: f64,
+    /// How the additive head speaks for a whole group (None: through its cells' posteriors).
+    #[serde(default)]
+    pub group: Option<GroupModel>,
+}
+
+/// A group's answer from the head's likelihood of the group's mean levels, next to its cells'
+/// network posteriors. Adding up cells' head evidence counts each single's measured profile once
+/// per cell, as if its error were new in every cell: over a 200-cell group the error of a profile
+/// measured on 200 cells then outweighs the data, and on genes that move little (targets masked)
+/// it picked the wrong answer (bench: masked pseudobulk below additive-inverse). The mean's
+/// likelihood counts that error once.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GroupModel {
+    /// Multiplies the sum of the cells' network log likelihood ratios.
+    pub network_weight: f64,
+    /// A pair's departure from additivity (its genetic interaction), as a share of its genes'
+    /// own changes: ρ in var = ρ²(Δ_A² + Δ_B²) per gene.
+    pub pair_error: f64,
 }
 
 impl Pooling {
     /// Every cell responded: the group's posterior is Σ log P(S | cell) − (n − 1) log P(S).
     pub fn responding(prior: [f64; 3]) -> Pooling {
-        Pooling { prior, guide_failure: 0.0 }
+        Pooling { prior, guide_failure: 0.0, group: None }
+    }
+
+    /// With a share `guide_failure` of control-like cells in perturbed groups.
+    pub fn with_failure(prior: [f64; 3], guide_failure: f64) -> Pooling {
+        Pooling { prior, guide_failure, group: None }
     }
 
     /// One cell's log likelihood ratio for every answer (`log_p`: its log posteriors in answer
@@ -332,6 +370,9 @@ pub struct Combination {
     /// `pair_index` order.
     #[serde(with = "crate::analysis::jobs::raw")]
     log_sum: Vec<f64>,
+    /// Σ of the cells' levels (CP10k) per panel gene, when the pooling has a `GroupModel`.
+    #[serde(with = "crate::analysis::jobs::raw")]
+    levels: Vec<f64>,
     n_candidates: usize,
     cells: usize,
     pooling: Pooling,
@@ -340,7 +381,30 @@ pub struct Combination {
 impl Combination {
     pub fn new(n_candidates: usize, pooling: Pooling) -> Self {
         let answers = 1 + n_candidates + pair_count(n_candidates);
-        Combination { log_sum: vec![0.0; answers], n_candidates, cells: 0, pooling }
+        Combination { log_sum: vec![0.0; answers], levels: Vec::new(), n_candidates, cells: 0, pooling }
+    }
+
+    /// The same sums finished with another group model (the cells' terms depend only on the
+    /// prior and the guide-failure share, which stay): what fitting the group model tries.
+    pub fn with_group(&self, group: GroupModel) -> Combination {
+        Combination { pooling: Pooling { group: Some(group), ..self.pooling }, ..self.clone() }
+    }
+
+    /// Adds one cell: its `Pooling::cell_terms` (computed once for every group holding it) and,
+    /// when the pooling has a `GroupModel`, its levels (`row`: log1p CP10k over the panel).
+    pub fn add_cell(&mut self, terms: &[f64], row: &[f32]) {
+        self.add_terms(terms);
+        if self.pooling.group.is_some() {
+            self.add_levels(row);
+        }
+    }
+
+    /// Adds one cell's levels, what the head's group likelihood reads.
+    fn add_levels(&mut self, row: &[f32]) {
+        if self.levels.is_empty() {
+            self.levels = vec![0.0; row.len()];
+        }
+        self.levels.iter_mut().zip(row).for_each(|(s, &v)| *s += (v as f64).exp_m1().max(0.0));
     }
 
     pub fn add(&mut self, cell: &SetScores) {
@@ -370,22 +434,47 @@ impl Combination {
             ));
         }
         self.log_sum.iter_mut().zip(&other.log_sum).for_each(|(a, b)| *a += b);
+        if self.levels.is_empty() {
+            self.levels = vec![0.0; other.levels.len()];
+        }
+        if other.levels.len() == self.levels.len() {
+            self.levels.iter_mut().zip(&other.levels).for_each(|(a, b)| *a += b);
+        }
         self.cells += other.cells;
         Ok(())
     }
 
-    /// The normalised distribution (with no cells: control, the empty group's placeholder).
+    /// The normalised distribution (with no cells: control, the empty group's placeholder), from
+    /// the cells' posteriors alone.
     pub fn finish(&self) -> SetScores {
+        self.finish_with_head(None)
+    }
+
+    /// The same, with the head's likelihood of the group's mean levels when the pooling has a
+    /// `GroupModel` (and levels were added): then the cells' sums are the network's, weighted.
+    pub fn finish_with_head(&self, head: Option<(&AdditiveHead, &HeadTerms)>) -> SetScores {
         let c = self.n_candidates;
         if self.cells == 0 {
             return SetScores { control: 1.0, singles: vec![0.0; c], pairs: vec![0.0; self.log_sum.len() - 1 - c] };
         }
         let prior = self.pooling.prior;
+        let group = self.pooling.group.zip(head).filter(|_| !self.levels.is_empty());
+        let (weight, evidence) = match group {
+            Some((model, (head, terms))) => {
+                let f = self.pooling.guide_failure;
+                let e = head.group_evidence(terms, &self.levels, self.cells, f, model.pair_error);
+                (model.network_weight, e)
+            }
+            None => (1.0, Vec::new()),
+        };
         let totals: Vec<f64> = self
             .log_sum
             .iter()
             .enumerate()
-            .map(|(k, &v)| v + prior[answer_size(k, c)].max(MIN_PROBABILITY).ln())
+            .map(|(k, &v)| {
+                let head = if k == 0 { 0.0 } else { evidence.get(k - 1).copied().unwrap_or(0.0) };
+                weight * v + head + prior[answer_size(k, c)].max(MIN_PROBABILITY).ln()
+            })
             .collect();
         // Every total is finite (log probabilities are floored at 1e-300 when added).
         SetScores::from_log_values(&totals, c).unwrap_or_else(|| SetScores::uniform(c))
@@ -444,7 +533,7 @@ mod tests {
         }
         // The log probabilities it returns add into a pseudobulk exactly as the probabilities do.
         let (scores, logs) = SetScores::from_parts_with_logs(&gene, &count, Some((&singles, &pairs)), 1.3);
-        let pooling = Pooling { prior: [0.2, 0.4, 0.4], guide_failure: 0.1 };
+        let pooling = Pooling::with_failure([0.2, 0.4, 0.4], 0.1);
         let (mut by_p, mut by_log) = (Combination::new(5, pooling), Combination::new(5, pooling));
         by_p.add(&scores);
         by_log.add_logs(&logs);
@@ -452,6 +541,10 @@ mod tests {
         assert!(
             a.pairs.iter().zip(&b.pairs).all(|(x, y)| (x - y).abs() < 1e-12) && (a.control - b.control).abs() < 1e-12
         );
+        // The network's own log probabilities in closed form are those of the normalising pass.
+        let (_, net_logs) = SetScores::from_parts_with_logs(&gene, &count, None, 1.0);
+        let closed = SetScores::network_logs(&gene, &count);
+        assert!(net_logs.iter().zip(&closed).all(|(a, b)| (a - b).abs() < 1e-9), "{net_logs:?} vs {closed:?}");
         let plain = SetScores::from_parts(&gene, &count, None, 1.0);
         assert!(
             (plain.control + plain.singles.iter().sum::<f64>() + plain.pairs.iter().sum::<f64>() - 1.0).abs() < 1e-12
@@ -538,14 +631,14 @@ mod tests {
         let best = |s: &SetScores| top_answer(s);
         let strict = combine(&group, Pooling::responding(prior));
         assert_ne!(best(&strict), Some(Answer::Single(1)), "{strict:?}");
-        let mixed = combine(&group, Pooling { prior, guide_failure: 0.15 });
+        let mixed = combine(&group, Pooling::with_failure(prior, 0.15));
         assert_eq!(best(&mixed), Some(Answer::Single(1)));
         assert!(mixed.singles[1] > 0.99, "{mixed:?}");
-        let controls = combine(&[&failed, &failed], Pooling { prior, guide_failure: 0.15 });
+        let controls = combine(&[&failed, &failed], Pooling::with_failure(prior, 0.15));
         assert_eq!(best(&controls), None, "control");
-        let one = combine(&[&responder], Pooling { prior, guide_failure: 0.3 });
+        let one = combine(&[&responder], Pooling::with_failure(prior, 0.3));
         assert!(one.singles[1] > 0.99 && best(&one) == best(&responder), "{one:?}");
-        let mut a = Combination::new(3, Pooling { prior, guide_failure: 0.15 });
+        let mut a = Combination::new(3, Pooling::with_failure(prior, 0.15));
         assert!(a.merge(&Combination::new(3, Pooling::responding(prior))).is_err());
     }
 
@@ -587,7 +680,7 @@ mod tests {
         assert!((ratio - (1.0f64 - 0.5 + gene[7] as f64).exp() / z).abs() < 1e-9 * ratio);
         assert_eq!(s.probability(&[3, 9]), 0.0);
         assert_eq!((SetScores::uniform(n).pairs.len(), pair_count(MAX_PAIR_CANDIDATES + 1)), (0, 0));
-        let mut group = Combination::new(n, Pooling { prior: answer_prior([0.1, 0.9, 0.0], n), guide_failure: 0.1 });
+        let mut group = Combination::new(n, Pooling::with_failure(answer_prior([0.1, 0.9, 0.0], n), 0.1));
         group.add_logs(&logs);
         group.add(&s);
         let both = group.finish();

@@ -640,6 +640,64 @@ pub fn guide_failure(cells: &[(&SetScores, &[usize])], prior: [f64; 3]) -> Optio
     Some(golden_minimum(0.0, 0.5, 40, |f| -fit(f)))
 }
 
+/// The group model (`sets::GroupModel`) on held-out training groups: each validation pair's
+/// cells, and each control and single condition's calibration cells. Every (network weight, pair
+/// error) of a small grid is tried, and pooling through the cells' posteriors (`cell_pooling`,
+/// the model's pooling without a group model); the best by exact top-1 weighted to the design's
+/// size shares, ties to the lower weighted NLL. None (with its fit) when cell pooling ranks the
+/// groups at least as well, or the head cannot speak for groups.
+pub fn group_model(
+    predictor: &mamba_perturb::predict::Predictor,
+    network: &[SetScores],
+    product: &[SetScores],
+    x: &[f32],
+    targets: &[Vec<usize>],
+    sizes: [f64; 3],
+    head: Option<&mamba_perturb::model::additive::HeadTerms>,
+) -> (Option<sets::GroupModel>, HeadFit, HeadFit) {
+    let mut by_answer: std::collections::BTreeMap<&[usize], Vec<usize>> = Default::default();
+    targets.iter().enumerate().for_each(|(i, t)| by_answer.entry(t.as_slice()).or_default().push(i));
+    let answers: Vec<&[usize]> = by_answer.keys().copied().collect();
+    let weights = size_weights(&answers, sizes);
+    let cell_pooling = sets::Pooling { group: None, ..predictor.pooling() };
+    let fit_of = |scores: &[SetScores]| -> (f64, f64) {
+        let (mut accuracy, mut nll) = (0.0, 0.0);
+        for ((s, t), w) in scores.iter().zip(&answers).zip(&weights) {
+            accuracy += if mamba_perturb::metrics::rank_of(s, t) == 0 { *w } else { 0.0 };
+            nll -= w * s.probability(t).max(1e-300).ln();
+        }
+        (accuracy, nll)
+    };
+    let by_cells: Vec<SetScores> = by_answer
+        .values()
+        .map(|members| predictor.finish_group(&predictor.group_sums(cell_pooling, members, network, product, x), head))
+        .collect();
+    let (accuracy, nll) = fit_of(&by_cells);
+    let cells_fit = HeadFit { weight: f64::NAN, accuracy, nll };
+    let has_head = predictor.card.additive.as_ref().is_some_and(|h| h.pools_groups()) && head.is_some();
+    if !has_head || answers.is_empty() {
+        return (None, cells_fit, HeadFit { weight: f64::NAN, accuracy: -1.0, nll: f64::INFINITY });
+    }
+    let start = sets::GroupModel { network_weight: 1.0, pair_error: 0.0 };
+    let group_pooling = sets::Pooling { group: Some(start), ..cell_pooling };
+    let sums: Vec<sets::Combination> =
+        by_answer.values().map(|members| predictor.group_sums(group_pooling, members, network, product, x)).collect();
+    let (mut best, mut best_fit) = (start, HeadFit { weight: f64::NAN, accuracy: -1.0, nll: f64::INFINITY });
+    for pair_error in [0.0, 0.15, 0.3, 0.6] {
+        for network_weight in [0.0, 0.1, 0.3, 1.0] {
+            let model = sets::GroupModel { network_weight, pair_error };
+            let scores: Vec<SetScores> =
+                sums.iter().map(|s| predictor.finish_group(&s.with_group(model), head)).collect();
+            let (a, l) = fit_of(&scores);
+            if best_fit.better_than(a, l) {
+                (best, best_fit) = (model, HeadFit { weight: network_weight, accuracy: a, nll: l });
+            }
+        }
+    }
+    let chosen = cells_fit.better_than(best_fit.accuracy, best_fit.nll).then_some(best);
+    (chosen, cells_fit, best_fit)
+}
+
 /// Exact top-1 among cells of each answer size (control, one gene, two) and how many there were.
 pub struct BySize {
     pub top1: [f64; 3],

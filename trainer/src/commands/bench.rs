@@ -316,6 +316,16 @@ pub fn run(args: Args) -> Result<(), CliError> {
                         let evidence = predictor.evidence(&level.x, head_terms.as_ref());
                         let network = predictor.network_scores(&level.x, reference, 256).map_err(output)?;
                         let model = predictor.combine(network.clone(), &evidence);
+                        // The model's groups pool as the core pools them (by the head's group
+                        // likelihood when its card says so): from the network, posteriors and rows.
+                        let model_groups = (level.name == "cell").then(|| {
+                            let pooled = by_condition(level).into_values().map(|members| {
+                                let sums =
+                                    predictor.group_sums(predictor.pooling(), &members, &network, &model, &level.x);
+                                predictor.finish_group(&sums, head_terms.as_ref())
+                            });
+                            pooled.collect::<Vec<_>>()
+                        });
                         let mut methods: Vec<(&str, Vec<SetScores>)> = Vec::new();
                         if predictor.pooling().guide_failure > 0.0 {
                             methods.push((ABLATION_RESPONDING_POOLING, model.clone()));
@@ -357,7 +367,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
                                     (ABLATION_NO_POSITION, Some(p)) => p.pooling(),
                                     _ => sets::Pooling::responding(prior),
                                 };
-                                let (bulk, truths, conds) = posterior_pseudobulk(&scores, level, pooling);
+                                let (mut bulk, truths, conds) = posterior_pseudobulk(&scores, level, pooling);
+                                if let ("mamba-perturb", Some(groups)) = (method, &model_groups) {
+                                    bulk = groups.clone();
+                                }
                                 let name = "pseudobulk-posterior";
                                 record(&mut values, key, name, &bulk, &truths, &conds, classes, conditions);
                             }
@@ -630,15 +643,20 @@ fn posterior_pseudobulk(
     level: &Level,
     pooling: sets::Pooling,
 ) -> (Vec<SetScores>, Vec<Vec<usize>>, Vec<usize>) {
-    let mut by_cond: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    level.conditions.iter().enumerate().for_each(|(i, &c)| by_cond.entry(c).or_default().push(i));
     let (mut out, mut truths, mut conds) = (Vec::new(), Vec::new(), Vec::new());
-    for (cond, members) in by_cond {
+    for (cond, members) in by_condition(level) {
         out.push(sets::combine(&members.iter().map(|&i| &cells[i]).collect::<Vec<_>>(), pooling));
         truths.push(level.truths[members[0]].clone());
         conds.push(cond);
     }
     (out, truths, conds)
+}
+
+/// The rows of each test condition at one level, by condition.
+fn by_condition(level: &Level) -> BTreeMap<usize, Vec<usize>> {
+    let mut by_cond: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    level.conditions.iter().enumerate().for_each(|(i, &c)| by_cond.entry(c).or_default().push(i));
+    by_cond
 }
 
 /// Inputs of one evaluation level.

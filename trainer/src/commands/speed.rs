@@ -214,6 +214,7 @@ fn write_untrained_model(
         additive: head,
         posterior_temperature: None,
         guide_failure: None,
+        group_model: None,
         weights: WeightsInfo { file: String::new(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
         command: std::env::args().collect::<Vec<_>>().join(" "),
         seed: 0,

@@ -273,6 +273,7 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
         additive: None,
         posterior_temperature: None,
         guide_failure: None,
+        group_model: None,
         weights: WeightsInfo { file: model_folder::WEIGHTS_FILE.into(), sha256: String::new(), bytes: 0, dtype: "f32".into() },
         command: String::new(),
         seed: args.seed,
@@ -350,6 +351,35 @@ pub fn fit_prepared(mut p: Prepared, args: &TrainConfig, label: &str) -> Result<
         eprintln!("{label}: guide failure {f:.3} in pooling, from {perturbed} held-out perturbed cells");
         predictor.card.guide_failure = Some(f);
         predictor.card.metrics["guide_failure"] = serde_json::json!({ "share": f, "cells": perturbed });
+    }
+    // How groups pool: the head's likelihood of a group's mean levels, or the cells' posteriors,
+    // whichever ranks the held-out training groups better.
+    let head_terms = predictor.head_terms(&reference);
+    if head_terms.is_some() {
+        let network =
+            predictor.network_scores(&x_held, &reference, 256).map_err(|e| CliError::Output(e.to_string()))?;
+        let product = tempered.as_ref().unwrap_or(&scored);
+        let (model, by_cells, by_group) =
+            training::group_model(&predictor, &network, product, &x_held, &t_held, sizes, head_terms.as_ref());
+        eprintln!(
+            "{label}: pooling {} (held-out groups, exact top-1 weighted to the size shares: through cells {:.3}, NLL {:.3}; by the head's group likelihood {:.3}, NLL {:.3})",
+            match model {
+                Some(m) => format!(
+                    "by the head's group likelihood, network weight {}, pair error {}",
+                    m.network_weight, m.pair_error
+                ),
+                None => "through the cells' posteriors".into(),
+            },
+            by_cells.accuracy,
+            by_cells.nll,
+            by_group.accuracy,
+            by_group.nll
+        );
+        predictor.card.group_model = model;
+        predictor.card.metrics["group_model"] = serde_json::json!({
+            "chosen": model, "held_out_groups_by_cells": {"exact_top1": by_cells.accuracy, "nll": by_cells.nll},
+            "held_out_groups_by_group_likelihood": {"exact_top1": by_group.accuracy, "nll": by_group.nll},
+        });
     }
     // Held-out exact top-1 per answer size: what the head's and temperature's choices trade
     // between the sizes (a pairs-only test set sees only one side of it).
