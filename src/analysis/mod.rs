@@ -845,7 +845,9 @@ impl Analysis {
         let r = &f.running;
         let summed = r.groups_valid && r.held_cells == 0 && r.grouping == f.grouping.version && r.covers(&f.outputs);
         let scores = if summed {
-            r.groups.iter().map(|g| self.predictor.finish_group(g, f.prepared.head.as_ref())).collect()
+            crate::parallel::map(r.groups.len(), |k| {
+                self.predictor.finish_group(&r.groups[k], f.prepared.head.as_ref())
+            })
         } else {
             self.score_groups(&predicted)?
         };
@@ -886,7 +888,10 @@ impl Analysis {
             let row = &f.prepared.values[i * g..(i + 1) * g];
             groups_of[&i].iter().for_each(|&k| combined[k].add_cell(&terms, row));
         });
-        Ok(combined.iter().map(|group| self.predictor.finish_group(group, f.prepared.head.as_ref())).collect())
+        // A group's answer from its mean levels is ~1.3 million Gaussian terms: groups in parallel.
+        Ok(crate::parallel::map(combined.len(), |k| {
+            self.predictor.finish_group(&combined[k], f.prepared.head.as_ref())
+        }))
     }
 
     /// The last computed pseudobulk of the current grouping (empty groups if none yet).
