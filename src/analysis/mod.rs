@@ -87,9 +87,11 @@ pub struct GroupPrediction {
 }
 
 /// Pseudobulk of every group of one obs column (and of all cells), with accuracy when the column
-/// holds the labels. A group's answer combines its cells' posteriors (`sets::combine`): averaging
-/// profiles first blurs a mixed group (responders and cells whose guide failed) into a profile
-/// that no cell has, and scored 0.15 against 0.92 from posteriors on held-out pairs.
+/// holds the labels. A group's answer combines its cells (`sets::Combination`): their posteriors,
+/// or, where the card has a group model, the head's likelihood of their mean levels (as a mixture
+/// of responders and failed guides) next to their network terms. Running the network on an
+/// averaged profile instead blurs a mixed group into a profile no cell has (0.15 against 0.92 on
+/// held-out pairs).
 #[derive(Clone, Debug, Serialize)]
 pub struct Pseudobulk {
     pub column: Option<String>,
