@@ -330,13 +330,22 @@ impl Predictor {
         sets::Pooling { prior, guide_failure: card.guide_failure.unwrap_or(0.0), group }
     }
 
-    /// What a group adds up of one cell (`gene`, `count`: its network outputs; `product`: its
-    /// log posteriors in answer order): the network's own log probabilities when the head speaks
-    /// for the group as a whole (`sets::GroupModel`), else the cell's posterior.
-    pub fn pooled_logs(&self, gene: &[f32], count: &[f32], product: Vec<f64>) -> Vec<f64> {
-        match self.pooling().group {
-            Some(_) => SetScores::network_logs(gene, count),
-            None => product,
+    /// What a group adds up of one cell, its `Pooling::cell_terms` under `pooling` (this model's
+    /// `pooling()`; `gene`, `count`: its network outputs; `product`: its log posteriors in answer
+    /// order): of the network's own log probabilities when the head speaks for the group as a
+    /// whole (`sets::GroupModel`; at the card's posterior temperature, as `network_scores` gives
+    /// them to train, which fits the group model), else of the cell's posterior. None when the group model gives
+    /// the cells' network terms no weight (the default model's): they would count for nothing, and
+    /// building them (an exponential and a logarithm per answer) was a fifth of a cell's time.
+    pub fn group_terms(&self, pooling: &sets::Pooling, gene: &[f32], count: &[f32], product: Vec<f64>) -> Vec<f64> {
+        let c = self.card.net.n_candidates;
+        match pooling.group {
+            Some(g) if g.network_weight == 0.0 => Vec::new(),
+            Some(_) => {
+                let t = self.card.posterior_temperature.unwrap_or(1.0);
+                pooling.cell_terms(&SetScores::network_logs(gene, count, t), c)
+            }
+            None => pooling.cell_terms(&product, c),
         }
     }
 

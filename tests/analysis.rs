@@ -13,6 +13,7 @@ use mamba_perturb::io::source::{FormatError, Source};
 use mamba_perturb::io::{FileSource, ReadOptions, SharedSource};
 use mamba_perturb::labels::Perturbation;
 use mamba_perturb::model_folder::ModelFiles;
+use mamba_perturb::predict::top_k;
 use mamba_perturb::simulate::{self, Layout, SimConfig, layouts};
 
 fn default_model() -> ModelFiles {
@@ -577,4 +578,41 @@ fn the_cell_table_searches_orders_and_finds_predicted_cells() {
     assert_eq!(numbered.found.map(|c| c.index), Some(7));
     let later = table(CellQuery { find: Some("501".into()), top: 5, ..Default::default() });
     assert!(later.found.is_none(), "cell 501 is not predicted yet");
+}
+
+/// The page and the CLI pool a group's cells as bench and train do (`Predictor::group_sums`, which
+/// builds every cell's network terms). With the default model's group model the cells' network
+/// terms weigh nothing, so the analysis does not build them; its answers must not change.
+#[test]
+fn groups_pool_as_bench_pools_them_whether_or_not_the_cells_network_terms_count() {
+    let (bytes, sim) = gears_file();
+    let weights = [(default_model as fn() -> ModelFiles, 0.0), (group_pooling_model, 0.3)];
+    for (model, weight) in weights {
+        let mut a = Analysis::new(model(), &Device::flex()).unwrap();
+        assert_eq!(a.predictor().pooling().group.map(|g| g.network_weight), Some(weight));
+        a.open("cells.h5ad", FileSource::bytes(bytes.clone()), &ReadOptions::default()).unwrap();
+        a.predict_all_cells(256, 5, |_, _| {}).unwrap();
+        let mut groups = vec![Vec::new(); sim.conditions.len()];
+        sim.cell_condition.iter().enumerate().for_each(|(i, &k)| groups[k].push(i));
+        groups.retain(|g| !g.is_empty());
+        let pooled = a.score_groups(&groups).unwrap();
+
+        let p = a.predictor();
+        let data =
+            mamba_perturb::io::h5ad::read_h5ad_bytes("cells.h5ad", bytes.clone(), &ReadOptions::default()).unwrap();
+        let prepared = p.prepare(&data).unwrap();
+        let network = p.network_scores(&prepared.values, &prepared.reference, 256).unwrap();
+        let product = p.combine(network.clone(), &p.evidence(&prepared.values, prepared.head.as_ref()));
+        let mut largest = 0f64;
+        for (members, ours) in groups.iter().zip(&pooled) {
+            let sums = p.group_sums(p.pooling(), members, &network, &product, &prepared.values);
+            let bench = p.finish_group(&sums, prepared.head.as_ref());
+            let (a, b) = (top_k(ours, &p.candidates(), 3), top_k(&bench, &p.candidates(), 3));
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.perturbation, y.perturbation, "weight {weight}: {a:?} against {b:?}");
+                largest = largest.max((x.probability - y.probability).abs());
+            }
+        }
+        assert!(largest < 1e-6, "network weight {weight}: probabilities differ by {largest}");
+    }
 }

@@ -604,8 +604,12 @@ impl Analysis {
                 }
                 let group = job.groups.get(k).copied().unwrap_or(NO_GROUP);
                 let at = k - first;
-                let logs = self.predictor.pooled_logs(&gene[at * c..(at + 1) * c], &count[at * 3..(at + 1) * 3], log_p);
-                let terms = pooling.cell_terms(&logs, c);
+                let terms = self.predictor.group_terms(
+                    &pooling,
+                    &gene[at * c..(at + 1) * c],
+                    &count[at * 3..(at + 1) * 3],
+                    log_p,
+                );
                 let row = &job.input[k * g..(k + 1) * g];
                 for group in std::iter::once(0).chain((group != NO_GROUP).then_some(group)) {
                     groups.entry(group).or_insert_with(|| sets::Combination::new(c, pooling)).add_cell(&terms, row);
@@ -778,7 +782,7 @@ impl Analysis {
     }
 
     /// Scores the predicted `cells` from their stored outputs, a block at a time (`pooled`: with
-    /// each cell's `pooled_logs`, else an empty vector).
+    /// each cell's `Predictor::group_terms`, else an empty vector).
     fn scored_blocks(
         &self,
         cells: impl IntoIterator<Item = usize>,
@@ -786,7 +790,7 @@ impl Analysis {
         mut visit: impl FnMut(usize, SetScores, Vec<f64>),
     ) {
         let Some(f) = &self.file else { return };
-        let (g, c) = (f.prepared.n_genes, self.predictor.card.net.n_candidates);
+        let (g, c, pooling) = (f.prepared.n_genes, self.predictor.card.net.n_candidates, self.pooling());
         let mut predicted = cells.into_iter().filter_map(|i| Some((i, f.outputs.get(i)?.as_deref()?))).peekable();
         while predicted.peek().is_some() {
             let block: Vec<(usize, &[f32])> = predicted.by_ref().take(SCORE_BLOCK).collect();
@@ -799,8 +803,9 @@ impl Analysis {
             let evidence = self.predictor.evidence(&x, f.prepared.head.as_ref());
             let scores = self.predictor.scores_with_logs(&gene, &count, &evidence);
             for (&(i, row), (s, logs)) in block.iter().zip(scores) {
-                let logs = if pooled { self.predictor.pooled_logs(&row[..c], &row[c..], logs) } else { Vec::new() };
-                visit(i, s, logs);
+                let terms =
+                    if pooled { self.predictor.group_terms(&pooling, &row[..c], &row[c..], logs) } else { Vec::new() };
+                visit(i, s, terms);
             }
         }
     }
@@ -884,9 +889,8 @@ impl Analysis {
                 None => AnalysisError::NoCell { index: i, cells: f.outputs.len() },
             });
         }
-        let (pooling, g) = (self.pooling(), f.prepared.n_genes);
-        self.scored_blocks(groups_of.keys().copied(), true, |i, _, logs| {
-            let terms = pooling.cell_terms(&logs, c);
+        let g = f.prepared.n_genes;
+        self.scored_blocks(groups_of.keys().copied(), true, |i, _, terms| {
             let row = &f.prepared.values[i * g..(i + 1) * g];
             groups_of[&i].iter().for_each(|&k| combined[k].add_cell(&terms, row));
         });

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use super::cpu_math::kernels::GroupGenes;
 use crate::reference::Reference;
 
 /// Folds and dispersions are floored here so that no gene's evidence is unbounded.
@@ -379,23 +380,25 @@ impl AdditiveHead {
         guide_failure: f64,
         pair_error: f64,
     ) -> Vec<f64> {
-        let (n, c) = (cells.max(1) as f64, self.candidates());
-        let f = guide_failure.clamp(0.0, 0.99);
+        let c = self.candidates();
         let genes: Vec<usize> = (0..self.control.len().min(level_sum.len()))
             .filter(|&j| terms.measured.get(j) == Some(&true) && terms.scale.get(j).is_some())
             .collect();
-        let base: Vec<f64> = genes.iter().map(|&j| (terms.scale[j] * self.control[j] as f64).max(MIN_LEVEL)).collect();
-        let mean: Vec<f64> = genes.iter().map(|&j| level_sum[j] / n).collect();
-        let noise: Vec<f64> = genes.iter().map(|&j| self.dispersion[j] as f64).collect();
-        // ln N(mean; μ, V), without its constant.
-        let log_normal = |k: usize, delta: f64, fold_var: f64| -> f64 {
-            let (b, shift) = (base[k], base[k] * delta);
-            let mu = (b + (1.0 - f) * shift).max(MIN_LEVEL);
-            let v = (noise[k] * mu + f * (1.0 - f) * shift * shift) / n + (b * (1.0 - f)).powi(2) * fold_var;
-            let v = v.max(MIN_VARIANCE);
-            -0.5 * ((mean[k] - mu).powi(2) / v + v.ln())
+        let n = cells.max(1) as f64;
+        let gaussian = GroupGenes {
+            base: genes.iter().map(|&j| (terms.scale[j] * self.control[j] as f64).max(MIN_LEVEL)).collect(),
+            mean: genes.iter().map(|&j| level_sum[j] / n).collect(),
+            noise: genes.iter().map(|&j| self.dispersion[j] as f64).collect(),
+            cells: n,
+            failure: guide_failure.clamp(0.0, 0.99),
+            pair_error2: pair_error * pair_error,
+            min_delta: FOLD_RANGE.0 - 1.0,
+            min_level: MIN_LEVEL,
+            min_variance: MIN_VARIANCE,
         };
-        let control: f64 = (0..genes.len()).map(|k| log_normal(k, 0.0, 0.0)).sum();
+        let zeros = vec![0.0; genes.len()];
+        let none = (zeros.as_slice(), zeros.as_slice());
+        let control = gaussian.log_likelihood(none, none);
         let column = |a: usize| -> Option<(Vec<f64>, Vec<f64>)> {
             let (fold, var) = (self.folds[a].as_ref()?, self.fold_variance.get(a)?.as_ref()?);
             Some((
@@ -404,25 +407,17 @@ impl AdditiveHead {
             ))
         };
         let columns: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..c).map(column).collect();
-        let single = |a: usize| match &columns[a] {
-            Some((d, v)) => (0..genes.len()).map(|k| log_normal(k, d[k], v[k])).sum::<f64>() - control,
-            None => 0.0,
-        };
+        let folds = |a: usize| columns[a].as_ref().map(|(d, v)| (d.as_slice(), v.as_slice()));
+        // A single is the pair of its candidate and nothing (whose folds are zeros), but without
+        // the pair's interaction spread; a candidate without folds adds nothing.
+        let alone = GroupGenes { pair_error2: 0.0, ..gaussian.clone() };
+        let single = |a: usize| folds(a).map_or(0.0, |fa| alone.log_likelihood(fa, none) - control);
         let mut out: Vec<f64> = (0..c).map(single).collect();
-        let floor = FOLD_RANGE.0 - 1.0;
-        let rho2 = pair_error * pair_error;
         for a in (0..c).filter(|_| super::sets::pair_count(c) > 0) {
             for b in a + 1..c {
-                let llr = match (&columns[a], &columns[b]) {
-                    (Some((da, va)), Some((db, vb))) => (0..genes.len())
-                        .map(|k| {
-                            let delta = (da[k] + db[k]).max(floor);
-                            log_normal(k, delta, va[k] + vb[k] + rho2 * (da[k] * da[k] + db[k] * db[k]))
-                        })
-                        .sum::<f64>(),
-                    (Some((d, v)), None) | (None, Some((d, v))) => {
-                        (0..genes.len()).map(|k| log_normal(k, d[k], v[k])).sum::<f64>()
-                    }
+                let llr = match (folds(a), folds(b)) {
+                    (Some(fa), Some(fb)) => gaussian.log_likelihood(fa, fb),
+                    (Some(f), None) | (None, Some(f)) => alone.log_likelihood(f, none),
                     (None, None) => control,
                 };
                 out.push(llr - control);

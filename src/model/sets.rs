@@ -174,10 +174,14 @@ impl SetScores {
         }
     }
 
-    /// The network's own log probabilities in answer order (`from_parts_with_logs` with no
-    /// evidence at temperature 1), with no pass to normalise them: without evidence they are.
-    pub fn network_logs(gene_logits: &[f32], count_logits: &[f32]) -> Vec<f64> {
-        SetScores::log_values(gene_logits, count_logits, None, 1.0)
+    /// The network's own log probabilities in answer order at temperature `t`, as
+    /// `from_parts_with_logs` gives them with no evidence; at t = 1 without the pass that
+    /// normalises them: they are.
+    pub fn network_logs(gene_logits: &[f32], count_logits: &[f32], t: f64) -> Vec<f64> {
+        match t == 1.0 {
+            true => SetScores::log_values(gene_logits, count_logits, None, 1.0),
+            false => SetScores::from_parts_with_logs(gene_logits, count_logits, None, t).1,
+        }
     }
 
     /// Each answer's log P_net(S) + e_S, over t, in answer order (not normalised).
@@ -390,8 +394,9 @@ impl Combination {
         Combination { pooling: Pooling { group: Some(group), ..self.pooling }, ..self.clone() }
     }
 
-    /// Adds one cell: its `Pooling::cell_terms` (computed once for every group holding it) and,
-    /// when the pooling has a `GroupModel`, its levels (`row`: log1p CP10k over the panel).
+    /// Adds one cell: its `Pooling::cell_terms` (computed once for every group holding it; empty
+    /// when the `GroupModel` gives them no weight) and, when the pooling has a `GroupModel`, its
+    /// levels (`row`: log1p CP10k over the panel).
     pub fn add_cell(&mut self, terms: &[f64], row: &[f32]) {
         self.add_terms(terms);
         if self.pooling.group.is_some() {
@@ -420,6 +425,8 @@ impl Combination {
 
     /// Adds one cell's `Pooling::cell_terms` (computed once for every group the cell is in).
     pub fn add_terms(&mut self, terms: &[f64]) {
+        let weightless = self.pooling.group.is_some_and(|g| g.network_weight == 0.0);
+        debug_assert!(terms.len() == self.log_sum.len() || (terms.is_empty() && weightless));
         self.log_sum.iter_mut().zip(terms).for_each(|(sum, t)| *sum += t);
         self.cells += 1;
     }
@@ -543,8 +550,13 @@ mod tests {
         );
         // The network's own log probabilities in closed form are those of the normalising pass.
         let (_, net_logs) = SetScores::from_parts_with_logs(&gene, &count, None, 1.0);
-        let closed = SetScores::network_logs(&gene, &count);
+        let closed = SetScores::network_logs(&gene, &count, 1.0);
         assert!(net_logs.iter().zip(&closed).all(|(a, b)| (a - b).abs() < 1e-9), "{net_logs:?} vs {closed:?}");
+        let tempered = SetScores::network_logs(&gene, &count, 1.5);
+        let total: f64 = tempered.iter().map(|l| l.exp()).sum();
+        assert!(
+            (total - 1.0).abs() < 1e-12 && (tempered[1] - tempered[2] - (closed[1] - closed[2]) / 1.5).abs() < 1e-9
+        );
         let plain = SetScores::from_parts(&gene, &count, None, 1.0);
         assert!(
             (plain.control + plain.singles.iter().sum::<f64>() + plain.pairs.iter().sum::<f64>() - 1.0).abs() < 1e-12
