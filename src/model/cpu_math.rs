@@ -490,19 +490,21 @@ pub mod kernels {
         backward_rows_body(p, g, n)
     }
 
-    /// ln(v) for a positive normal f64, branch-free so that a loop of it vectorises (the
-    /// library's ln is a call per element; in the page it was most of a group's 1.3 million
-    /// Gaussian terms): v = 2^e·m with m in [√½, √2), ln m = 2 atanh(s) with s = (m − 1)/(m + 1),
-    /// |s| ≤ 0.172, by its series to s¹⁷ (error below 1e-15).
+    /// (ln v, 1/v) for a positive normal f64 with one division, branch-free so that a loop of it
+    /// vectorises (the library's ln is a call per element; in the page it was most of a group's
+    /// 1.3 million Gaussian terms): v = 2^e·m with m in [√½, √2), ln m = 2 atanh(s) with
+    /// s = (m − 1)/(m + 1), |s| ≤ 0.172, by its series to s¹⁷ (error below 1e-15); 1/v and
+    /// 1/(m + 1) both come from q = 1/(v(m + 1)).
     #[inline(always)]
-    fn ln_positive(v: f64) -> f64 {
+    fn ln_and_reciprocal(v: f64) -> (f64, f64) {
         let bits = v.to_bits();
         let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000); // in [1, 2)
         // The exponent as a float without an integer conversion: 2^52 + e + 1023, minus both.
         let e = f64::from_bits((bits >> 52) | 0x4330_0000_0000_0000) - (4_503_599_627_370_496.0 + 1023.0);
         let big = m > std::f64::consts::SQRT_2;
         let (m, e) = (if big { m * 0.5 } else { m }, if big { e + 1.0 } else { e });
-        let s = (m - 1.0) / (m + 1.0);
+        let q = 1.0 / (v * (m + 1.0));
+        let s = (m - 1.0) * v * q;
         let z = s * s;
         let series = 1.0
             + z * (1.0 / 3.0
@@ -510,7 +512,7 @@ pub mod kernels {
                     + z * (1.0 / 7.0
                         + z * (1.0 / 9.0
                             + z * (1.0 / 11.0 + z * (1.0 / 13.0 + z * (1.0 / 15.0 + z * (1.0 / 17.0))))))));
-        e * std::f64::consts::LN_2 + 2.0 * s * series
+        (e * std::f64::consts::LN_2 + 2.0 * s * series, (m + 1.0) * q)
     }
 
     /// What a group's Gaussian terms read per gene (`AdditiveHead::group_evidence`): each gene's
@@ -551,7 +553,8 @@ pub mod kernels {
             let mu = if mu > self.min_level { mu } else { self.min_level };
             let v = (noise * mu + f * (1.0 - f) * shift * shift) * inv_n + (b * (1.0 - f)) * (b * (1.0 - f)) * fold_var;
             let v = if v > self.min_variance { v } else { self.min_variance };
-            -0.5 * ((mean - mu) * (mean - mu) / v + ln_positive(v))
+            let (ln_v, inv_v) = ln_and_reciprocal(v);
+            -0.5 * ((mean - mu) * (mean - mu) * inv_v + ln_v)
         }
 
         #[inline(always)]
@@ -611,18 +614,19 @@ pub mod kernels {
             assert_eq!(super::exp_neg(-1.0e4), 0.0);
         }
 
-        /// The branch-free ln against the library's, from the variance floor (1e-9) to far above
+        /// The branch-free ln and reciprocal against the library's, from the variance floor (1e-9) to far above
         /// any level, and its lanes' sum against the terms one by one.
         #[test]
-        fn ln_matches_the_library_ln_and_lanes_add_up() {
+        fn ln_and_reciprocal_match_the_library_and_lanes_add_up() {
             let mut worst = 0f64;
             for i in 0..=200_000 {
                 let v = 10f64.powf(-9.0 + 18.0 * i as f64 / 200_000.0);
-                worst = worst.max((super::ln_positive(v) - v.ln()).abs());
+                let (ln, inverse) = super::ln_and_reciprocal(v);
+                worst = worst.max((ln - v.ln()).abs()).max((inverse * v - 1.0).abs());
             }
             assert!(worst < 1e-14, "worst absolute error {worst}");
             for v in [1.0, 2.0, 0.5, std::f64::consts::SQRT_2, 1e-9, 3.7e7] {
-                assert!((super::ln_positive(v) - v.ln()).abs() < 1e-15 * (1.0 + v.ln().abs()), "{v}");
+                assert!((super::ln_and_reciprocal(v).0 - v.ln()).abs() < 1e-15 * (1.0 + v.ln().abs()), "{v}");
             }
             let genes = super::GroupGenes {
                 base: (0..11).map(|k| 0.5 + k as f64).collect(),
