@@ -334,13 +334,13 @@ impl Predictor {
     /// `pooling()`; `gene`, `count`: its network outputs; `product`: its log posteriors in answer
     /// order): of the network's own log probabilities when the head speaks for the group as a
     /// whole (`sets::GroupModel`; at the card's posterior temperature, as `network_scores` gives
-    /// them to train, which fits the group model), else of the cell's posterior. None when the group model gives
-    /// the cells' network terms no weight (the default model's): they would count for nothing, and
+    /// them to train, which fits the group model), else of the cell's posterior. None when the
+    /// pooling does not `weighs_cells` (the default model's): they would count for nothing, and
     /// building them (an exponential and a logarithm per answer) was a fifth of a cell's time.
     pub fn group_terms(&self, pooling: &sets::Pooling, gene: &[f32], count: &[f32], product: Vec<f64>) -> Vec<f64> {
         let c = self.card.net.n_candidates;
         match pooling.group {
-            Some(g) if g.network_weight == 0.0 => Vec::new(),
+            _ if !pooling.weighs_cells() => Vec::new(),
             Some(_) => {
                 let t = self.card.posterior_temperature.unwrap_or(1.0);
                 pooling.cell_terms(&SetScores::network_logs(gene, count, t), c)
@@ -373,7 +373,8 @@ impl Predictor {
         let mut group = sets::Combination::new(c, pooling);
         for &i in members {
             let cell = if pooling.group.is_some() { &network[i] } else { &product[i] };
-            group.add_cell(&pooling.cell_terms(&logs(cell), c), &x[i * g..(i + 1) * g]);
+            let terms = if pooling.weighs_cells() { pooling.cell_terms(&logs(cell), c) } else { Vec::new() };
+            group.add_cell(&terms, &x[i * g..(i + 1) * g]);
         }
         group
     }

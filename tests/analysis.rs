@@ -12,6 +12,7 @@ use mamba_perturb::io::h5ad_write::Column;
 use mamba_perturb::io::source::{FormatError, Source};
 use mamba_perturb::io::{FileSource, ReadOptions, SharedSource};
 use mamba_perturb::labels::Perturbation;
+use mamba_perturb::model::sets::{GroupModel, Pooling};
 use mamba_perturb::model_folder::ModelFiles;
 use mamba_perturb::predict::top_k;
 use mamba_perturb::simulate::{self, Layout, SimConfig, layouts};
@@ -580,9 +581,10 @@ fn the_cell_table_searches_orders_and_finds_predicted_cells() {
     assert!(later.found.is_none(), "cell 501 is not predicted yet");
 }
 
-/// The page and the CLI pool a group's cells as bench and train do (`Predictor::group_sums`, which
-/// builds every cell's network terms). With the default model's group model the cells' network
-/// terms weigh nothing, so the analysis does not build them; its answers must not change.
+/// The page and the CLI pool a group's cells as bench and train do (`Predictor::group_sums`, here
+/// with every cell's network terms built, as train builds them to try network weights). With the
+/// default model's group model those terms weigh nothing, so the analysis does not build them; its
+/// answers must not change.
 #[test]
 fn groups_pool_as_bench_pools_them_whether_or_not_the_cells_network_terms_count() {
     let (bytes, sim) = gears_file();
@@ -603,9 +605,11 @@ fn groups_pool_as_bench_pools_them_whether_or_not_the_cells_network_terms_count(
         let prepared = p.prepare(&data).unwrap();
         let network = p.network_scores(&prepared.values, &prepared.reference, 256).unwrap();
         let product = p.combine(network.clone(), &p.evidence(&prepared.values, prepared.head.as_ref()));
+        let group = p.pooling().group.unwrap();
+        let weighing = Pooling { group: Some(GroupModel { network_weight: 1.0, ..group }), ..p.pooling() };
         let mut largest = 0f64;
         for (members, ours) in groups.iter().zip(&pooled) {
-            let sums = p.group_sums(p.pooling(), members, &network, &product, &prepared.values);
+            let sums = p.group_sums(weighing, members, &network, &product, &prepared.values).with_group(group);
             let bench = p.finish_group(&sums, prepared.head.as_ref());
             let (a, b) = (top_k(ours, &p.candidates(), 3), top_k(&bench, &p.candidates(), 3));
             for (x, y) in a.iter().zip(&b) {

@@ -328,6 +328,12 @@ impl Pooling {
         Pooling { prior, guide_failure: 0.0, group: None }
     }
 
+    /// Whether a group's answer reads its cells' `cell_terms`: not when the group model weighs
+    /// them at 0 (the default model's), so they need not be built.
+    pub fn weighs_cells(&self) -> bool {
+        self.group.is_none_or(|g| g.network_weight != 0.0)
+    }
+
     /// With a share `guide_failure` of control-like cells in perturbed groups.
     pub fn with_failure(prior: [f64; 3], guide_failure: f64) -> Pooling {
         Pooling { prior, guide_failure, group: None }
@@ -389,13 +395,15 @@ impl Combination {
     }
 
     /// The same sums finished with another group model (the cells' terms depend only on the
-    /// prior and the guide-failure share, which stay): what fitting the group model tries.
+    /// prior and the guide-failure share, which stay): what fitting the group model tries. The
+    /// sums must hold the cells' terms (built under a pooling that `weighs_cells`).
     pub fn with_group(&self, group: GroupModel) -> Combination {
+        debug_assert!(self.pooling.weighs_cells() || self.cells == 0 || group.network_weight == 0.0);
         Combination { pooling: Pooling { group: Some(group), ..self.pooling }, ..self.clone() }
     }
 
     /// Adds one cell: its `Pooling::cell_terms` (computed once for every group holding it; empty
-    /// when the `GroupModel` gives them no weight) and, when the pooling has a `GroupModel`, its
+    /// when the pooling does not `weighs_cells`) and, when the pooling has a `GroupModel`, its
     /// levels (`row`: log1p CP10k over the panel).
     pub fn add_cell(&mut self, terms: &[f64], row: &[f32]) {
         self.add_terms(terms);
@@ -425,8 +433,7 @@ impl Combination {
 
     /// Adds one cell's `Pooling::cell_terms` (computed once for every group the cell is in).
     pub fn add_terms(&mut self, terms: &[f64]) {
-        let weightless = self.pooling.group.is_some_and(|g| g.network_weight == 0.0);
-        debug_assert!(terms.len() == self.log_sum.len() || (terms.is_empty() && weightless));
+        debug_assert!(terms.len() == self.log_sum.len() || (terms.is_empty() && !self.pooling.weighs_cells()));
         self.log_sum.iter_mut().zip(terms).for_each(|(sum, t)| *sum += t);
         self.cells += 1;
     }
